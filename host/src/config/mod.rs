@@ -1,0 +1,256 @@
+//! Stage 1: a pipeline file (YAML or JSON, legacy or new keys) → a validated [`Pipeline`].
+//!
+//! `load` reads the file into a located tree, resolves `{{env.X}}` / `{{secret.S:K}}`, then `validate`
+//! reads every section, collecting all errors with their key path and line:col. Runtime objects are built
+//! only from a `Pipeline`, never from the raw file.
+
+mod error;
+mod template;
+mod tree;
+mod validate;
+mod walk;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use template::{SecretStore, secret_env_var};
+
+/// A validated pipeline: everything a run needs, with defaults filled in.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    /// Identifies the pipeline in the sink's transaction log (`endpoint.name`, else the file's stem).
+    pub id: String,
+    pub source: Source,
+    pub sink: Sink,
+    pub endpoint: Endpoint,
+    pub column_mapping: Vec<ColumnMapping>,
+    pub execution: Execution,
+    pub transport: Transport,
+    pub auth: Auth,
+    pub middleware: Vec<MiddlewareSpec>,
+    pub spark: Option<Spark>,
+    /// Every secret value substituted into the config, for redaction of logs, errors and the sink.
+    pub secrets: BTreeSet<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub location: SourceLocation,
+    pub id_column: Option<String>,
+    pub required_columns: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum SourceLocation {
+    File {
+        path: PathBuf,
+        format: FileFormat,
+    },
+    /// A table or a query read through Spark Connect.
+    Spark {
+        table: Option<String>,
+        query: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    Parquet,
+    Csv,
+    Jsonl,
+    Delta,
+}
+
+impl FileFormat {
+    pub const NAMES: [&'static str; 4] = ["parquet", "csv", "jsonl", "delta"];
+
+    fn from_name(name: &str) -> Self {
+        match name {
+            "csv" => FileFormat::Csv,
+            "jsonl" => FileFormat::Jsonl,
+            "delta" => FileFormat::Delta,
+            _ => FileFormat::Parquet,
+        }
+    }
+
+    /// The format a path implies: its extension, or a folder holding `_delta_log` (else parquet files).
+    pub fn infer(path: &Path) -> Option<Self> {
+        if path.is_dir() {
+            return Some(if path.join("_delta_log").is_dir() {
+                FileFormat::Delta
+            } else {
+                FileFormat::Parquet
+            });
+        }
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "parquet" | "pq" => Some(FileFormat::Parquet),
+            "csv" => Some(FileFormat::Csv),
+            "jsonl" | "ndjson" | "json" => Some(FileFormat::Jsonl),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Sink {
+    /// The Delta table's location: a local folder.
+    pub path: PathBuf,
+    pub mode: SinkMode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkMode {
+    Append,
+    Overwrite,
+}
+
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub name: Option<String>,
+    pub vendor: Option<String>,
+    pub method: http::Method,
+    pub base_url: url::Url,
+    /// Path template appended to `base_url`; `{column}` is replaced by the row's value, percent-encoded.
+    pub url_path: String,
+    pub headers: Vec<Header>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+    /// The value came from a secret: it is sent but never recorded.
+    pub secret: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ColumnMapping {
+    pub source_column: String,
+    pub endpoint_param: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Execution {
+    pub partitions: usize,
+    pub batch_size: usize,
+    pub max_requests_per_second: Option<f64>,
+    /// Consumers per partition.
+    pub concurrency_limit: usize,
+    pub max_attempts: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Transport {
+    pub base_timeout: Duration,
+    pub warmup_timeout: Duration,
+    /// Open connections per host; 0 = no cap (as aiohttp's `limit=0`).
+    pub connection_limit: usize,
+    pub tls: Tls,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Tls {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Auth {
+    None,
+    Basic {
+        username: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
+    OAuth2 {
+        grant: OAuth2Grant,
+        token_url: url::Url,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+        refresh_margin: Duration,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub enum OAuth2Grant {
+    ClientCredentials,
+    Password { username: String, password: String },
+}
+
+/// One entry of the `middleware` list, as written (plugins interpret their own options).
+#[derive(Clone, Debug)]
+pub struct MiddlewareSpec {
+    pub kind: String,
+    /// `middleware[i]`, for messages.
+    pub path: String,
+    pub options: serde_json::Value,
+}
+
+#[derive(Clone, Debug)]
+pub struct Spark {
+    pub remote: String,
+}
+
+/// How a pipeline file is loaded.
+pub struct LoadOptions<'a> {
+    pub secrets: &'a SecretStore,
+    /// Folder that relative paths (source, sink, TLS files) are taken from: the working directory.
+    pub base_dir: PathBuf,
+}
+
+/// Reads, resolves and validates a pipeline file. `display_path` is how the file is named in errors.
+pub fn load(path: &Path, options: &LoadOptions<'_>) -> Result<Pipeline, ConfigErrors> {
+    let display = path.display().to_string();
+    let fail = |errors| ConfigErrors {
+        file: display.clone(),
+        errors,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(vec![ConfigError::new(
+            "",
+            Default::default(),
+            format!("cannot read the file: {e}"),
+        )])
+    })?;
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("pipeline");
+    load_str(&text, stem, options).map_err(fail)
+}
+
+/// [`load`] on text already read. `stem` names the pipeline when `endpoint.name` does not.
+pub fn load_str(
+    text: &str,
+    stem: &str,
+    options: &LoadOptions<'_>,
+) -> Result<Pipeline, Vec<ConfigError>> {
+    let mut root = tree::parse(text).map_err(|e| vec![parse_error(&e)])?;
+    let mut errors = Vec::new();
+    let secrets = template::resolve(&mut root, options.secrets, &mut errors);
+    let pipeline = validate::pipeline(&root, stem, &options.base_dir, &mut errors);
+    match pipeline {
+        Some(mut p) if errors.is_empty() => {
+            p.secrets = secrets;
+            Ok(p)
+        }
+        _ => {
+            errors.sort_by_key(|e| (e.pos.line, e.pos.col));
+            Err(errors)
+        }
+    }
+}
+
+fn parse_error(e: &serde_saphyr::Error) -> ConfigError {
+    let pos = e.location().map(tree::Pos::from).unwrap_or_default();
+    // serde-saphyr's message already says where; keep its first line, which names the problem.
+    let text = e.without_snippet().to_string();
+    let first = text.lines().next().unwrap_or("syntax error").trim();
+    ConfigError::new("", pos, format!("not valid YAML/JSON: {first}"))
+}

@@ -1,0 +1,122 @@
+//! Stage 3: rows as a stream of Arrow record batches.
+//!
+//! A reader runs on tokio's blocking pool and hands batches over a channel of two slots: the source is
+//! read at most two batches ahead of the executor, so memory follows the batch size, not the input size.
+
+mod cell;
+mod files;
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc;
+
+pub use cell::{Cell, RowView};
+pub use files::delta_data_files;
+
+use crate::config::{self, SourceLocation};
+
+/// Rows read per Arrow batch. Small enough that two in flight stay cheap, large enough to amortise.
+pub const READ_BATCH_ROWS: usize = 4096;
+
+/// Why a source cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("source {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("source column check: {0}")]
+    Columns(String),
+    #[error("source: {0}")]
+    Unsupported(String),
+}
+
+/// An opened source: its schema (known before any request) and its batches.
+pub struct RowStream {
+    pub schema: SchemaRef,
+    pub batches: mpsc::Receiver<Result<RecordBatch, SourceError>>,
+}
+
+/// Opens the configured source and checks `required_columns`, `id_column` and the columns the endpoint
+/// uses against its schema, before anything is sent.
+pub async fn open(
+    source: &config::Source,
+    used_columns: &[String],
+) -> Result<RowStream, SourceError> {
+    let stream = match &source.location {
+        SourceLocation::File { path, format } => files::open(path.clone(), *format).await?,
+        SourceLocation::Spark { .. } => {
+            return Err(SourceError::Unsupported(
+                "reading through Spark Connect is not built yet (issue 5); give tables.source.path"
+                    .into(),
+            ));
+        }
+    };
+    check_columns(&stream.schema, source, used_columns)?;
+    Ok(stream)
+}
+
+fn check_columns(
+    schema: &SchemaRef,
+    source: &config::Source,
+    used_columns: &[String],
+) -> Result<(), SourceError> {
+    let mut missing = Vec::new();
+    let named = source
+        .required_columns
+        .iter()
+        .map(|c| (c, "required_columns"))
+        .chain(source.id_column.iter().map(|c| (c, "id_column")))
+        .chain(used_columns.iter().map(|c| (c, "endpoint/column_mapping")));
+    for (column, why) in named {
+        if schema.index_of(column).is_err() {
+            missing.push(format!("`{column}` (from {why})"));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    missing.dedup();
+    Err(SourceError::Columns(format!(
+        "missing column{} {}; the source has: {}",
+        if missing.len() == 1 { "" } else { "s" },
+        missing.join(", "),
+        have.join(", ")
+    )))
+}
+
+/// Runs a blocking batch iterator on the blocking pool, feeding a two-slot channel.
+fn spawn_reader<I>(
+    schema: SchemaRef,
+    make: impl FnOnce() -> Result<I, SourceError> + Send + 'static,
+) -> RowStream
+where
+    I: Iterator<Item = Result<RecordBatch, SourceError>>,
+{
+    let (tx, rx) = mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let iter = match make() {
+            Ok(iter) => iter,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        for item in iter {
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                return;
+            }
+        }
+    });
+    RowStream {
+        schema,
+        batches: rx,
+    }
+}
+
+/// A batch shared by the consumers working on its rows.
+pub type SharedBatch = Arc<RecordBatch>;
