@@ -1,4 +1,192 @@
-//! sparkwasm: one HTTP request per row, through sandboxed middleware, landed exactly once in Delta.
+//! sparkwasm: one HTTP request per row, through a middleware chain, landed exactly once in Delta.
+//!
+//! [`run`] reads top to bottom as the stages of a run: config → plugins → source → resume → execute →
+//! sink → report. Each stage is a module of the same name.
 
+pub mod cli;
 pub mod config;
+pub mod executor;
+pub mod plugin;
+pub mod report;
+pub mod request;
+pub mod sink;
 pub mod source;
+pub mod transport;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use config::Pipeline;
+use executor::{Gate, RateLimiter, Redactor, Work};
+use plugin::{Chain, Terminal};
+use report::{Progress, Summary};
+use request::{ApiRequest, RequestPlan};
+use sink::{DeltaSink, Record};
+
+/// Why a run could not go on. Nothing was sent unless the source failed mid-way.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Plugin(String),
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error(transparent)]
+    Sink(#[from] sink::SinkError),
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
+    #[error("endpoint: {0}")]
+    Endpoint(String),
+}
+
+/// What a finished run did.
+pub struct RunReport {
+    pub summary: Summary,
+    /// Table version after the run, and how many batch commits it made.
+    pub commits: u64,
+}
+
+/// Runs a validated pipeline to the end.
+pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
+    // 2. plugins
+    let chain = plugin_chain(pipeline)?;
+    // 3. source: schema checked before any request
+    let rows = source::open(&pipeline.source, &RequestPlan::used_columns(pipeline)).await?;
+    let plan = RequestPlan::new(pipeline, &rows.schema).map_err(RunError::Endpoint)?;
+    let id_column = pipeline
+        .source
+        .id_column
+        .as_ref()
+        .and_then(|c| rows.schema.index_of(c).ok());
+    // 4. resume: what already landed is skipped
+    let app_id = format!("sparkwasm/{}", pipeline.id);
+    let (mut sink, resume) =
+        DeltaSink::open(&pipeline.sink.path, &app_id, pipeline.sink.mode).await?;
+    if resume.resuming || !resume.landed.is_empty() {
+        tracing::info!(
+            landed = resume.landed.len(),
+            last_batch = resume.last_version,
+            resuming = resume.resuming,
+            "resuming: rows already landed are skipped"
+        );
+    }
+    // 6. execute
+    let exec = &pipeline.execution;
+    let gate = Gate {
+        rate: exec.max_requests_per_second.map(RateLimiter::new),
+        transport: transport::HttpTransport::new(&pipeline.transport)?,
+    };
+    let consumers = exec.partitions * exec.concurrency_limit;
+    warm_up(&gate, pipeline, consumers).await;
+    let progress = Arc::new(Progress::default());
+    let display = progress.show(None);
+    let work = Arc::new(Work {
+        plan,
+        chain,
+        gate,
+        id_column,
+        landed: resume.landed,
+        redactor: Redactor::new(pipeline.secrets.iter().cloned()),
+        progress: progress.clone(),
+    });
+    let (results_tx, mut results) =
+        mpsc::channel::<Record>(exec.batch_size.min(consumers * 4).max(64));
+    let executor = tokio::spawn(executor::run(
+        work,
+        rows,
+        exec.partitions,
+        exec.concurrency_limit,
+        results_tx,
+    ));
+
+    // 7. sink: batches of batch_size results, committed while the next batch fills
+    let (batches_tx, mut batches) = mpsc::channel::<Vec<Record>>(1);
+    let committer = tokio::spawn(async move {
+        let mut commits = 0u64;
+        while let Some(batch) = batches.recv().await {
+            let version = sink.commit(&batch).await?;
+            commits += 1;
+            tracing::debug!(rows = batch.len(), version, "batch committed");
+        }
+        Ok::<_, sink::SinkError>((sink, commits))
+    });
+    let mut batch = Vec::with_capacity(exec.batch_size);
+    while let Some(record) = results.recv().await {
+        batch.push(record);
+        if batch.len() >= exec.batch_size
+            && batches_tx
+                .send(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(exec.batch_size),
+                ))
+                .await
+                .is_err()
+        {
+            break;
+        }
+    }
+    if !batch.is_empty() {
+        let _ = batches_tx.send(batch).await;
+    }
+    drop(batches_tx);
+    let (mut sink, commits) = committer
+        .await
+        .map_err(|e| RunError::Plugin(format!("sink task failed: {e}")))??;
+    executor
+        .await
+        .map_err(|e| RunError::Plugin(format!("executor task failed: {e}")))??;
+    sink.finish().await?;
+    drop(display);
+    // 8. report
+    Ok(RunReport {
+        summary: progress.summary(),
+        commits,
+    })
+}
+
+/// The middleware chain. Middleware are WASM plugins, which the plugin host (next issue) provides.
+fn plugin_chain(pipeline: &Pipeline) -> Result<Chain, RunError> {
+    match pipeline.middleware.first() {
+        None => Ok(Chain::default()),
+        Some(m) => Err(RunError::Plugin(format!(
+            "{}: middleware `{}` needs the WASM plugin host, which this build does not have yet; remove the middleware list to run",
+            m.path, m.kind
+        ))),
+    }
+}
+
+/// Opens connections before the first row: as many HEAD requests at once as connections will be used,
+/// within `warmup_timeout`. A failure here is only logged; the rows report their own errors.
+async fn warm_up(gate: &Gate, pipeline: &Pipeline, consumers: usize) {
+    let limit = pipeline.transport.connection_limit;
+    let mut n = if limit == 0 {
+        consumers
+    } else {
+        consumers.min(limit)
+    };
+    if let Some(rate) = pipeline.execution.max_requests_per_second {
+        n = n.min(rate.ceil() as usize);
+    }
+    let head = || ApiRequest {
+        method: http::Method::HEAD,
+        url: pipeline.endpoint.base_url.to_string(),
+        headers: vec![],
+        body: None,
+        metadata: Default::default(),
+    };
+    let attempts = futures::future::join_all((0..n).map(|_| gate.send(head())));
+    match tokio::time::timeout(pipeline.transport.warmup_timeout, attempts).await {
+        Ok(results) => {
+            let ok = results.iter().filter(|r| r.is_ok()).count();
+            match results.into_iter().find_map(Result::err) {
+                Some(e) if ok == 0 => {
+                    tracing::warn!(error = %e, "warm-up: no connection could be opened")
+                }
+                _ => tracing::info!(connections = ok, "warm-up done"),
+            }
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?pipeline.transport.warmup_timeout, "warm-up did not finish in time")
+        }
+    }
+}

@@ -1,1 +1,241 @@
+//! Loopback servers and data for sparkwasm's tests, demo and benchmarks.
+//!
+//! [`ApiServer`] answers on 127.0.0.1 (plain or TLS, HTTP/1.1 and HTTP/2) and counts what it sees:
+//! requests, open connections and the most open at once. Paths choose the behaviour:
+//! `/status/{code}` answers that status, `/slow/{ms}` waits first, `/drop` closes the connection without
+//! answering; anything else echoes the request as JSON with 200.
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arrow::array::{Float64Array, Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// What the server has seen.
+#[derive(Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub open_connections: AtomicU64,
+    pub max_open_connections: AtomicU64,
+    pub connections: AtomicU64,
+    /// Requests whose method was not HEAD (warm-up sends HEAD).
+    pub row_requests: AtomicU64,
+}
+
+/// A running local API; stops when dropped.
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    pub counters: Arc<Counters>,
+    pub scheme: &'static str,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ApiServer {
+    /// Plain HTTP on 127.0.0.1, an ephemeral port (0) or the given one.
+    pub async fn start(port: u16) -> std::io::Result<Self> {
+        Self::start_with(port, None).await
+    }
+
+    /// HTTPS with the given certificate; ALPN offers h2 and http/1.1.
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
+        Self::start_with(0, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(
+        port: u16,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let counters = Arc::new(Counters::default());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let c = counters.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let c = c.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    c.connections.fetch_add(1, Ordering::Relaxed);
+                    let open = c.open_connections.fetch_add(1, Ordering::SeqCst) + 1;
+                    c.max_open_connections.fetch_max(open, Ordering::SeqCst);
+                    let service = hyper::service::service_fn({
+                        let c = c.clone();
+                        move |req| handle(c.clone(), req)
+                    });
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
+                    c.open_connections.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Ok(ApiServer {
+            addr,
+            counters,
+            scheme,
+            task,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+}
+
+/// Marker error that makes hyper drop the connection without a response.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dropped on purpose")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn handle(
+    c: Arc<Counters>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Dropped> {
+    c.requests.fetch_add(1, Ordering::Relaxed);
+    if req.method() != hyper::Method::HEAD {
+        c.row_requests.fetch_add(1, Ordering::Relaxed);
+    }
+    let path = req.uri().path().to_owned();
+    let mut status = 200u16;
+    if let Some(code) = path.strip_prefix("/status/") {
+        status = code
+            .split('/')
+            .next()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(500);
+    } else if let Some(ms) = path.strip_prefix("/slow/") {
+        let ms: u64 = ms
+            .split('/')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(100);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    } else if path.starts_with("/drop") {
+        return Err(Dropped);
+    }
+    let method = req.method().to_string();
+    let uri = req.uri().to_string();
+    let version = format!("{:?}", req.version());
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let echo = serde_json::json!({"method": method, "uri": uri, "version": version, "body": String::from_utf8_lossy(&body)});
+    let response = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(echo.to_string())))
+        .expect("valid response");
+    Ok::<_, Infallible>(response).map_err(|never| match never {})
+}
+
+/// A self-signed CA and a server certificate for 127.0.0.1/localhost, as PEM, plus the server config.
+pub struct TestCerts {
+    pub ca_pem: String,
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+pub fn test_certs() -> TestCerts {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "sparkwasm test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("params");
+    let cert = params.signed_by(&key, &issuer).expect("server cert");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der"),
+        )
+        .expect("server config");
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    TestCerts {
+        ca_pem: ca.pem(),
+        server: Arc::new(server),
+    }
+}
+
+/// Writes `rows` rows (`id` int64, `name` string, `score` float64) to a Parquet file.
+pub fn write_rows_parquet(path: &Path, rows: usize) -> anyhow::Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, false),
+    ]));
+    let file = std::fs::File::create(path)?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None)?;
+    let chunk = 65_536;
+    let mut start = 0;
+    while start < rows {
+        let end = (start + chunk).min(rows);
+        let ids: Vec<i64> = (start as i64..end as i64).collect();
+        let names: Vec<String> = ids.iter().map(|i| format!("user {i}")).collect();
+        let scores: Vec<f64> = ids.iter().map(|i| *i as f64 / 4.0).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(names)),
+                Arc::new(Float64Array::from(scores)),
+            ],
+        )?;
+        writer.write(&batch)?;
+        start = end;
+    }
+    writer.close()?;
+    Ok(())
+}

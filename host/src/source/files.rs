@@ -124,12 +124,15 @@ pub async fn delta_data_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     }
     let mut files = Vec::new();
     for uri in table.get_file_uris().map_err(|e| e.to_string())? {
-        let file_url = url::Url::parse(&uri).map_err(|e| format!("data file {uri}: {e}"))?;
-        files.push(
-            file_url
-                .to_file_path()
-                .map_err(|()| format!("data file {uri} is not local"))?,
-        );
+        // Local tables give plain paths; object stores give URLs, which this reader does not fetch.
+        match url::Url::parse(&uri) {
+            Ok(u) if u.scheme() == "file" => files.push(
+                u.to_file_path()
+                    .map_err(|()| format!("data file {uri} is not local"))?,
+            ),
+            Ok(_) => return Err(format!("data file {uri} is not on the local filesystem")),
+            Err(_) => files.push(PathBuf::from(uri)),
+        }
     }
     files.sort();
     Ok(files)

@@ -1,0 +1,139 @@
+//! The command line: `sparkwasm run` and `sparkwasm validate`. Thin: it parses, loads, runs, reports,
+//! and maps the outcome to an exit status (0 all landed, 2 some rows failed, 1 could not run).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, LoadOptions, Pipeline, SecretStore};
+
+/// Send one HTTP request per row of a table through sandboxed middleware, and land every response in a
+/// Delta table (the bronze layer), exactly once, batch by batch.
+#[derive(Parser, Debug)]
+#[command(
+    name = "sparkwasm",
+    version,
+    after_help = "Exit status: 0 every row landed successfully; 2 the run finished but some rows failed (they are recorded with success=false and retried by the next run); 1 the run could not start or go on (bad config, source, sink or plugin).\n\nLogs: RUST_LOG (e.g. RUST_LOG=sparkwasm=debug). A progress bar is drawn when stderr is a terminal."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a pipeline: read the rows, call the API for each, land the results in the Delta sink.
+    /// A rerun resumes: rows already landed with success are not sent again.
+    Run {
+        /// Pipeline file (YAML or JSON; the legacy PySpark framework's format is accepted as is).
+        pipeline: PathBuf,
+        #[command(flatten)]
+        secrets: SecretsArg,
+    },
+    /// Check a pipeline file and report every error with its key path and line:col; sends nothing.
+    Validate {
+        pipeline: PathBuf,
+        #[command(flatten)]
+        secrets: SecretsArg,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SecretsArg {
+    /// YAML/JSON file of secrets, `scope: {key: value}`, for `{{secret.scope:key}}` in the pipeline.
+    /// Without it (or for keys it lacks) secrets come from SPARKWASM_SECRET_<SCOPE>_<KEY>.
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
+}
+
+/// Parses the arguments, runs, prints, and returns the exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    // deltalake links two rustls crypto providers; pick one for the process before any TLS config.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Command::Validate { pipeline, secrets } => match load(&pipeline, &secrets) {
+            Ok(p) => {
+                println!(
+                    "{}: valid (pipeline `{}`, {} middleware, sink {})",
+                    pipeline.display(),
+                    p.id,
+                    p.middleware.len(),
+                    p.sink.path.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(message) => fail(&message),
+        },
+        Command::Run { pipeline, secrets } => {
+            let p = match load(&pipeline, &secrets) {
+                Ok(p) => p,
+                Err(message) => return fail(&message),
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match runtime.block_on(crate::run(&p)) {
+                Ok(report) => {
+                    let s = &report.summary;
+                    println!(
+                        "sparkwasm: pipeline `{}` finished, {} batch commit(s) to {}",
+                        p.id,
+                        report.commits,
+                        p.sink.path.display()
+                    );
+                    println!("{s}");
+                    if s.failed > 0 {
+                        ExitCode::from(2)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => fail(
+                    &crate::executor::Redactor::new(p.secrets.iter().cloned()).text(&e.to_string()),
+                ),
+            }
+        }
+    }
+}
+
+fn load(path: &std::path::Path, secrets: &SecretsArg) -> Result<Pipeline, String> {
+    let store = match &secrets.secrets_file {
+        Some(f) => SecretStore::from_file(f)?,
+        None => SecretStore::default(),
+    };
+    let base_dir =
+        std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
+    config::load(
+        path,
+        &LoadOptions {
+            secrets: &store,
+            base_dir,
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(1)
+}
+
+fn init_logging() {
+    use std::io::IsTerminal;
+    // Dependencies (delta-rs, hyper) log at info; only sparkwasm's own info lines are shown by default.
+    let default = if std::io::stderr().is_terminal() {
+        "warn"
+    } else {
+        "warn,sparkwasm=info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

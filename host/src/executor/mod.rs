@@ -1,0 +1,264 @@
+//! Stage 6: rows → requests → results, with bounded concurrency and backpressure.
+//!
+//! A dispatcher deals rows round-robin into `partitions` bounded queues; each partition has
+//! `concurrency_limit` consumers. A consumer renders the row's request, sends it through the middleware
+//! chain to the transport (behind the global rate limit) and hands the result to the sink channel. Every
+//! queue is bounded, so a slow API or a slow sink holds the source back instead of filling memory.
+
+mod rate;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+
+pub use rate::RateLimiter;
+
+use crate::plugin::{Chain, Terminal};
+use crate::report::Progress;
+use crate::request::{ApiRequest, ApiResponse, RequestError, RequestPlan, json_object, request_id};
+use crate::sink::{Record, id_key};
+use crate::source::{RowStream, RowView, SourceError};
+use crate::transport::HttpTransport;
+
+/// The end of the chain: rate limit, then the pooled client.
+pub struct Gate {
+    pub rate: Option<RateLimiter>,
+    pub transport: HttpTransport,
+}
+
+impl Terminal for Gate {
+    fn send<'a>(&'a self, request: ApiRequest) -> BoxFuture<'a, Result<ApiResponse, RequestError>> {
+        Box::pin(async move {
+            if let Some(rate) = &self.rate {
+                rate.acquire().await;
+            }
+            self.transport.send(request).await
+        })
+    }
+}
+
+/// Everything a consumer needs, shared.
+pub struct Work {
+    pub plan: RequestPlan,
+    pub chain: Chain,
+    pub gate: Gate,
+    pub id_column: Option<usize>,
+    pub landed: HashSet<u128>,
+    pub redactor: Redactor,
+    pub progress: Arc<Progress>,
+}
+
+/// Runs every row of `rows` and sends each result to `results`. Returns when the source is exhausted
+/// and every consumer is done, or with the source's error (already-sent rows are still delivered).
+pub async fn run(
+    work: Arc<Work>,
+    mut rows: RowStream,
+    partitions: usize,
+    consumers: usize,
+    results: mpsc::Sender<Record>,
+) -> Result<(), SourceError> {
+    let mut queues = Vec::with_capacity(partitions);
+    let mut tasks = tokio::task::JoinSet::new();
+    for partition in 0..partitions {
+        let (tx, rx) = async_channel::bounded::<RowView>(consumers);
+        queues.push(tx);
+        for _ in 0..consumers {
+            let (rx, work, results) = (rx.clone(), work.clone(), results.clone());
+            tasks.spawn(async move {
+                while let Ok(row) = rx.recv().await {
+                    if let Some(record) = process(&work, partition, row).await {
+                        if results.send(record).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    }
+    drop(results);
+    let mut outcome = Ok(());
+    let mut turn = 0;
+    'read: while let Some(batch) = rows.batches.recv().await {
+        let batch = match batch {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        };
+        for row in 0..batch.num_rows() {
+            if queues[turn]
+                .send(RowView {
+                    batch: batch.clone(),
+                    row,
+                })
+                .await
+                .is_err()
+            {
+                break 'read;
+            }
+            turn = (turn + 1) % partitions;
+        }
+    }
+    drop(queues);
+    while tasks.join_next().await.is_some() {}
+    outcome
+}
+
+/// One row, start to finish. `None` when the row already landed in an earlier run.
+async fn process(work: &Work, partition: usize, row: RowView) -> Option<Record> {
+    let row_hash = row.content_hash();
+    let id = request_id(&row, work.id_column);
+    if let Ok(id) = &id {
+        if work.landed.contains(&id_key(id)) {
+            work.progress.skipped();
+            return None;
+        }
+    }
+    let request_time_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    let mut record = Record {
+        request_id: id.clone().unwrap_or_else(|_| row_hash.clone()),
+        row_hash,
+        request_time_us,
+        ..Default::default()
+    };
+    let rendered = match (id, work.plan.render(&row)) {
+        (Err(e), _) => Err(RequestError::new(e)),
+        (_, Err(e)) => Err(e),
+        (Ok(_), Ok(r)) => Ok(r),
+    };
+    let rendered = match rendered {
+        Ok(r) => r,
+        Err(e) => {
+            record.error_message = Some(
+                work.redactor
+                    .text(&format!("row {}: {}", record.request_id, e.message)),
+            );
+            record.request_headers = "{}".into();
+            record.request_metadata = "{}".into();
+            work.progress.done(false, 0, None);
+            return Some(record);
+        }
+    };
+    let mut request = rendered.request;
+    request
+        .metadata
+        .insert("partition".into(), partition.to_string());
+    record.url = work.redactor.text(&request.url);
+    record.method = request.method.to_string();
+    record.request_headers = work.redactor.headers(&request.headers);
+    record.request_params = work.redactor.text(&rendered.params_json);
+    record.request_metadata = metadata_json(&request.metadata);
+    let started = Instant::now();
+    let outcome = work.chain.call(request, &work.gate).await;
+    let latency = started.elapsed();
+    record.attempts = outcome.attempts as i32;
+    match outcome.result {
+        Ok(response) => {
+            record.success = response.is_success();
+            record.status_code = Some(response.status as i32);
+            if !record.success {
+                let reason = http::StatusCode::from_u16(response.status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("");
+                record.error_message = Some(
+                    format!("HTTP {} {reason}", response.status)
+                        .trim_end()
+                        .to_owned(),
+                );
+            }
+            record.response_headers = Some(work.redactor.headers(&response.headers));
+            record.body_text = Some(work.redactor.text(&String::from_utf8_lossy(&response.body)));
+            record.response_metadata = Some(metadata_json(&response.metadata));
+        }
+        Err(e) => record.error_message = Some(work.redactor.text(&e.message)),
+    }
+    work.progress.done(
+        record.success,
+        outcome.attempts.saturating_sub(1),
+        Some(latency),
+    );
+    Some(record)
+}
+
+fn metadata_json(metadata: &BTreeMap<String, String>) -> String {
+    json_object(
+        metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), serde_json::Value::from(v.as_str()))),
+    )
+}
+
+/// Keeps secrets out of the sink and the logs: credentials in sensitive headers and any secret value
+/// from the config are replaced by `***`.
+#[derive(Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+const SENSITIVE_HEADERS: [&str; 6] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+];
+
+impl Redactor {
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        // Longest first, so a secret containing another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Redactor { secrets }
+    }
+
+    pub fn text(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        out
+    }
+
+    /// Headers as a JSON object, sensitive values redacted.
+    pub fn headers(&self, headers: &[(String, String)]) -> String {
+        json_object(headers.iter().map(|(name, value)| {
+            let shown = if SENSITIVE_HEADERS
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
+            {
+                "***".to_owned()
+            } else {
+                self.text(value)
+            };
+            (name.as_str(), serde_json::Value::from(shown))
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redactor_hides_secrets_and_credential_headers() {
+        let r = Redactor::new(["tok123".to_owned()]);
+        assert_eq!(r.text("url?key=tok123&x=1"), "url?key=***&x=1");
+        assert_eq!(
+            r.headers(&[
+                ("Authorization".into(), "Basic abc".into()),
+                ("X-Trace".into(), "tok123".into())
+            ]),
+            r#"{"Authorization":"***","X-Trace":"***"}"#
+        );
+    }
+}

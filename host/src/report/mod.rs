@@ -1,0 +1,170 @@
+//! Stage 8: live progress and the final summary.
+//!
+//! On a terminal: a progress bar (rows, rows/s, ok/failed, ETA). Otherwise: a tracing line every few
+//! seconds. At the end: rows, ok, failed, retries, p50/p99 latency, rows/s, elapsed.
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Counters shared by every consumer.
+pub struct Progress {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    skipped: AtomicU64,
+    retries: AtomicU64,
+    /// Latency per row (µs), 1 µs to 1 h.
+    latency: Mutex<Histogram<u64>>,
+    started: Instant,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            latency: Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
+            ),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Progress {
+    pub fn skipped(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn done(&self, success: bool, retries: u32, latency: Option<Duration>) {
+        (if success { &self.ok } else { &self.failed }).fetch_add(1, Ordering::Relaxed);
+        self.retries.fetch_add(retries.into(), Ordering::Relaxed);
+        if let Some(l) = latency {
+            let _ = self
+                .latency
+                .lock()
+                .expect("histogram lock")
+                .record((l.as_micros() as u64).max(1));
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        let h = self.latency.lock().expect("histogram lock");
+        let (ok, failed) = (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        );
+        Summary {
+            rows: ok + failed,
+            ok,
+            failed,
+            skipped: self.skipped.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            p50: Duration::from_micros(h.value_at_quantile(0.5)),
+            p99: Duration::from_micros(h.value_at_quantile(0.99)),
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    /// Shows progress until the returned guard is dropped.
+    pub fn show(self: &std::sync::Arc<Self>, total: Option<u64>) -> Display {
+        let progress = self.clone();
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = total.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} rows  {per_sec}  {msg}  ETA {eta}").expect("valid template"),
+            );
+            bar
+        });
+        let task_bar = bar.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(if task_bar.is_some() {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(5)
+            });
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let s = progress.summary();
+                match &task_bar {
+                    Some(bar) => {
+                        bar.set_position(s.rows + s.skipped);
+                        bar.set_message(format!("ok {} failed {}", s.ok, s.failed));
+                    }
+                    None => tracing::info!(
+                        rows = s.rows,
+                        ok = s.ok,
+                        failed = s.failed,
+                        skipped = s.skipped,
+                        rows_per_s = format!("{:.0}", s.rate()),
+                        "progress"
+                    ),
+                }
+            }
+        });
+        Display { task, bar }
+    }
+}
+
+/// The live display; stops when dropped.
+pub struct Display {
+    task: tokio::task::JoinHandle<()>,
+    bar: Option<ProgressBar>,
+}
+
+impl Drop for Display {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The numbers of a finished run.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub rows: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub retries: u64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    pub fn rate(&self) -> f64 {
+        self.rows as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "  rows      {} sent ({} already landed, skipped)",
+            self.rows, self.skipped
+        )?;
+        writeln!(f, "  ok        {}", self.ok)?;
+        writeln!(f, "  failed    {}", self.failed)?;
+        writeln!(f, "  retries   {}", self.retries)?;
+        writeln!(
+            f,
+            "  latency   p50 {:.1} ms, p99 {:.1} ms",
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3
+        )?;
+        writeln!(f, "  rate      {:.0} rows/s", self.rate())?;
+        write!(f, "  elapsed   {:.2} s", self.elapsed.as_secs_f64())
+    }
+}

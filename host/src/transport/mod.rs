@@ -1,0 +1,196 @@
+//! Stage 6c: one process-wide pooled HTTP client (hyper-util), HTTP/1.1 and HTTP/2 by ALPN, rustls with
+//! the platform's roots (plus an optional CA bundle and client certificate), a per-host connection cap.
+//!
+//! Every failure (refused, reset, timeout, TLS) comes back as a [`RequestError`] with a readable
+//! message: it fails the row, never the process.
+
+mod limit;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config;
+use crate::request::{ApiRequest, ApiResponse, RequestError};
+use limit::LimitedConnector;
+
+type Connector = LimitedConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
+
+/// Why the transport cannot be built (bad TLS material): stops the run before any request.
+#[derive(Debug, thiserror::Error)]
+#[error("transport.tls: {0}")]
+pub struct TransportError(String);
+
+/// The pooled client, shared by every consumer.
+pub struct HttpTransport {
+    client: Client<Connector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl HttpTransport {
+    pub fn new(config: &config::Transport) -> Result<Self, TransportError> {
+        let tls = tls_config(&config.tls)?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.base_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let connector = LimitedConnector::new(https, config.connection_limit);
+        let max_idle = if config.connection_limit == 0 {
+            usize::MAX
+        } else {
+            config.connection_limit
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(max_idle)
+            .build(connector);
+        Ok(HttpTransport {
+            client,
+            timeout: config.base_timeout,
+        })
+    }
+
+    /// Sends one request and reads the whole response, within `base_timeout`.
+    pub async fn send(&self, request: ApiRequest) -> Result<ApiResponse, RequestError> {
+        let mut builder = http::Request::builder()
+            .method(request.method)
+            .uri(&request.url);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let http_request = builder
+            .body(Full::new(request.body.unwrap_or_default()))
+            .map_err(|e| RequestError::new(format!("cannot build the request: {e}")))?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(http_request)
+                .await
+                .map_err(|e| RequestError::new(describe(&e)))?;
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| RequestError::new(format!("response body: {}", describe(&e))))?
+                .to_bytes();
+            let headers = parts
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let mut metadata = request.metadata;
+            metadata.insert("http_version".into(), format!("{:?}", parts.version));
+            Ok(ApiResponse {
+                status: parts.status.as_u16(),
+                headers,
+                body,
+                metadata,
+            })
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(RequestError::new(format!(
+                "timed out after {:.1}s (transport.base_timeout)",
+                self.timeout.as_secs_f64()
+            ))),
+        }
+    }
+}
+
+/// A one-line account of a transport failure: what happened first, then the chain of causes.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut causes = vec![error.to_string()];
+    let mut kind = None;
+    let mut source = error.source();
+    while let Some(e) = source {
+        if kind.is_none() {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                kind = match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => Some("connection refused"),
+                    std::io::ErrorKind::ConnectionReset => Some("connection reset by peer"),
+                    std::io::ErrorKind::ConnectionAborted => Some("connection aborted"),
+                    std::io::ErrorKind::TimedOut => Some("connect timed out"),
+                    _ => None,
+                };
+            }
+            if e.downcast_ref::<rustls::Error>().is_some() {
+                kind = Some("TLS handshake failed");
+            }
+            if let Some(h) = e.downcast_ref::<hyper::Error>() {
+                if h.is_incomplete_message() {
+                    kind = Some("connection closed before a complete response");
+                }
+            }
+        }
+        let text = e.to_string();
+        if !causes.iter().any(|c| c.contains(&text)) {
+            causes.push(text);
+        }
+        source = e.source();
+    }
+    let chain = causes.join(": ");
+    match kind {
+        Some(kind) => format!("{kind}: {chain}"),
+        None => chain,
+    }
+}
+
+fn tls_config(tls: &config::Tls) -> Result<rustls::ClientConfig, TransportError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(ca) = &tls.ca_file {
+        let certs = CertificateDer::pem_file_iter(ca)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| TransportError(format!("ca_file {}: {e}", ca.display())))?;
+        if certs.is_empty() {
+            return Err(TransportError(format!(
+                "ca_file {}: no certificate in it",
+                ca.display()
+            )));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| TransportError(format!("ca_file {}: {e}", ca.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError(e.to_string()))?
+        .with_root_certificates(roots);
+    match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| TransportError(format!("client_cert_file {}: {e}", cert.display())))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| TransportError(format!("client_key_file {}: {e}", key.display())))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| TransportError(format!("client certificate: {e}")))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
