@@ -155,8 +155,9 @@ fn plugin_chain(pipeline: &Pipeline) -> Result<Chain, RunError> {
     }
 }
 
-/// Opens connections before the first row: as many HEAD requests at once as connections will be used,
-/// within `warmup_timeout`. A failure here is only logged; the rows report their own errors.
+/// Opens connections before the first row, within `warmup_timeout`: one HEAD request first; if the
+/// server speaks HTTP/2 that one connection carries everything, else as many HEAD requests at once as
+/// connections will be used. A failure here is only logged; the rows report their own errors.
 async fn warm_up(gate: &Gate, pipeline: &Pipeline, consumers: usize) {
     let limit = pipeline.transport.connection_limit;
     let mut n = if limit == 0 {
@@ -174,17 +175,21 @@ async fn warm_up(gate: &Gate, pipeline: &Pipeline, consumers: usize) {
         body: None,
         metadata: Default::default(),
     };
-    let attempts = futures::future::join_all((0..n).map(|_| gate.send(head())));
-    match tokio::time::timeout(pipeline.transport.warmup_timeout, attempts).await {
-        Ok(results) => {
-            let ok = results.iter().filter(|r| r.is_ok()).count();
-            match results.into_iter().find_map(Result::err) {
-                Some(e) if ok == 0 => {
-                    tracing::warn!(error = %e, "warm-up: no connection could be opened")
-                }
-                _ => tracing::info!(connections = ok, "warm-up done"),
-            }
+    let warm = async {
+        let first = gate.send(head()).await?;
+        if first
+            .metadata
+            .get("http_version")
+            .is_some_and(|v| v == "HTTP/2.0")
+        {
+            return Ok(1);
         }
+        let rest = futures::future::join_all((1..n).map(|_| gate.send(head()))).await;
+        Ok::<_, request::RequestError>(1 + rest.iter().filter(|r| r.is_ok()).count())
+    };
+    match tokio::time::timeout(pipeline.transport.warmup_timeout, warm).await {
+        Ok(Ok(connections)) => tracing::info!(connections, "warm-up done"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "warm-up: no connection could be opened"),
         Err(_) => {
             tracing::warn!(timeout = ?pipeline.transport.warmup_timeout, "warm-up did not finish in time")
         }

@@ -1,1 +1,474 @@
+//! End-to-end: the `sparkwasm` binary against real loopback servers (testkit), landing real Delta tables
+//! that are read back by delta-rs and, when SPARKWASM_PYTHON names a Python with `deltalake`, by the
+//! Python deltalake package as an independent second reader.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use testkit::ApiServer;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+fn sparkwasm(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sparkwasm"));
+    c.current_dir(dir).env("RUST_LOG", "warn");
+    c
+}
+
+/// A temp folder with `rows.parquet` (ids 0..rows) and a pipeline file.
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new(rows: usize, pipeline: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        testkit::write_rows_parquet(&dir.path().join("rows.parquet"), rows).expect("rows");
+        std::fs::write(dir.path().join("p.yaml"), pipeline).expect("pipeline");
+        Case { dir }
+    }
+
+    fn run(&self) -> Output {
+        sparkwasm(self.dir.path())
+            .args(["run", "p.yaml"])
+            .output()
+            .expect("run sparkwasm")
+    }
+
+    fn bronze(&self) -> PathBuf {
+        self.dir.path().join("out/bronze")
+    }
+}
+
+fn pipeline(base_url: &str, url_path: &str, extra: &str) -> String {
+    format!(
+        "endpoint:\n  name: e2e\n  method: GET\n  base_url: {base_url}\n  url_path: {url_path}\n\
+         tables:\n  source: {{path: rows.parquet, id_column: id}}\n  sink: {{path: out/bronze}}\n  column_mapping:\n    - {{source_column: name}}\n    - {{source_column: score, endpoint_param: s}}\n{extra}"
+    )
+}
+
+/// (request_id, success, status_code, error_message, attempts) of every row in the table, via delta-rs.
+fn read_bronze(path: &Path) -> Vec<(String, bool, Option<i32>, Option<String>)> {
+    use arrow::array::{Array, AsArray};
+    // Tests run inside a tokio runtime; delta-rs gets its own on a plain thread.
+    let owned = path.to_path_buf();
+    let files = std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(sparkwasm::source::delta_data_files(&owned))
+    })
+    .join()
+    .unwrap()
+    .expect("data files");
+    let mut out = Vec::new();
+    for f in files {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(f).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for batch in reader {
+            let b = batch.unwrap();
+            let col = |n: &str| b.column(b.schema().index_of(n).unwrap()).clone();
+            let (ids, ok, status, err) = (
+                col("request_id"),
+                col("success"),
+                col("status_code"),
+                col("error_message"),
+            );
+            let (ids, ok, status, err) = (
+                ids.as_string::<i32>(),
+                ok.as_boolean(),
+                status.as_primitive::<arrow::datatypes::Int32Type>(),
+                err.as_string::<i32>(),
+            );
+            for i in 0..b.num_rows() {
+                out.push((
+                    ids.value(i).to_owned(),
+                    ok.value(i),
+                    status.is_valid(i).then(|| status.value(i)),
+                    err.is_valid(i).then(|| err.value(i).to_owned()),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The same table through the Python `deltalake` package: (rows, distinct successful ids, schema text).
+fn read_bronze_with_python(path: &Path) -> Option<String> {
+    let python = std::env::var("SPARKWASM_PYTHON").ok()?;
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/read_delta.py"))
+        .arg(path)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "python reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+fn successes_per_id(
+    rows: &[(String, bool, Option<i32>, Option<String>)],
+) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for (id, ok, _, _) in rows {
+        if *ok {
+            *m.entry(id.clone()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+#[test]
+fn invalid_configs_print_exactly_their_expected_errors() {
+    let root = repo_root();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("configs/invalid")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let relative = path.strip_prefix(&root).unwrap();
+        let out = sparkwasm(&root)
+            .arg("validate")
+            .arg(relative)
+            .env_remove("SPARKWASM_SECRET_VENDOR_API_TOKEN")
+            .output()
+            .unwrap();
+        let expected = std::fs::read_to_string(path.with_extension("err")).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", relative.display());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            expected,
+            "{}",
+            relative.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5);
+}
+
+#[test]
+fn example_configs_validate() {
+    let root = repo_root();
+    for name in ["configs/quickstart.yaml", "configs/legacy_customers.yaml"] {
+        let out = sparkwasm(&root)
+            .args(["validate", name])
+            .env("DEMO_API", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_row_lands_typed_and_a_rerun_sends_nothing() {
+    let server = ApiServer::start(0).await.unwrap();
+    let case = Case::new(
+        500,
+        &pipeline(
+            &server.url(),
+            "/users/{id}",
+            "execution: {batch_size: 200, concurrency_limit: 8, partitions: 2}\n",
+        ),
+    );
+    let out = case.run();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("3 batch commit(s)") && summary.contains("ok        500"),
+        "{summary}"
+    );
+    let rows = read_bronze(&case.bronze());
+    assert_eq!(rows.len(), 500);
+    assert!(
+        rows.iter()
+            .all(|(_, ok, status, _)| *ok && *status == Some(200))
+    );
+    if let Some(py) = read_bronze_with_python(&case.bronze()) {
+        assert!(py.contains("rows=500 successful_ids=500"), "{py}");
+        assert!(
+            py.contains("status_code: int32")
+                && py.contains("success: bool")
+                && py.contains("_request_time: timestamp[us, tz=UTC]"),
+            "{py}"
+        );
+        assert!(
+            py.contains("url=") && py.contains("/users/7?name=user+7&s=1.75"),
+            "{py}"
+        );
+    }
+    let sent = server.counters.row_requests.load(Ordering::SeqCst);
+    let again = case.run();
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("500 already landed"));
+    assert_eq!(
+        server.counters.row_requests.load(Ordering::SeqCst),
+        sent,
+        "the rerun sent requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_at_any_point_resumes_with_each_row_landed_once() {
+    let server = ApiServer::start(0).await.unwrap();
+    let rows = 1200;
+    let case = Case::new(
+        rows,
+        &pipeline(
+            &server.url(),
+            "/slow/10/{id}",
+            "execution: {batch_size: 40, concurrency_limit: 8}\n",
+        ),
+    );
+    for kill_after_ms in [150u64, 400, 700, 1000] {
+        let mut child = sparkwasm(case.dir.path())
+            .args(["run", "p.yaml"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(kill_after_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let partial = read_bronze(&case.bronze());
+    assert!(
+        !partial.is_empty() && partial.len() < rows,
+        "the kills should land part of the rows, landed {}",
+        partial.len()
+    );
+    let out = case.run();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let landed = read_bronze(&case.bronze());
+    let per_id = successes_per_id(&landed);
+    assert_eq!(per_id.len(), rows);
+    assert!(per_id.values().all(|&n| n == 1), "some ids landed twice");
+    assert_eq!(landed.len(), rows, "every row landed once, failed or not");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overwrite_replaces_a_finished_table_but_resumes_a_killed_run() {
+    let server = ApiServer::start(0).await.unwrap();
+    let yaml = pipeline(
+        &server.url(),
+        "/slow/10/{id}",
+        "execution: {batch_size: 50, concurrency_limit: 8}\n",
+    )
+    .replace(
+        "sink: {path: out/bronze}",
+        "sink: {path: out/bronze, mode: overwrite}",
+    );
+    let case = Case::new(600, &yaml);
+    assert_eq!(case.run().status.code(), Some(0));
+    let before = server.counters.row_requests.load(Ordering::SeqCst);
+    // A fresh run after a finished one replaces the table: every row is sent again, the table holds one copy.
+    let mut child = sparkwasm(case.dir.path())
+        .args(["run", "p.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.counters.row_requests.load(Ordering::SeqCst) < before + 200
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = read_bronze(&case.bronze());
+    assert!(
+        killed.len() < 600,
+        "the first overwrite commit replaced the old rows ({} rows now)",
+        killed.len()
+    );
+    // The killed overwrite run is resumed, not restarted.
+    let out = case.run();
+    assert_eq!(out.status.code(), Some(0));
+    let resumed = String::from_utf8_lossy(&out.stdout);
+    assert!(!resumed.contains("(0 already landed"), "{resumed}");
+    let rows = read_bronze(&case.bronze());
+    assert_eq!(rows.len(), 600);
+    assert_eq!(successes_per_id(&rows).len(), 600);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_global_rate_limit_holds_within_two_percent_over_ten_seconds() {
+    let server = ApiServer::start(0).await.unwrap();
+    let case = Case::new(
+        800,
+        &pipeline(
+            &server.url(),
+            "/r/{id}",
+            "execution: {max_requests_per_second: 50, partitions: 3, concurrency_limit: 20}\n",
+        ),
+    );
+    let mut child = sparkwasm(case.dir.path())
+        .args(["run", "p.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let counter = &server.counters.row_requests;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counter.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (start, c0) = (Instant::now(), counter.load(Ordering::SeqCst));
+    std::thread::sleep(Duration::from_secs(10));
+    let (window, c1) = (start.elapsed(), counter.load(Ordering::SeqCst));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rate = (c1 - c0) as f64 / window.as_secs_f64();
+    assert!(
+        (rate - 50.0).abs() <= 1.0,
+        "measured {rate:.2} requests/s against a limit of 50"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_per_host_connection_limit_caps_open_connections() {
+    let server = ApiServer::start(0).await.unwrap();
+    let case = Case::new(
+        300,
+        &pipeline(
+            &server.url(),
+            "/slow/5/{id}",
+            "execution: {partitions: 2, concurrency_limit: 20}\ntransport: {tcp_connection: {limit: 3}}\n",
+        ),
+    );
+    let out = case.run();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        server.counters.max_open_connections.load(Ordering::SeqCst),
+        3,
+        "40 consumers, a cap of 3"
+    );
+    assert_eq!(read_bronze(&case.bronze()).len(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transport_failures_fail_their_rows_not_the_run() {
+    let server = ApiServer::start(0).await.unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let certs = testkit::test_certs();
+    let untrusted = ApiServer::start_tls(certs.server.clone()).await.unwrap();
+    let cases = [
+        (format!("http://{closed}"), "/x/{id}", "connection refused"),
+        (
+            server.url(),
+            "/drop/{id}",
+            "connection closed before a complete response",
+        ),
+        (server.url(), "/slow/3000/{id}", "timed out after 0.3s"),
+        (
+            server.url(),
+            "/status/503/{id}",
+            "HTTP 503 Service Unavailable",
+        ),
+        (untrusted.url(), "/x/{id}", "TLS handshake failed"),
+    ];
+    for (base, path, expected) in cases {
+        let case = Case::new(
+            5,
+            &pipeline(
+                &base,
+                path,
+                "transport: {base_timeout: 0.3, warmup_timeout: 0.5}\n",
+            ),
+        );
+        let out = case.run();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows = read_bronze(&case.bronze());
+        assert_eq!(rows.len(), 5, "{path}");
+        for (_, ok, _, err) in rows {
+            let err = err.unwrap_or_default();
+            assert!(
+                !ok && err.contains(expected),
+                "{path}: error_message was {err:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_with_a_custom_ca_negotiates_http2_by_alpn() {
+    let certs = testkit::test_certs();
+    let server = ApiServer::start_tls(certs.server.clone()).await.unwrap();
+    let case = Case::new(
+        20,
+        &pipeline(
+            &server.url(),
+            "/x/{id}",
+            "transport: {tls: {ca_file: ca.pem}}\n",
+        ),
+    );
+    std::fs::write(case.dir.path().join("ca.pem"), &certs.ca_pem).unwrap();
+    let out = case.run();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if let Some(py) = read_bronze_with_python(&case.bronze()) {
+        assert!(py.contains("\"http_version\":\"HTTP/2.0\""), "{py}");
+    }
+    assert_eq!(
+        server.counters.connections.load(Ordering::SeqCst),
+        1,
+        "h2 multiplexes every request on one connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_columns_stop_the_run_before_any_request() {
+    let server = ApiServer::start(0).await.unwrap();
+    let case = Case::new(10, &pipeline(&server.url(), "/x/{customer}", ""));
+    let out = case.run();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing column `customer` (from endpoint/column_mapping); the source has: id, name, score"), "{err}");
+    assert_eq!(server.counters.requests.load(Ordering::SeqCst), 0);
+}

@@ -69,10 +69,10 @@ pub async fn run(
             let (rx, work, results) = (rx.clone(), work.clone(), results.clone());
             tasks.spawn(async move {
                 while let Ok(row) = rx.recv().await {
-                    if let Some(record) = process(&work, partition, row).await {
-                        if results.send(record).await.is_err() {
-                            return;
-                        }
+                    if let Some(record) = process(&work, partition, row).await
+                        && results.send(record).await.is_err()
+                    {
+                        return;
                     }
                 }
             });
@@ -112,11 +112,11 @@ pub async fn run(
 async fn process(work: &Work, partition: usize, row: RowView) -> Option<Record> {
     let row_hash = row.content_hash();
     let id = request_id(&row, work.id_column);
-    if let Ok(id) = &id {
-        if work.landed.contains(&id_key(id)) {
-            work.progress.skipped();
-            return None;
-        }
+    if let Ok(id) = &id
+        && work.landed.contains(&id_key(id))
+    {
+        work.progress.skipped();
+        return None;
     }
     let request_time_us = SystemTime::now()
         .duration_since(UNIX_EPOCH)

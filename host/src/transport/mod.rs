@@ -130,19 +130,33 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
                     std::io::ErrorKind::ConnectionReset => Some("connection reset by peer"),
                     std::io::ErrorKind::ConnectionAborted => Some("connection aborted"),
                     std::io::ErrorKind::TimedOut => Some("connect timed out"),
+                    // rustls reports through io::Error, whose source() skips the wrapped error itself.
+                    _ if io
+                        .get_ref()
+                        .is_some_and(|inner| inner.is::<rustls::Error>()) =>
+                    {
+                        Some("TLS handshake failed")
+                    }
                     _ => None,
                 };
             }
             if e.downcast_ref::<rustls::Error>().is_some() {
                 kind = Some("TLS handshake failed");
             }
-            if let Some(h) = e.downcast_ref::<hyper::Error>() {
-                if h.is_incomplete_message() {
-                    kind = Some("connection closed before a complete response");
-                }
+            if let Some(h) = e.downcast_ref::<hyper::Error>()
+                && h.is_incomplete_message()
+            {
+                kind = Some("connection closed before a complete response");
             }
         }
         let text = e.to_string();
+        if kind.is_none()
+            && (text.contains("peer certificate")
+                || text.contains("HandshakeFailure")
+                || text.contains("received fatal alert"))
+        {
+            kind = Some("TLS handshake failed");
+        }
         if !causes.iter().any(|c| c.contains(&text)) {
             causes.push(text);
         }
