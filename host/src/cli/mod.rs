@@ -128,7 +128,7 @@ fn init_logging() {
     let default = if std::io::stderr().is_terminal() {
         "warn"
     } else {
-        "warn,sparkwasm=info"
+        "warn,buoyant_kernel=off,sparkwasm=info"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

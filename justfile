@@ -1,0 +1,9 @@
+# Convenience recipes; each is a plain script, so `just` is optional.
+demo:
+    bash scripts/demo.sh
+
+test:
+    bash scripts/test.sh
+
+bench:
+    bash bench/run.sh
