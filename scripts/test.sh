@@ -9,4 +9,8 @@ VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 export SPARKWASM_PYTHON="$VENV/bin/python"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
+# One closing line for the whole suite (cargo's last block is the doc tests, often empty).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"

@@ -48,6 +48,17 @@ impl Case {
     }
 }
 
+/// The run ended with `code`; on a mismatch, shows what the binary printed.
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stderr: {}\nstdout: {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 fn pipeline(base_url: &str, url_path: &str, extra: &str) -> String {
     format!(
         "endpoint:\n  name: e2e\n  method: GET\n  base_url: {base_url}\n  url_path: {url_path}\n\
@@ -190,12 +201,7 @@ async fn every_row_lands_typed_and_a_rerun_sends_nothing() {
         ),
     );
     let out = case.run();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(
         summary.contains("3 batch commit(s)") && summary.contains("ok        500"),
@@ -261,12 +267,7 @@ async fn a_run_killed_at_any_point_resumes_with_each_row_landed_once() {
         partial.len()
     );
     let out = case.run();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let landed = read_bronze(&case.bronze());
     let per_id = successes_per_id(&landed);
     assert_eq!(per_id.len(), rows);
@@ -366,12 +367,7 @@ async fn the_per_host_connection_limit_caps_open_connections() {
         ),
     );
     let out = case.run();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(
         server.counters.max_open_connections.load(Ordering::SeqCst),
         3,
@@ -446,12 +442,7 @@ async fn https_with_a_custom_ca_negotiates_http2_by_alpn() {
     );
     std::fs::write(case.dir.path().join("ca.pem"), &certs.ca_pem).unwrap();
     let out = case.run();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     if let Some(py) = read_bronze_with_python(&case.bronze()) {
         assert!(py.contains("\"http_version\":\"HTTP/2.0\""), "{py}");
     }
