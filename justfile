@@ -4,6 +4,3 @@ demo:
 
 test:
     bash scripts/test.sh
-
-bench:
-    bash bench/run.sh
