@@ -119,53 +119,54 @@ impl HttpTransport {
 
 /// A one-line account of a transport failure: what happened first, then the chain of causes.
 fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut causes = vec![error.to_string()];
+    let mut causes: Vec<String> = Vec::new();
     let mut kind = None;
-    let mut source = error.source();
-    while let Some(e) = source {
-        if kind.is_none() {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                kind = match io.kind() {
-                    std::io::ErrorKind::ConnectionRefused => Some("connection refused"),
-                    std::io::ErrorKind::ConnectionReset => Some("connection reset by peer"),
-                    std::io::ErrorKind::ConnectionAborted => Some("connection aborted"),
-                    std::io::ErrorKind::TimedOut => Some("connect timed out"),
-                    // rustls reports through io::Error, whose source() skips the wrapped error itself.
-                    _ if io
-                        .get_ref()
-                        .is_some_and(|inner| inner.is::<rustls::Error>()) =>
-                    {
-                        Some("TLS handshake failed")
-                    }
-                    _ => None,
-                };
-            }
-            if e.downcast_ref::<rustls::Error>().is_some() {
-                kind = Some("TLS handshake failed");
-            }
-            if let Some(h) = e.downcast_ref::<hyper::Error>()
-                && h.is_incomplete_message()
-            {
-                kind = Some("connection closed before a complete response");
-            }
-        }
+    let mut next = Some(error);
+    while let Some(e) = next {
+        kind = kind.or_else(|| classify(e));
         let text = e.to_string();
-        if kind.is_none()
-            && (text.contains("peer certificate")
-                || text.contains("HandshakeFailure")
-                || text.contains("received fatal alert"))
-        {
-            kind = Some("TLS handshake failed");
-        }
         if !causes.iter().any(|c| c.contains(&text)) {
             causes.push(text);
         }
-        source = e.source();
+        next = cause_of(e);
     }
     let chain = causes.join(": ");
     match kind {
         Some(kind) => format!("{kind}: {chain}"),
         None => chain,
+    }
+}
+
+/// The next error down the chain. An `io::Error` carrying another error (hyper-rustls wraps
+/// tokio-rustls's io::Error, which wraps the rustls::Error) is stepped into: its `source()` skips
+/// the payload itself.
+fn cause_of<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    match e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        Some(payload) => Some(payload),
+        None => e.source(),
+    }
+}
+
+fn classify(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    if e.is::<rustls::Error>() {
+        return Some("TLS handshake failed");
+    }
+    if let Some(h) = e.downcast_ref::<hyper::Error>() {
+        return h
+            .is_incomplete_message()
+            .then_some("connection closed before a complete response");
+    }
+    match e.downcast_ref::<std::io::Error>()?.kind() {
+        std::io::ErrorKind::ConnectionRefused => Some("connection refused"),
+        std::io::ErrorKind::ConnectionReset => Some("connection reset by peer"),
+        std::io::ErrorKind::ConnectionAborted => Some("connection aborted"),
+        std::io::ErrorKind::TimedOut => Some("connect timed out"),
+        _ => None,
     }
 }
 
