@@ -7,6 +7,7 @@
 
 mod rate;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -18,7 +19,7 @@ pub use rate::RateLimiter;
 
 use crate::plugin::{Chain, Terminal};
 use crate::report::Progress;
-use crate::request::{ApiRequest, ApiResponse, RequestError, RequestPlan, json_object, request_id};
+use crate::request::{ApiRequest, ApiResponse, RequestError, RequestPlan, json_object};
 use crate::sink::{Record, id_key};
 use crate::source::{RowStream, RowView, SourceError};
 use crate::transport::HttpTransport;
@@ -110,35 +111,25 @@ pub async fn run(
 
 /// One row, start to finish. `None` when the row already landed in an earlier run.
 async fn process(work: &Work, partition: usize, row: RowView) -> Option<Record> {
-    let row_hash = row.content_hash();
-    let id = request_id(&row, work.id_column);
-    if let Ok(id) = &id
-        && work.landed.contains(&id_key(id))
-    {
-        work.progress.skipped();
-        return None;
-    }
+    let identity = identify(work, &row)?;
     let request_time_us = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64);
     let mut record = Record {
-        request_id: id.clone().unwrap_or_else(|_| row_hash.clone()),
-        row_hash,
+        request_id: identity.request_id,
+        row_hash: identity.row_hash,
         request_time_us,
         ..Default::default()
     };
-    let rendered = match (id, work.plan.render(&row)) {
-        (Err(e), _) => Err(RequestError::new(e)),
-        (_, Err(e)) => Err(e),
-        (Ok(_), Ok(r)) => Ok(r),
+    let rendered = match identity.problem {
+        Some(problem) => Err(RequestError::new(problem)),
+        None => work.plan.render(&row),
     };
     let rendered = match rendered {
         Ok(r) => r,
         Err(e) => {
-            record.error_message = Some(
-                work.redactor
-                    .text(&format!("row {}: {}", record.request_id, e.message)),
-            );
+            let message = format!("row {}: {}", record.request_id, e.message);
+            record.error_message = Some(work.redactor.text(&message).into_owned());
             record.request_headers = "{}".into();
             record.request_metadata = "{}".into();
             work.progress.done(false, 0, None);
@@ -149,10 +140,10 @@ async fn process(work: &Work, partition: usize, row: RowView) -> Option<Record> 
     request
         .metadata
         .insert("partition".into(), partition.to_string());
-    record.url = work.redactor.text(&request.url);
+    record.url = work.redactor.text(&request.url).into_owned();
     record.method = request.method.to_string();
     record.request_headers = work.redactor.headers(&request.headers);
-    record.request_params = work.redactor.text(&rendered.params_json);
+    record.request_params = work.redactor.text(&rendered.params_json).into_owned();
     record.request_metadata = metadata_json(&request.metadata);
     let started = Instant::now();
     let outcome = work.chain.call(request, &work.gate).await;
@@ -174,10 +165,14 @@ async fn process(work: &Work, partition: usize, row: RowView) -> Option<Record> 
                 );
             }
             record.response_headers = Some(work.redactor.headers(&response.headers));
-            record.body_text = Some(work.redactor.text(&String::from_utf8_lossy(&response.body)));
+            record.body_text = Some(
+                work.redactor
+                    .text(&String::from_utf8_lossy(&response.body))
+                    .into_owned(),
+            );
             record.response_metadata = Some(metadata_json(&response.metadata));
         }
-        Err(e) => record.error_message = Some(work.redactor.text(&e.message)),
+        Err(e) => record.error_message = Some(work.redactor.text(&e.message).into_owned()),
     }
     work.progress.done(
         record.success,
@@ -185,6 +180,51 @@ async fn process(work: &Work, partition: usize, row: RowView) -> Option<Record> 
         Some(latency),
     );
     Some(record)
+}
+
+/// Who a row is: its request_id (the id_column's value, else the content hash) and its content hash,
+/// each computed once.
+struct Identity {
+    request_id: String,
+    row_hash: String,
+    /// Why the row cannot be sent (a null id): it is recorded as failed under its hash.
+    problem: Option<&'static str>,
+}
+
+/// The row's identity, or `None` when it already landed in an earlier run. The id column is checked
+/// against the landed set before the row is hashed, so resumed rows cost one lookup.
+fn identify(work: &Work, row: &RowView) -> Option<Identity> {
+    let landed = |id: &str| {
+        let done = work.landed.contains(&id_key(id));
+        if done {
+            work.progress.skipped();
+        }
+        done
+    };
+    let (request_id, row_hash, problem) = match work.id_column.map(|i| row.cell(i).to_text()) {
+        Some(Some(id)) => {
+            if landed(&id) {
+                return None;
+            }
+            (id, row.content_hash(), None)
+        }
+        Some(None) => {
+            let hash = row.content_hash();
+            (hash.clone(), hash, Some("id_column is null in this row"))
+        }
+        None => {
+            let hash = row.content_hash();
+            if landed(&hash) {
+                return None;
+            }
+            (hash.clone(), hash, None)
+        }
+    };
+    Some(Identity {
+        request_id,
+        row_hash,
+        problem,
+    })
 }
 
 fn metadata_json(metadata: &BTreeMap<String, String>) -> String {
@@ -219,11 +259,12 @@ impl Redactor {
         Redactor { secrets }
     }
 
-    pub fn text(&self, text: &str) -> String {
-        let mut out = text.to_owned();
+    /// `text` with every secret replaced by `***`; borrowed when there is nothing to replace.
+    pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
         for s in &self.secrets {
             if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "***");
+                out = Cow::Owned(out.replace(s.as_str(), "***"));
             }
         }
         out
@@ -236,11 +277,11 @@ impl Redactor {
                 .iter()
                 .any(|h| name.eq_ignore_ascii_case(h))
             {
-                "***".to_owned()
+                Cow::Borrowed("***")
             } else {
                 self.text(value)
             };
-            (name.as_str(), serde_json::Value::from(shown))
+            (name.as_str(), serde_json::Value::from(shown.as_ref()))
         }))
     }
 }

@@ -12,7 +12,7 @@ use http::Method;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use crate::config::{Auth, Endpoint, Pipeline};
-use crate::source::{Cell, RowView};
+use crate::source::RowView;
 
 /// Characters escaped in a path segment: everything but RFC 3986's unreserved set.
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -290,17 +290,6 @@ fn placeholders(template: &str) -> Vec<&str> {
         rest = &rest[open + close + 1..];
     }
     out
-}
-
-/// The request id of a row: its id_column's value, else its content hash.
-pub fn request_id(row: &RowView, id_column: Option<usize>) -> Result<String, String> {
-    match id_column {
-        None => Ok(row.content_hash()),
-        Some(i) => match row.cell(i) {
-            Cell::Null => Err("id_column is null in this row".to_owned()),
-            cell => Ok(cell.to_text().unwrap_or_default()),
-        },
-    }
 }
 
 #[cfg(test)]
