@@ -37,12 +37,15 @@ pub enum RunError {
     Transport(#[from] transport::TransportError),
     #[error("endpoint: {0}")]
     Endpoint(String),
+    /// A task of the run panicked or was cancelled: a bug, reported rather than hidden.
+    #[error("internal error: {0}")]
+    Task(String),
 }
 
 /// What a finished run did.
 pub struct RunReport {
     pub summary: Summary,
-    /// Table version after the run, and how many batch commits it made.
+    /// How many batch commits the run made.
     pub commits: u64,
 }
 
@@ -131,10 +134,10 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
     drop(batches_tx);
     let (mut sink, commits) = committer
         .await
-        .map_err(|e| RunError::Plugin(format!("sink task failed: {e}")))??;
+        .map_err(|e| RunError::Task(format!("the sink task stopped: {e}")))??;
     executor
         .await
-        .map_err(|e| RunError::Plugin(format!("executor task failed: {e}")))??;
+        .map_err(|e| RunError::Task(format!("the executor task stopped: {e}")))??;
     sink.finish().await?;
     drop(display);
     // 8. report

@@ -5,7 +5,6 @@
 //! `/status/{code}` answers that status, `/slow/{ms}` waits first, `/drop` closes the connection without
 //! answering; anything else echoes the request as JSON with 200.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -169,7 +168,7 @@ async fn handle(
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(echo.to_string())))
         .expect("valid response");
-    Ok::<_, Infallible>(response).map_err(|never| match never {})
+    Ok(response)
 }
 
 /// A self-signed CA and a server certificate for 127.0.0.1/localhost, as PEM, plus the server config.

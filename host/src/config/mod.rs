@@ -204,7 +204,7 @@ pub struct LoadOptions<'a> {
     pub base_dir: PathBuf,
 }
 
-/// Reads, resolves and validates a pipeline file. `display_path` is how the file is named in errors.
+/// Reads, resolves and validates a pipeline file; errors name the file as `path` was given.
 pub fn load(path: &Path, options: &LoadOptions<'_>) -> Result<Pipeline, ConfigErrors> {
     let display = path.display().to_string();
     let fail = |errors| ConfigErrors {

@@ -67,14 +67,6 @@ impl Chain {
         Chain { layers }
     }
 
-    pub fn len(&self) -> usize {
-        self.layers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.layers.is_empty()
-    }
-
     /// Sends `request` through every layer to `terminal`.
     pub async fn call(&self, request: ApiRequest, terminal: &dyn Terminal) -> Outcome {
         let attempts = AtomicU32::new(0);

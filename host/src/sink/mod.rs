@@ -116,11 +116,6 @@ impl DeltaSink {
         ))
     }
 
-    /// The version the next batch will carry (its `batch_id`).
-    pub fn next_version(&self) -> i64 {
-        self.next_version
-    }
-
     /// Writes one batch of results as one commit with txn(app_id, version). Returns the table version.
     pub async fn commit(&mut self, records: &[Record]) -> Result<i64, SinkError> {
         let batch = bronze::to_batch(records, self.next_version)
