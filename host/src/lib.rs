@@ -82,7 +82,7 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
     let consumers = exec.partitions * exec.concurrency_limit;
     warm_up(&gate, pipeline, consumers).await;
     let progress = Arc::new(Progress::default());
-    let display = progress.show(None);
+    let display = progress.show(rows.total_rows);
     let work = Arc::new(Work {
         plan,
         chain,

@@ -77,10 +77,12 @@ impl Progress {
     pub fn show(self: &std::sync::Arc<Self>, total: Option<u64>) -> Display {
         let progress = self.clone();
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = total.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} rows  {per_sec}  {msg}  ETA {eta}").expect("valid template"),
-            );
+            // With a known total: a bar and an ETA; without (CSV, JSON lines): a counter.
+            let (bar, template) = match total {
+                Some(n) => (ProgressBar::new(n), "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} rows  {per_sec}  {msg}  ETA {eta}"),
+                None => (ProgressBar::new_spinner(), "{spinner} [{elapsed_precise}] {pos} rows  {per_sec}  {msg}"),
+            };
+            bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
             bar
         });
         let task_bar = bar.clone();

@@ -145,8 +145,13 @@ fn parquet_stream(files: Vec<PathBuf>) -> Result<RowStream, SourceError> {
         return Ok(spawn_reader(schema, || Ok(std::iter::empty())));
     };
     let schema = parquet_builder(first)?.schema().clone();
+    let mut total = 0u64;
+    for file in &files {
+        let rows = parquet_builder(file)?.metadata().file_metadata().num_rows();
+        total += u64::try_from(rows).unwrap_or(0);
+    }
     let expected = schema.clone();
-    Ok(spawn_reader(schema, move || {
+    let mut stream = spawn_reader(schema, move || {
         Ok(files.into_iter().flat_map(move |file| {
             let reader = parquet_builder(&file).and_then(|b| {
                 if b.schema().fields() != expected.fields() {
@@ -166,10 +171,33 @@ fn parquet_stream(files: Vec<PathBuf>) -> Result<RowStream, SourceError> {
                 };
             boxed
         }))
-    }))
+    });
+    stream.total_rows = Some(total);
+    Ok(stream)
 }
 
 fn parquet_builder(file: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, SourceError> {
     let f = File::open(file).map_err(|e| open_error(file, e))?;
     ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| open_error(file, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn parquet_streams_in_read_batches_and_knows_its_row_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.parquet");
+        testkit::write_rows_parquet(&path, 10_000).unwrap();
+        let mut stream = open(path, FileFormat::Parquet).await.unwrap();
+        assert_eq!(stream.total_rows, Some(10_000));
+        let mut rows = 0;
+        while let Some(batch) = stream.batches.recv().await {
+            let batch = batch.unwrap();
+            assert!(batch.num_rows() <= READ_BATCH_ROWS);
+            rows += batch.num_rows();
+        }
+        assert_eq!(rows, 10_000);
+    }
 }

@@ -37,6 +37,9 @@ pub enum SourceError {
 pub struct RowStream {
     pub schema: SchemaRef,
     pub batches: mpsc::Receiver<Result<RecordBatch, SourceError>>,
+    /// Rows in the source, where the format records it (Parquet footers, hence Delta): the progress
+    /// bar's total and ETA.
+    pub total_rows: Option<u64>,
 }
 
 /// Opens the configured source and checks `required_columns`, `id_column` and the columns the endpoint
@@ -115,6 +118,7 @@ where
     RowStream {
         schema,
         batches: rx,
+        total_rows: None,
     }
 }
 
