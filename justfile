@@ -4,3 +4,6 @@ demo:
 
 test:
     bash scripts/test.sh
+
+bench *ARGS:
+    bash scripts/bench.sh {{ARGS}}

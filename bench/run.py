@@ -1,0 +1,159 @@
+"""`just bench`: sparkwasm end to end beside a raw load generator and the Python reference, in one run.
+
+Called by scripts/bench.sh (which builds the release binaries and installs wrk and aiohttp):
+
+    python bench/run.py BIN_DIR [--rows 200000] [--memory-rows 2000000] [--connections 64]
+
+1. `testkit serve` on 127.0.0.1 is the fast endpoint every contestant hits (GET /items/{id}, a small JSON
+   echo). The machine's cores are shared by the server and the client in every measurement alike.
+2. wrk with as many connections as sparkwasm has consumers: the endpoint's ceiling.
+3. sparkwasm: ROWS Parquet rows → one GET per row → a Delta table, one commit per 10k rows (wall clock of
+   the whole process: start, read, requests, commits, exit).
+4. The Python reference (bench/legacy_executor.py): the same work the legacy way (asyncio + aiohttp).
+5. Memory: sparkwasm's peak RSS on ROWS and on MEMORY_ROWS rows (10× the input, same batch size): memory is
+   bounded by batch_size and the queues, not by the input.
+
+Prints a Markdown table (the README's is a copy of one run) and writes it to bench/last-run.md.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CONFIG = HERE / "bench.yaml"
+
+
+def child_run(cmd, env=None):
+    """Runs cmd to completion; returns (wall seconds, cpu seconds, peak RSS MiB, stdout, stderr) of
+    that one child (os.wait4 gives its own rusage, not the maximum over every child so far)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[0]} failed ({proc.returncode}):\n{stdout}\n{stderr}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout, stderr
+
+
+def serve(bin_dir):
+    proc = subprocess.Popen([bin_dir / "testkit", "serve"], stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http"):
+        sys.exit("testkit serve did not print its URL")
+    return proc, url
+
+
+def wrk(url, connections, seconds):
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", f"{url}/items/1"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m:
+        sys.exit(f"could not read wrk's output:\n{out}")
+    return float(m.group(1))
+
+
+def sparkwasm(bin_dir, url, rows_file, sink, connections):
+    env = dict(os.environ, BENCH_API=url, BENCH_ROWS=str(rows_file), BENCH_SINK=str(sink),
+               BENCH_CONSUMERS=str(connections // 2), RUST_LOG="warn")
+    wall, cpu, rss, out, err = child_run([bin_dir / "sparkwasm", "run", CONFIG], env)
+    m = re.search(r"rows\s+(\d+)", out + err)
+    rows = int(m.group(1)) if m else 0
+    return rows, wall, cpu, rss
+
+
+def python_reference(python, url, rows_file, sink, connections):
+    wall, _, _, out, _ = child_run(
+        [python, HERE / "legacy_executor.py", rows_file, url, sink, "--partitions", "2",
+         "--concurrency", str(connections // 2)])
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["rows"], wall, result["failed"]  # whole-process wall clock, as for sparkwasm
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("bin_dir", type=Path)
+    p.add_argument("--rows", type=int, default=200_000)
+    p.add_argument("--memory-rows", type=int, default=2_000_000)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--wrk-seconds", type=int, default=10)
+    p.add_argument("--python", default=sys.executable)
+    args = p.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="sparkwasm-bench-"))
+    server, url = serve(args.bin_dir)
+    try:
+        rows_file = work / "rows.parquet"
+        subprocess.run([args.bin_dir / "testkit", "rows", str(args.rows), rows_file], check=True)
+        print(f"endpoint {url}; {args.rows} rows; {args.connections} connections", flush=True)
+
+        wrk_rate = wrk(url, args.connections, args.wrk_seconds)
+        print(f"wrk:       {wrk_rate:,.0f} req/s", flush=True)
+
+        rows, wall, cpu, rss = sparkwasm(args.bin_dir, url, rows_file, work / "sw", args.connections)
+        if rows != args.rows:
+            sys.exit(f"sparkwasm landed {rows} rows, expected {args.rows}")
+        sw_rate = rows / wall
+        print(f"sparkwasm: {sw_rate:,.0f} rows/s ({wall:.1f} s, {cpu / rows * 1e6:.0f} µs CPU/row, "
+              f"peak RSS {rss:.0f} MiB)", flush=True)
+
+        py_rows, py_wall, py_failed = python_reference(args.python, url, rows_file, work / "py",
+                                                       args.connections)
+        if py_rows != args.rows or py_failed:
+            sys.exit(f"python reference: {py_rows} rows, {py_failed} failed")
+        py_rate = py_rows / py_wall
+        print(f"python:    {py_rate:,.0f} rows/s ({py_wall:.1f} s)", flush=True)
+
+        memory = []
+        if args.memory_rows:
+            big = work / "big.parquet"
+            subprocess.run([args.bin_dir / "testkit", "rows", str(args.memory_rows), big], check=True)
+            shutil.rmtree(work / "sw", ignore_errors=True)
+            big_rows, big_wall, _, big_rss = sparkwasm(args.bin_dir, url, big, work / "sw-big",
+                                                      args.connections)
+            memory = [(args.rows, rss), (big_rows, big_rss)]
+            print(f"sparkwasm on {big_rows} rows: {big_rows / big_wall:,.0f} rows/s, "
+                  f"peak RSS {big_rss:.0f} MiB", flush=True)
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+    cpu_name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                     if line.startswith("model name")), "unknown CPU")
+    table = [
+        f"{args.rows:,} rows, GET /items/{{id}} on a loopback testkit server, {args.connections} connections, "
+        f"{os.cpu_count()} cores ({cpu_name}), release build:",
+        "",
+        "| contestant | rows/s | × wrk | × Python reference |",
+        "| --- | ---: | ---: | ---: |",
+        f"| wrk (raw load generator, no data) | {wrk_rate:,.0f} | 1.00 | {wrk_rate / py_rate:.2f} |",
+        f"| **sparkwasm** (Parquet → HTTP → Delta, commit per 10k) | {sw_rate:,.0f} | "
+        f"{sw_rate / wrk_rate:.2f} | {sw_rate / py_rate:.2f} |",
+        f"| Python asyncio + aiohttp reference (bench/legacy_executor.py) | {py_rate:,.0f} | "
+        f"{py_rate / wrk_rate:.2f} | 1.00 |",
+    ]
+    if memory:
+        table += ["", "| input rows | sparkwasm peak RSS |", "| ---: | ---: |"]
+        table += [f"| {n:,} | {m:.0f} MiB |" for n, m in memory]
+    text = "\n".join(table) + "\n"
+    print("\n" + text)
+    (HERE / "last-run.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# `just bench`: sparkwasm end to end on 200k rows beside wrk and the Python asyncio+aiohttp reference,
+# all against one loopback endpoint in the same run (bench/run.py). Not a test: nothing is asserted.
+# Installs what it needs: wrk (apt), a venv with aiohttp + deltalake + pyarrow; builds the release binaries.
+# Arguments go to bench/run.py (e.g. --rows 50000 --memory-rows 0).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v wrk >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get install -y -q wrk >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q wrk >/dev/null; }
+fi
+VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -c "import deltalake, pyarrow, aiohttp" 2>/dev/null \
+  || "$VENV/bin/pip" install -q "deltalake>=1.1" pyarrow aiohttp
+cargo build -q --release -p sparkwasm -p testkit
+exec "$VENV/bin/python" bench/run.py "${CARGO_TARGET_DIR:-target}/release" "$@"
