@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and end-to-end tests (cargo test).
-# Installs what it needs: a Python venv with `deltalake`, the independent second reader of the tests.
+# Installs what it needs: the wasm32-wasip2 target, a Python venv with `deltalake` (the independent
+# second reader of the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -c "import deltalake, pyarrow" 2>/dev/null || "$VENV/bin/pip" install -q "deltalake>=1.1" pyarrow
 export SPARKWASM_PYTHON="$VENV/bin/python"
+# The guest plugins (plugins/, built by host/build.rs) need the wasm32-wasip2 target.
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 cargo fmt --all --check
+cargo fmt --all --check --manifest-path plugins/Cargo.toml
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml \
+  --target-dir "${CARGO_TARGET_DIR:-target}/plugins" -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"

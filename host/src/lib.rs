@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use config::Pipeline;
 use executor::{Gate, RateLimiter, Redactor, Work};
-use plugin::{Chain, Terminal};
+use plugin::Terminal;
 use report::{Progress, Summary};
 use request::{ApiRequest, RequestPlan};
 use sink::{DeltaSink, Record};
@@ -51,8 +51,12 @@ pub struct RunReport {
 
 /// Runs a validated pipeline to the end.
 pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
-    // 2. plugins
-    let chain = plugin_chain(pipeline)?;
+    // 2. plugins: verified, compiled (or from the cache), initialised before any row is read
+    let exec = &pipeline.execution;
+    let consumers = exec.partitions * exec.concurrency_limit;
+    let chain = plugin::load_chain(pipeline, consumers)
+        .await
+        .map_err(|e| RunError::Plugin(e.to_string()))?;
     // 3. source: schema checked before any request
     let rows = source::open(&pipeline.source, &RequestPlan::used_columns(pipeline)).await?;
     let plan = RequestPlan::new(pipeline, &rows.schema).map_err(RunError::Endpoint)?;
@@ -74,12 +78,10 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
         );
     }
     // 6. execute
-    let exec = &pipeline.execution;
-    let gate = Gate {
+    let gate = Arc::new(Gate {
         rate: exec.max_requests_per_second.map(RateLimiter::new),
         transport: transport::HttpTransport::new(&pipeline.transport)?,
-    };
-    let consumers = exec.partitions * exec.concurrency_limit;
+    });
     warm_up(&gate, pipeline, consumers).await;
     let progress = Arc::new(Progress::default());
     let display = progress.show(rows.total_rows);
@@ -145,17 +147,6 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
         summary: progress.summary(),
         commits,
     })
-}
-
-/// The middleware chain. Middleware are WASM plugins, which the plugin host (next issue) provides.
-fn plugin_chain(pipeline: &Pipeline) -> Result<Chain, RunError> {
-    match pipeline.middleware.first() {
-        None => Ok(Chain::default()),
-        Some(m) => Err(RunError::Plugin(format!(
-            "{}: middleware `{}` needs the WASM plugin host, which this build does not have yet; remove the middleware list to run",
-            m.path, m.kind
-        ))),
-    }
 }
 
 /// Opens connections before the first row, within `warmup_timeout`: one HEAD request first; if the

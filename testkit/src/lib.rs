@@ -3,7 +3,9 @@
 //! [`ApiServer`] answers on 127.0.0.1 (plain or TLS, HTTP/1.1 and HTTP/2) and counts what it sees:
 //! requests, open connections and the most open at once. Paths choose the behaviour:
 //! `/status/{code}` answers that status, `/slow/{ms}` waits first, `/drop` closes the connection without
-//! answering; anything else echoes the request as JSON with 200.
+//! answering, `/flaky/{id}` fails each path's first attempt (by id % 3: a 503, a 429 with
+//! `Retry-After: 1`, a dropped connection) and echoes from the second on; anything else echoes the
+//! request (method, uri, version, headers, body) as JSON with 200.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,6 +32,8 @@ pub struct Counters {
     pub connections: AtomicU64,
     /// Requests whose method was not HEAD (warm-up sends HEAD).
     pub row_requests: AtomicU64,
+    /// Attempts seen per `/flaky/...` path.
+    pub flaky: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 /// A running local API; stops when dropped.
@@ -152,17 +156,47 @@ async fn handle(
         tokio::time::sleep(Duration::from_millis(ms)).await;
     } else if path.starts_with("/drop") {
         return Err(Dropped);
+    } else if let Some(id) = path.strip_prefix("/flaky/") {
+        let attempt = {
+            let mut seen = c.flaky.lock().expect("flaky lock");
+            let n = seen.entry(path.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if attempt == 1 {
+            let id: u64 = id
+                .split('/')
+                .next()
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(0);
+            match id % 3 {
+                0 => status = 503,
+                1 => {
+                    return Ok(Response::builder()
+                        .status(429)
+                        .header("retry-after", "1")
+                        .body(Full::new(Bytes::from_static(b"slow down")))
+                        .expect("valid response"));
+                }
+                _ => return Err(Dropped),
+            }
+        }
     }
     let method = req.method().to_string();
     let uri = req.uri().to_string();
     let version = format!("{:?}", req.version());
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .collect();
     let body = req
         .into_body()
         .collect()
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let echo = serde_json::json!({"method": method, "uri": uri, "version": version, "body": String::from_utf8_lossy(&body)});
+    let echo = serde_json::json!({"method": method, "uri": uri, "version": version, "headers": headers, "body": String::from_utf8_lossy(&body)});
     let response = Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -208,7 +242,8 @@ pub fn test_certs() -> TestCerts {
     }
 }
 
-/// Writes `rows` rows (`id` int64, `name` string, `score` float64) to a Parquet file.
+/// Writes `rows` rows (`id` int64, `name` string, `score` float64) to a Parquet file, in row groups of
+/// 65,536 rows (so that a reader can stream a large file group by group, as it would a Spark-written one).
 pub fn write_rows_parquet(path: &Path, rows: usize) -> anyhow::Result<()> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
@@ -216,8 +251,11 @@ pub fn write_rows_parquet(path: &Path, rows: usize) -> anyhow::Result<()> {
         Field::new("score", DataType::Float64, false),
     ]));
     let file = std::fs::File::create(path)?;
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None)?;
     let chunk = 65_536;
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(chunk))
+        .build();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))?;
     let mut start = 0;
     while start < rows {
         let end = (start + chunk).min(rows);

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use testkit::ApiServer;
 
+mod plugins;
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -90,6 +92,10 @@ struct Landed {
     status_code: Option<i32>,
     error_message: Option<String>,
     response_metadata: Option<String>,
+    request_metadata: Option<String>,
+    request_headers: Option<String>,
+    body_text: Option<String>,
+    attempts: i32,
 }
 
 /// Every row of the table, read with delta-rs (its active files) and the parquet reader.
@@ -118,6 +124,9 @@ fn read_bronze(path: &Path) -> Vec<Landed> {
             let col = |n: &str| b.column(b.schema().index_of(n).unwrap()).clone();
             let (ids, ok, status) = (col("request_id"), col("success"), col("status_code"));
             let (err, meta) = (col("error_message"), col("response_metadata"));
+            let (req_meta, req_headers) = (col("request_metadata"), col("request_headers"));
+            let (body, attempts) = (col("body_text"), col("attempts"));
+            let attempts = attempts.as_primitive::<arrow::datatypes::Int32Type>();
             let text = |a: &arrow::array::ArrayRef, i: usize| {
                 let a = a.as_string::<i32>();
                 a.is_valid(i).then(|| a.value(i).to_owned())
@@ -130,6 +139,10 @@ fn read_bronze(path: &Path) -> Vec<Landed> {
                     status_code: status.is_valid(i).then(|| status.value(i)),
                     error_message: text(&err, i),
                     response_metadata: text(&meta, i),
+                    request_metadata: text(&req_meta, i),
+                    request_headers: text(&req_headers, i),
+                    body_text: text(&body, i),
+                    attempts: attempts.value(i),
                 });
             }
         }
@@ -351,6 +364,48 @@ async fn the_global_rate_limit_holds_within_two_percent_over_ten_seconds() {
     assert!(
         (rate - 50.0).abs() <= 1.0,
         "measured {rate:.2} requests/s against a limit of 50"
+    );
+}
+
+/// The process's peak resident memory so far (Linux: VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb * 1024
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_is_bounded_by_the_batch_not_by_the_input() {
+    // The same pipeline on 20k and on 2M rows (the 2M-row input is ~60 MB once decoded), both against a
+    // slow endpoint: after the same time, the larger input must not have cost more memory. A source read
+    // ahead of the consumers, or collected whole, would show here as tens of MB more.
+    let server = ApiServer::start(0).await.unwrap();
+    let yaml = pipeline(
+        &server.url(),
+        "/slow/20/{id}",
+        "execution: {batch_size: 300, concurrency_limit: 10}\n",
+    );
+    let mut peaks = vec![];
+    for rows in [20_000, 2_000_000] {
+        let case = Case::new(rows, &yaml);
+        let mut child = case.spawn();
+        std::thread::sleep(Duration::from_secs(3));
+        peaks.push(peak_rss(child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            !read_bronze(&case.bronze()).is_empty(),
+            "{rows} rows: nothing landed in 3 s"
+        );
+    }
+    let (small, large) = (peaks[0] as f64 / 1048576.0, peaks[1] as f64 / 1048576.0);
+    assert!(
+        large < small + 16.0,
+        "peak RSS: {small:.1} MiB on 20k rows, {large:.1} MiB on 2M rows"
     );
 }
 

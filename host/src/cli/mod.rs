@@ -125,7 +125,8 @@ fn fail(message: &str) -> ExitCode {
 fn init_logging() {
     use std::io::IsTerminal;
     // Dependencies (delta-rs, hyper) log at info; only sparkwasm's own info lines are shown by default.
-    let default = if std::io::stderr().is_terminal() {
+    let tty = std::io::stderr().is_terminal();
+    let default = if tty {
         "warn"
     } else {
         "warn,buoyant_kernel=off,sparkwasm=info"
@@ -135,5 +136,6 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(tty)
         .init();
 }

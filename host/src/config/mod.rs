@@ -183,13 +183,57 @@ pub enum OAuth2Grant {
     Password { username: String, password: String },
 }
 
-/// One entry of the `middleware` list, as written (plugins interpret their own options).
+/// One entry of the `middleware` list: a built-in plugin or a custom component.
 #[derive(Clone, Debug)]
 pub struct MiddlewareSpec {
+    /// The built-in type (`retry`, ...) or `wasm`.
     pub kind: String,
+    /// What errors and logs call it: the type for built-ins, `name` for custom plugins.
+    pub name: String,
     /// `middleware[i]`, for messages.
     pub path: String,
-    pub options: serde_json::Value,
+    pub source: PluginSource,
+    /// The plugin's own settings, as JSON (built-ins: the entry's other keys; custom: `config`).
+    pub config: serde_json::Value,
+    pub limits: PluginLimits,
+    pub grants: Grants,
+}
+
+#[derive(Clone, Debug)]
+pub enum PluginSource {
+    /// Embedded in the binary.
+    Builtin,
+    /// A component file, pinned by its digest.
+    File { path: PathBuf, sha256: String },
+}
+
+/// What one instance of a plugin may use.
+#[derive(Clone, Copy, Debug)]
+pub struct PluginLimits {
+    /// Linear memory cap, per instance.
+    pub memory_mb: u32,
+    /// Time the guest may run per call (waits in `next` and `sleep` do not count).
+    pub timeout_ms: u64,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            memory_mb: 32,
+            timeout_ms: 1000,
+        }
+    }
+}
+
+/// Capabilities beyond the sandbox's defaults (nothing).
+#[derive(Clone, Debug, Default)]
+pub struct Grants {
+    /// Hosts (`host` or `host:port`) an auth plugin's outbound fetch may reach.
+    pub outbound_hosts: Vec<String>,
+    /// Environment variables the plugin sees (names; values from the sparkwasm process).
+    pub env: Vec<String>,
+    /// The real wall clock (otherwise the plugin's clock reads 1970-01-01).
+    pub wall_clock: bool,
 }
 
 #[derive(Clone, Debug)]

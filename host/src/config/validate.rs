@@ -72,7 +72,7 @@ pub fn pipeline(
     let execution = execution(&mut w, &top);
     let transport = transport(&mut w, &top, base_dir);
     let auth = auth(&mut w, &top);
-    let middleware = middleware(&mut w, &top);
+    let middleware = middleware(&mut w, &top, base_dir);
     let tables = w.section(
         top.get("tables"),
         "tables",
@@ -405,8 +405,30 @@ fn auth(w: &mut Walker, top: &Section<'_>) -> Option<Auth> {
     })
 }
 
-fn middleware(w: &mut Walker, top: &Section<'_>) -> Vec<MiddlewareSpec> {
-    let mut out = Vec::new();
+/// The keys each built-in middleware takes (besides `type` and `limits`); the plugin checks the values.
+const BUILTIN_KEYS: [(&str, &[&str]); 9] = [
+    (
+        "retry",
+        &[
+            "max_attempts",
+            "retry_status_codes",
+            "base_delay",
+            "max_delay",
+            "retry_errors",
+        ],
+    ),
+    ("logging", &["level"]),
+    ("timing", &["key"]),
+    ("json_body", &["require"]),
+    ("param_injector", &["params", "body"]),
+    ("worker_identity", &["header"]),
+    ("transport_diagnostics", &[]),
+    ("bearer", &["token"]),
+    ("header_auth", &["header", "value"]),
+];
+
+fn middleware(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Vec<MiddlewareSpec> {
+    let mut out: Vec<MiddlewareSpec> = Vec::new();
     for (path, node) in w.list(top.get("middleware")) {
         let Value::Map(entries) = &node.value else {
             w.error(
@@ -440,17 +462,150 @@ fn middleware(w: &mut Walker, top: &Section<'_>) -> Vec<MiddlewareSpec> {
         ) else {
             continue;
         };
-        let mut options = node.to_json();
-        if let Some(map) = options.as_object_mut() {
-            map.remove("type");
+        let entry = Field { path: &path, node };
+        let spec = if kind == "wasm" {
+            custom_plugin(w, entry, base_dir)
+        } else {
+            let own = BUILTIN_KEYS
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .map_or(&[][..], |(_, keys)| *keys);
+            let mut keys = vec!["type", "limits"];
+            keys.extend_from_slice(own);
+            let section = w.section(Some(entry), &path, node.pos, &keys);
+            let limits = plugin_limits(w, &section);
+            let mut config = node.to_json();
+            if let Some(map) = config.as_object_mut() {
+                map.remove("type");
+                map.remove("limits");
+            }
+            Some(MiddlewareSpec {
+                kind: kind.to_owned(),
+                name: kind.to_owned(),
+                path: path.clone(),
+                source: PluginSource::Builtin,
+                config,
+                limits,
+                grants: Grants::default(),
+            })
+        };
+        let Some(spec) = spec else { continue };
+        if let Some(earlier) = out.iter().find(|m| m.name == spec.name) {
+            let message = format!(
+                "plugin name `{}` is already used by {}; give each plugin its own name",
+                spec.name, earlier.path
+            );
+            w.error(&path, node.pos, message);
+            continue;
         }
-        out.push(MiddlewareSpec {
-            kind: kind.to_owned(),
-            path,
-            options,
-        });
+        out.push(spec);
     }
     out
+}
+
+/// `type: wasm`: a custom plugin from a file, pinned by its sha256.
+fn custom_plugin(w: &mut Walker, entry: Field<'_>, base_dir: &Path) -> Option<MiddlewareSpec> {
+    let path = entry.path;
+    let section = w.section(
+        Some(entry),
+        path,
+        entry.node.pos,
+        &[
+            "type", "name", "path", "sha256", "config", "limits", "grants",
+        ],
+    );
+    let f = w.require(
+        &section,
+        "name",
+        "name (names the plugin in errors and logs)",
+    );
+    let name = w.name(f);
+    let f = w.require(&section, "path", "path (the component's .wasm file)");
+    let file = w.name(f);
+    let f = w.require(
+        &section,
+        "sha256",
+        "sha256 (the component's digest, as `sha256sum FILE` prints it)",
+    );
+    let sha256 = w.name(f);
+    if let (Some(digest), Some(f)) = (&sha256, section.get("sha256"))
+        && (digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        w.error(f.path, f.node.pos, "expected 64 hexadecimal digits");
+    }
+    let file = file.map(|f| base_dir.join(f));
+    if let (Some(p), Some(f)) = (&file, section.get("path"))
+        && !p.is_file()
+    {
+        w.error(f.path, f.node.pos, format!("no such file: {}", p.display()));
+    }
+    if let Some(name) = &name
+        && let Some(f) = section.get("name")
+        && (BUILTIN_KEYS.iter().any(|(k, _)| k == name) || name == "host")
+    {
+        w.error(
+            f.path,
+            f.node.pos,
+            format!("`{name}` is the name of a built-in plugin; choose another"),
+        );
+    }
+    let config = match section.get("config") {
+        None => serde_json::json!({}),
+        Some(f) => match &f.node.value {
+            Value::Map(_) | Value::Null => f.node.to_json(),
+            other => {
+                w.error(
+                    f.path,
+                    f.node.pos,
+                    format!("expected a mapping, found {}", other.kind()),
+                );
+                serde_json::json!({})
+            }
+        },
+    };
+    let limits = plugin_limits(w, &section);
+    let g = w.section(
+        section.get("grants"),
+        &section.child("grants"),
+        section.pos,
+        &["outbound_hosts", "env", "wall_clock"],
+    );
+    let grants = Grants {
+        outbound_hosts: w.string_list(g.get("outbound_hosts")),
+        env: w.string_list(g.get("env")),
+        wall_clock: w.boolean(g.get("wall_clock")).unwrap_or(false),
+    };
+    Some(MiddlewareSpec {
+        kind: "wasm".into(),
+        name: name?,
+        path: path.to_owned(),
+        source: PluginSource::File {
+            path: file?,
+            sha256: sha256?.to_ascii_lowercase(),
+        },
+        config,
+        limits,
+        grants,
+    })
+}
+
+/// `limits: {memory_mb, timeout_ms}` of a plugin entry.
+fn plugin_limits(w: &mut Walker, entry: &Section<'_>) -> PluginLimits {
+    let l = w.section(
+        entry.get("limits"),
+        &entry.child("limits"),
+        entry.pos,
+        &["memory_mb", "timeout_ms"],
+    );
+    let default = PluginLimits::default();
+    PluginLimits {
+        memory_mb: w
+            .int(l.get("memory_mb"), 1, 4096)
+            .map_or(default.memory_mb, |v| v as u32),
+        timeout_ms: w
+            .int(l.get("timeout_ms"), 1, 600_000)
+            .map_or(default.timeout_ms, |v| v as u64),
+    }
 }
 
 fn source(

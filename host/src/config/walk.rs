@@ -221,6 +221,18 @@ impl Walker {
         }
     }
 
+    /// `true` or `false`.
+    pub fn boolean(&mut self, f: Option<Field<'_>>) -> Option<bool> {
+        let f = f?;
+        match &f.node.value {
+            Value::Bool(b) => Some(*b),
+            _ => {
+                self.type_error(f, "true or false");
+                None
+            }
+        }
+    }
+
     /// A non-empty string.
     pub fn name(&mut self, f: Option<Field<'_>>) -> Option<String> {
         let node = f?;

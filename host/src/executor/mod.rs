@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 pub use rate::RateLimiter;
 
-use crate::plugin::{Chain, Terminal};
+use crate::plugin::{Chain, Terminal, WORKER};
 use crate::report::Progress;
 use crate::request::{ApiRequest, ApiResponse, RequestError, RequestPlan, json_object};
 use crate::sink::{Record, id_key};
@@ -31,7 +31,7 @@ pub struct Gate {
 }
 
 impl Terminal for Gate {
-    fn send<'a>(&'a self, request: ApiRequest) -> BoxFuture<'a, Result<ApiResponse, RequestError>> {
+    fn send(&self, request: ApiRequest) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
         Box::pin(async move {
             if let Some(rate) = &self.rate {
                 rate.acquire().await;
@@ -45,7 +45,7 @@ impl Terminal for Gate {
 pub struct Work {
     pub plan: RequestPlan,
     pub chain: Chain,
-    pub gate: Gate,
+    pub gate: Arc<Gate>,
     pub id_column: Option<usize>,
     pub landed: HashSet<u128>,
     pub redactor: Redactor,
@@ -66,9 +66,10 @@ pub async fn run(
     for partition in 0..partitions {
         let (tx, rx) = async_channel::bounded::<RowView>(consumers);
         queues.push(tx);
-        for _ in 0..consumers {
+        for consumer in 0..consumers {
             let (rx, work, results) = (rx.clone(), work.clone(), results.clone());
-            tasks.spawn(async move {
+            let slot = (partition as u32, consumer as u32);
+            tasks.spawn(WORKER.scope(slot, async move {
                 while let Ok(row) = rx.recv().await {
                     if let Some(record) = process(&work, partition, row).await
                         && results.send(record).await.is_err()
@@ -76,7 +77,7 @@ pub async fn run(
                         return;
                     }
                 }
-            });
+            }));
         }
     }
     drop(results);
@@ -146,9 +147,16 @@ async fn process(work: &Work, partition: usize, row: RowView) -> Option<Record> 
     record.request_params = work.redactor.text(&rendered.params_json).into_owned();
     record.request_metadata = metadata_json(&request.metadata);
     let started = Instant::now();
-    let outcome = work.chain.call(request, &work.gate).await;
+    let terminal: Arc<dyn Terminal> = work.gate.clone();
+    let outcome = work.chain.call(request, &terminal).await;
     let latency = started.elapsed();
     record.attempts = outcome.attempts as i32;
+    if let Some(sent) = &outcome.sent {
+        // What the middleware actually sent (url, headers, metadata), not what the row rendered.
+        record.url = work.redactor.text(&sent.url).into_owned();
+        record.request_headers = work.redactor.headers(&sent.headers);
+        record.request_metadata = metadata_json(&sent.metadata);
+    }
     match outcome.result {
         Ok(response) => {
             record.success = response.is_success();

@@ -5,10 +5,15 @@
 //! `next` is the transport. The WASM plugin host implements this trait, so the executor never changes
 //! when plugins are added.
 
-use std::sync::Arc;
+mod builtin;
+mod wasm;
+
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
+
+pub use wasm::{PluginError, WORKER, load_chain};
 
 use crate::request::{ApiRequest, ApiResponse, RequestError};
 
@@ -17,33 +22,62 @@ pub trait Middleware: Send + Sync {
     /// The name error messages give for this layer.
     fn name(&self) -> &str;
 
-    fn handle<'a>(
-        &'a self,
+    fn handle(
+        &self,
         request: ApiRequest,
-        next: Next<'a>,
-    ) -> BoxFuture<'a, Result<ApiResponse, RequestError>>;
+        next: Next,
+    ) -> BoxFuture<'_, Result<ApiResponse, RequestError>>;
 }
 
 /// The end of the chain: sends a request over the network.
 pub trait Terminal: Send + Sync {
-    fn send<'a>(&'a self, request: ApiRequest) -> BoxFuture<'a, Result<ApiResponse, RequestError>>;
+    fn send(&self, request: ApiRequest) -> BoxFuture<'_, Result<ApiResponse, RequestError>>;
 }
 
-/// The rest of the chain, as seen from one layer. Copy: a layer may call it any number of times.
-#[derive(Clone, Copy)]
-pub struct Next<'a> {
-    rest: &'a [Arc<dyn Middleware>],
-    terminal: &'a dyn Terminal,
-    attempts: &'a AtomicU32,
+/// The rest of the chain, as seen from one layer. Cheap to clone; a layer may call it any number of
+/// times, and may hand it to code that outlives the call (a plugin's `next` import).
+#[derive(Clone)]
+pub struct Next {
+    layers: Arc<[Arc<dyn Middleware>]>,
+    index: usize,
+    terminal: Arc<dyn Terminal>,
+    trip: Arc<Trip>,
 }
 
-impl<'a> Next<'a> {
-    pub fn run(self, request: ApiRequest) -> BoxFuture<'a, Result<ApiResponse, RequestError>> {
-        match self.rest.split_first() {
-            Some((layer, rest)) => layer.handle(request, Next { rest, ..self }),
+/// What one row's trip through the chain left at the terminal.
+#[derive(Default)]
+struct Trip {
+    attempts: AtomicU32,
+    /// The request as the last attempt sent it (middleware may change url, headers and metadata);
+    /// kept only when the chain has layers.
+    last_sent: Mutex<Option<ApiRequest>>,
+}
+
+impl Next {
+    pub fn run(
+        &self,
+        request: ApiRequest,
+    ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
+        match self.layers.get(self.index) {
+            Some(layer) => {
+                let layer = layer.clone();
+                let next = Next {
+                    index: self.index + 1,
+                    ..self.clone()
+                };
+                Box::pin(async move { layer.handle(request, next).await })
+            }
             None => {
-                self.attempts.fetch_add(1, Ordering::Relaxed);
-                self.terminal.send(request)
+                self.trip.attempts.fetch_add(1, Ordering::Relaxed);
+                if !self.layers.is_empty() {
+                    let seen = ApiRequest {
+                        body: None,
+                        ..request.clone()
+                    };
+                    *self.trip.last_sent.lock().expect("trip lock") = Some(seen);
+                }
+                let terminal = self.terminal.clone();
+                Box::pin(async move { terminal.send(request).await })
             }
         }
     }
@@ -52,7 +86,7 @@ impl<'a> Next<'a> {
 /// The configured middleware, outermost first.
 #[derive(Clone, Default)]
 pub struct Chain {
-    layers: Vec<Arc<dyn Middleware>>,
+    layers: Arc<[Arc<dyn Middleware>]>,
 }
 
 /// What one row's trip through the chain produced.
@@ -60,26 +94,37 @@ pub struct Outcome {
     pub result: Result<ApiResponse, RequestError>,
     /// How many times the request reached the transport.
     pub attempts: u32,
+    /// The request as middleware last sent it (body left out), when middleware ran.
+    pub sent: Option<ApiRequest>,
 }
 
 impl Chain {
     pub fn new(layers: Vec<Arc<dyn Middleware>>) -> Self {
-        Chain { layers }
+        Chain {
+            layers: layers.into(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
     }
 
     /// Sends `request` through every layer to `terminal`.
-    pub async fn call(&self, request: ApiRequest, terminal: &dyn Terminal) -> Outcome {
-        let attempts = AtomicU32::new(0);
+    pub async fn call(&self, request: ApiRequest, terminal: &Arc<dyn Terminal>) -> Outcome {
+        let trip = Arc::new(Trip::default());
         let result = Next {
-            rest: &self.layers,
-            terminal,
-            attempts: &attempts,
+            layers: self.layers.clone(),
+            index: 0,
+            terminal: terminal.clone(),
+            trip: trip.clone(),
         }
         .run(request)
         .await;
+        let sent = trip.last_sent.lock().expect("trip lock").take();
         Outcome {
             result,
-            attempts: attempts.into_inner(),
+            attempts: trip.attempts.load(Ordering::Relaxed),
+            sent,
         }
     }
 }
@@ -87,7 +132,6 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
     use super::*;
 
@@ -95,10 +139,7 @@ mod tests {
     struct Flaky(Mutex<u32>);
 
     impl Terminal for Flaky {
-        fn send<'a>(
-            &'a self,
-            request: ApiRequest,
-        ) -> BoxFuture<'a, Result<ApiResponse, RequestError>> {
+        fn send(&self, request: ApiRequest) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
             let mut calls = self.0.lock().unwrap();
             *calls += 1;
             let status = if *calls < 3 { 503 } else { 200 };
@@ -120,11 +161,11 @@ mod tests {
         fn name(&self) -> &str {
             self.0
         }
-        fn handle<'a>(
-            &'a self,
+        fn handle(
+            &self,
             mut request: ApiRequest,
-            next: Next<'a>,
-        ) -> BoxFuture<'a, Result<ApiResponse, RequestError>> {
+            next: Next,
+        ) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
             let order = request.metadata.entry("order".into()).or_default();
             order.push_str(self.0);
             next.run(request)
@@ -137,11 +178,11 @@ mod tests {
         fn name(&self) -> &str {
             "retry"
         }
-        fn handle<'a>(
-            &'a self,
+        fn handle(
+            &self,
             request: ApiRequest,
-            next: Next<'a>,
-        ) -> BoxFuture<'a, Result<ApiResponse, RequestError>> {
+            next: Next,
+        ) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
             Box::pin(async move {
                 loop {
                     let response = next.run(request.clone()).await?;
@@ -167,11 +208,13 @@ mod tests {
             body: None,
             metadata: BTreeMap::new(),
         };
-        let outcome = chain.call(request, &Flaky(Mutex::new(0))).await;
+        let terminal: Arc<dyn Terminal> = Arc::new(Flaky(Mutex::new(0)));
+        let outcome = chain.call(request, &terminal).await;
         assert_eq!(outcome.attempts, 3);
         let response = outcome.result.unwrap();
         assert_eq!(response.status, 200);
         // `a` ran once, outside the retry; `b` ran inside it on the last attempt's copy.
         assert_eq!(response.metadata["order"], "ab");
+        assert_eq!(outcome.sent.unwrap().metadata["order"], "ab");
     }
 }

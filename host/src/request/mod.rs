@@ -77,12 +77,30 @@ impl ApiResponse {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct RequestError {
+    pub kind: ErrorKind,
     pub message: String,
+}
+
+/// What kind of failure a [`RequestError`] is (the WIT's `error-kind`): retry policies decide on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    Connect,
+    Tls,
+    Reset,
+    Timeout,
+    InvalidRequest,
+    Rejected,
+    Other,
 }
 
 impl RequestError {
     pub fn new(message: impl Into<String>) -> Self {
+        Self::of(ErrorKind::Other, message)
+    }
+
+    pub fn of(kind: ErrorKind, message: impl Into<String>) -> Self {
         RequestError {
+            kind,
             message: message.into(),
         }
     }

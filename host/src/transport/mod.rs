@@ -18,7 +18,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config;
-use crate::request::{ApiRequest, ApiResponse, RequestError};
+use crate::request::{ApiRequest, ApiResponse, ErrorKind, RequestError};
 use limit::LimitedConnector;
 
 type Connector = LimitedConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
@@ -75,18 +75,33 @@ impl HttpTransport {
         }
         let http_request = builder
             .body(Full::new(request.body.unwrap_or_default()))
-            .map_err(|e| RequestError::new(format!("cannot build the request: {e}")))?;
+            .map_err(|e| {
+                RequestError::of(
+                    ErrorKind::InvalidRequest,
+                    format!("cannot build the request: {e}"),
+                )
+            })?;
         let exchange = async {
-            let response = self
-                .client
-                .request(http_request)
-                .await
-                .map_err(|e| RequestError::new(describe(&e)))?;
+            let response = self.client.request(http_request).await.map_err(|e| {
+                let (kind, text) = describe(&e);
+                let kind = match kind {
+                    ErrorKind::Other if e.is_connect() => ErrorKind::Connect,
+                    kind => kind,
+                };
+                RequestError::of(kind, text)
+            })?;
             let (parts, body) = response.into_parts();
             let body = body
                 .collect()
                 .await
-                .map_err(|e| RequestError::new(format!("response body: {}", describe(&e))))?
+                .map_err(|e| {
+                    let (kind, text) = describe(&e);
+                    let kind = match kind {
+                        ErrorKind::Other => ErrorKind::Reset,
+                        kind => kind,
+                    };
+                    RequestError::of(kind, format!("response body: {text}"))
+                })?
                 .to_bytes();
             let headers = parts
                 .headers
@@ -109,16 +124,20 @@ impl HttpTransport {
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(RequestError::new(format!(
-                "timed out after {:.1}s (transport.base_timeout)",
-                self.timeout.as_secs_f64()
-            ))),
+            Err(_) => Err(RequestError::of(
+                ErrorKind::Timeout,
+                format!(
+                    "timed out after {:.1}s (transport.base_timeout)",
+                    self.timeout.as_secs_f64()
+                ),
+            )),
         }
     }
 }
 
-/// A one-line account of a transport failure: what happened first, then the chain of causes.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+/// A one-line account of a transport failure (what happened first, then the chain of causes), and
+/// its kind.
+fn describe(error: &(dyn std::error::Error + 'static)) -> (ErrorKind, String) {
     let mut causes: Vec<String> = Vec::new();
     let mut kind = None;
     let mut next = Some(error);
@@ -132,8 +151,8 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     }
     let chain = causes.join(": ");
     match kind {
-        Some(kind) => format!("{kind}: {chain}"),
-        None => chain,
+        Some((kind, what)) => (kind, format!("{what}: {chain}")),
+        None => (ErrorKind::Other, chain),
     }
 }
 
@@ -152,20 +171,21 @@ fn cause_of<'a>(
     }
 }
 
-fn classify(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+fn classify(e: &(dyn std::error::Error + 'static)) -> Option<(ErrorKind, &'static str)> {
     if e.is::<rustls::Error>() {
-        return Some("TLS handshake failed");
+        return Some((ErrorKind::Tls, "TLS handshake failed"));
     }
     if let Some(h) = e.downcast_ref::<hyper::Error>() {
-        return h
-            .is_incomplete_message()
-            .then_some("connection closed before a complete response");
+        return h.is_incomplete_message().then_some((
+            ErrorKind::Reset,
+            "connection closed before a complete response",
+        ));
     }
     match e.downcast_ref::<std::io::Error>()?.kind() {
-        std::io::ErrorKind::ConnectionRefused => Some("connection refused"),
-        std::io::ErrorKind::ConnectionReset => Some("connection reset by peer"),
-        std::io::ErrorKind::ConnectionAborted => Some("connection aborted"),
-        std::io::ErrorKind::TimedOut => Some("connect timed out"),
+        std::io::ErrorKind::ConnectionRefused => Some((ErrorKind::Connect, "connection refused")),
+        std::io::ErrorKind::ConnectionReset => Some((ErrorKind::Reset, "connection reset by peer")),
+        std::io::ErrorKind::ConnectionAborted => Some((ErrorKind::Reset, "connection aborted")),
+        std::io::ErrorKind::TimedOut => Some((ErrorKind::Timeout, "connect timed out")),
         _ => None,
     }
 }

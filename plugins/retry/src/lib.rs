@@ -1,0 +1,178 @@
+//! `retry`: sends the request again on a retryable status or transport error, with exponential
+//! backoff and full jitter, honouring `Retry-After` (seconds) up to a cap.
+//!
+//! ```yaml
+//! middleware:
+//!   - type: retry
+//!     max_attempts: 3                               # attempts in all (default: execution.max_attempts, else 3)
+//!     retry_status_codes: [429, 500, 502, 503, 504]
+//!     base_delay: 0.5                               # seconds; attempt n waits up to base_delay * 2^(n-1)
+//!     max_delay: 30                                 # seconds; cap on any one wait, Retry-After included
+//!     retry_errors: [connect, reset, timeout]       # transport error kinds retried (also: tls, other)
+//! ```
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+use sparkwasm_plugin::{Error, ErrorKind, Middleware, Request, Response, header, next, set_meta};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default = "default_attempts")]
+    max_attempts: u32,
+    #[serde(default = "default_codes")]
+    retry_status_codes: Vec<u16>,
+    #[serde(default = "default_base")]
+    base_delay: f64,
+    #[serde(default = "default_max")]
+    max_delay: f64,
+    #[serde(default = "default_errors")]
+    retry_errors: Vec<String>,
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+fn default_codes() -> Vec<u16> {
+    vec![429, 500, 502, 503, 504]
+}
+fn default_base() -> f64 {
+    0.5
+}
+fn default_max() -> f64 {
+    30.0
+}
+fn default_errors() -> Vec<String> {
+    ["connect", "reset", "timeout"].map(String::from).to_vec()
+}
+
+const ERROR_KINDS: [&str; 7] = [
+    "connect",
+    "tls",
+    "reset",
+    "timeout",
+    "invalid-request",
+    "rejected",
+    "other",
+];
+
+fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Connect => "connect",
+        ErrorKind::Tls => "tls",
+        ErrorKind::Reset => "reset",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::InvalidRequest => "invalid-request",
+        ErrorKind::Rejected => "rejected",
+        ErrorKind::Other => "other",
+    }
+}
+
+static CONFIG: OnceLock<Config> = OnceLock::new();
+
+fn config() -> &'static Config {
+    CONFIG.get().expect("init ran")
+}
+
+thread_local! {
+    static SEED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A uniform number in [0, 1) (xorshift seeded from the monotonic clock; jitter needs no more).
+fn random() -> f64 {
+    SEED.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
+            x = sparkwasm_plugin::now_ns() | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// How long to wait before attempt `attempt + 1` (attempt counts from 1).
+fn backoff_ms(c: &Config, attempt: u32, retry_after: Option<f64>) -> u64 {
+    let seconds = match retry_after {
+        Some(s) => s.min(c.max_delay),
+        None => {
+            let ceiling = (c.base_delay * 2f64.powi(attempt as i32 - 1)).min(c.max_delay);
+            ceiling * random()
+        }
+    };
+    (seconds.max(0.0) * 1000.0) as u64
+}
+
+/// `Retry-After: <seconds>`. (The HTTP-date form needs a wall clock, which plugins are not granted;
+/// it falls back to the backoff.)
+fn retry_after(response: &Response) -> Option<f64> {
+    header(&response.headers, "retry-after")?
+        .trim()
+        .parse::<f64>()
+        .ok()
+}
+
+struct Retry;
+
+impl Middleware for Retry {
+    fn init() -> Result<(), String> {
+        let c: Config = sparkwasm_plugin::config()?;
+        if c.max_attempts == 0 {
+            return Err("max_attempts must be at least 1".into());
+        }
+        if !(c.base_delay >= 0.0 && c.max_delay >= 0.0) {
+            return Err("base_delay and max_delay must be zero or more seconds".into());
+        }
+        if let Some(bad) = c
+            .retry_errors
+            .iter()
+            .find(|k| !ERROR_KINDS.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "retry_errors: unknown error kind `{bad}` (one of: {})",
+                ERROR_KINDS.join(", ")
+            ));
+        }
+        let _ = CONFIG.set(c);
+        Ok(())
+    }
+
+    fn handle(request: Request) -> Result<Response, Error> {
+        let c = config();
+        let mut attempt = 1;
+        loop {
+            let last = attempt >= c.max_attempts;
+            let wait = match next(&request) {
+                Ok(mut response) => {
+                    if last || !c.retry_status_codes.contains(&response.status) {
+                        set_meta(
+                            &mut response.metadata,
+                            "retry.attempts",
+                            attempt.to_string(),
+                        );
+                        return Ok(response);
+                    }
+                    backoff_ms(c, attempt, retry_after(&response))
+                }
+                Err(mut e) => {
+                    let retryable = c.retry_errors.iter().any(|k| k == kind_name(e.kind));
+                    if last || !retryable {
+                        if attempt > 1 {
+                            e.message = format!("{} (after {attempt} attempts)", e.message);
+                        }
+                        return Err(e);
+                    }
+                    backoff_ms(c, attempt, None)
+                }
+            };
+            sparkwasm_plugin::sleep_ms(wait);
+            attempt += 1;
+        }
+    }
+}
+
+sparkwasm_plugin::export_middleware!(Retry);

@@ -1,0 +1,59 @@
+//! `transport_diagnostics`: what the network did, per row. On success the response metadata gets
+//! `transport.elapsed_ms` and `transport.status_class`; a failure's message is completed with the error
+//! kind and the time spent, e.g. `connection refused [connect after 1.2 ms]`.
+//!
+//! ```yaml
+//! middleware:
+//!   - type: transport_diagnostics
+//! ```
+
+use serde::Deserialize;
+use sparkwasm_plugin::{Error, ErrorKind, Middleware, Request, Response, next, now_ns, set_meta};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {}
+
+fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Connect => "connect",
+        ErrorKind::Tls => "tls",
+        ErrorKind::Reset => "reset",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::InvalidRequest => "invalid-request",
+        ErrorKind::Rejected => "rejected",
+        ErrorKind::Other => "other",
+    }
+}
+
+struct TransportDiagnostics;
+
+impl Middleware for TransportDiagnostics {
+    fn init() -> Result<(), String> {
+        sparkwasm_plugin::config::<Config>().map(|_| ())
+    }
+
+    fn handle(request: Request) -> Result<Response, Error> {
+        let started = now_ns();
+        let result = next(&request);
+        let ms = (now_ns() - started) as f64 / 1e6;
+        match result {
+            Ok(mut response) => {
+                set_meta(
+                    &mut response.metadata,
+                    "transport.elapsed_ms",
+                    format!("{ms:.3}"),
+                );
+                let class = format!("{}xx", response.status / 100);
+                set_meta(&mut response.metadata, "transport.status_class", class);
+                Ok(response)
+            }
+            Err(mut e) => {
+                e.message = format!("{} [{} after {ms:.1} ms]", e.message, kind_name(e.kind));
+                Err(e)
+            }
+        }
+    }
+}
+
+sparkwasm_plugin::export_middleware!(TransportDiagnostics);
