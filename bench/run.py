@@ -10,7 +10,9 @@ Called by scripts/bench.sh (which builds the release binaries and installs wrk a
 3. sparkwasm: ROWS Parquet rows → one GET per row → a Delta table, one commit per 10k rows (wall clock of
    the whole process: start, read, requests, commits, exit).
 4. The Python reference (bench/legacy_executor.py): the same work the legacy way (asyncio + aiohttp).
-5. Memory: sparkwasm's peak RSS on ROWS and on MEMORY_ROWS rows (10× the input, same batch size): memory is
+5. Plugins: sparkwasm again with the legacy default chain (retry, logging, timing, json_body as WASM
+   plugins): rows/s, and the CPU each plugin hop adds per request ((CPU with − CPU without) / rows / 4).
+6. Memory: sparkwasm's peak RSS on ROWS and on MEMORY_ROWS rows (10× the input, same batch size): memory is
    bounded by batch_size and the queues, not by the input.
 
 Prints a Markdown table (the README's is a copy of one run) and writes it to bench/last-run.md.
@@ -29,6 +31,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "bench.yaml"
+LEGACY_CHAIN = """middleware:
+  - type: retry
+  - type: logging
+  - type: timing
+  - type: json_body
+"""
 
 
 def child_run(cmd, env=None):
@@ -67,10 +75,10 @@ def wrk(url, connections, seconds):
     return float(m.group(1))
 
 
-def sparkwasm(bin_dir, url, rows_file, sink, connections):
+def sparkwasm(bin_dir, url, rows_file, sink, connections, config=CONFIG):
     env = dict(os.environ, BENCH_API=url, BENCH_ROWS=str(rows_file), BENCH_SINK=str(sink),
                BENCH_CONSUMERS=str(connections // 2), RUST_LOG="warn")
-    wall, cpu, rss, out, err = child_run([bin_dir / "sparkwasm", "run", CONFIG], env)
+    wall, cpu, rss, out, err = child_run([bin_dir / "sparkwasm", "run", config], env)
     m = re.search(r"rows\s+(\d+)", out + err)
     rows = int(m.group(1)) if m else 0
     return rows, wall, cpu, rss
@@ -118,6 +126,18 @@ def main():
         py_rate = py_rows / py_wall
         print(f"python:    {py_rate:,.0f} rows/s ({py_wall:.1f} s)", flush=True)
 
+        chained = work / "bench-plugins.yaml"
+        chained.write_text(CONFIG.read_text() + LEGACY_CHAIN)
+        sparkwasm(args.bin_dir, url, rows_file, work / "warm", args.connections, chained)  # fills the compile cache
+        p_rows, p_wall, p_cpu, _ = sparkwasm(args.bin_dir, url, rows_file, work / "sw-plugins",
+                                             args.connections, chained)
+        if p_rows != args.rows:
+            sys.exit(f"sparkwasm with plugins landed {p_rows} rows, expected {args.rows}")
+        p_rate = p_rows / p_wall
+        hop_us = (p_cpu - cpu) / args.rows / 4 * 1e6
+        print(f"sparkwasm + 4 plugins: {p_rate:,.0f} rows/s, {hop_us:.2f} µs CPU per plugin hop",
+              flush=True)
+
         memory = []
         if args.memory_rows:
             big = work / "big.parquet"
@@ -146,6 +166,11 @@ def main():
         f"{sw_rate / wrk_rate:.2f} | {sw_rate / py_rate:.2f} |",
         f"| Python asyncio + aiohttp reference (bench/legacy_executor.py) | {py_rate:,.0f} | "
         f"{py_rate / wrk_rate:.2f} | 1.00 |",
+        f"| sparkwasm + retry, logging, timing, json_body (WASM) | {p_rate:,.0f} | "
+        f"{p_rate / wrk_rate:.2f} | {p_rate / py_rate:.2f} |",
+        "",
+        f"CPU per row: sparkwasm {cpu / args.rows * 1e6:.1f} µs without plugins, "
+        f"{p_cpu / args.rows * 1e6:.1f} µs with the four; **{hop_us:.2f} µs per plugin hop**.",
     ]
     if memory:
         table += ["", "| input rows | sparkwasm peak RSS |", "| ---: | ---: |"]

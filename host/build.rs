@@ -24,21 +24,37 @@ fn main() {
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--target", TARGET, "--manifest-path"])
-        .arg(plugins.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
+    cmd.args([
+        "build",
+        "--locked",
+        "--release",
+        "--target",
+        TARGET,
+        "--manifest-path",
+    ])
+    .arg(plugins.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir);
+    // What the outer build set for the host (wrappers such as clippy-driver, host rustflags, the
+    // target dir, per-package variables) must not reach the guests' build; registry, proxy and network
+    // settings (CARGO_HTTP_*, CARGO_NET_*, CARGO_REGISTRIES_*) and RUSTC itself do.
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
-        let keep = key == "CARGO_HOME" || key == "CARGO_MAKEFLAGS" || key == "CARGO_NET_OFFLINE";
-        if (key.starts_with("CARGO_") && !keep)
-            || key.starts_with("RUSTC")
+        let strip = key.starts_with("RUSTC_")
             || key.contains("RUSTFLAGS")
-            || key == "RUSTDOC"
-        {
+            || key == "CARGO_TARGET_DIR"
+            || key == "CARGO_BUILD_TARGET"
+            || key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_CFG_")
+            || key.starts_with("CARGO_FEATURE_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || key == "CARGO_PRIMARY_PACKAGE";
+        if strip {
             cmd.env_remove(key.as_ref());
         }
     }
+    // Its output goes to stderr: this script's stdout is read by cargo for directives.
+    cmd.stdout(std::process::Stdio::from(std::io::stderr()));
     let status = cmd.status().expect("run cargo for the plugins");
     if !status.success() {
         panic!("building the guest plugins in plugins/ failed (see the cargo output above)");

@@ -8,6 +8,8 @@ VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -c "import deltalake, pyarrow" 2>/dev/null || "$VENV/bin/pip" install -q "deltalake>=1.1" pyarrow
 export SPARKWASM_PYTHON="$VENV/bin/python"
+# The polyglot example: a middleware written in Python, built from source with componentize-py.
+export SPARKWASM_PYTHON_PLUGIN="$(bash scripts/build-python-plugin.sh)"
 # The guest plugins (plugins/, built by host/build.rs) need the wasm32-wasip2 target.
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 cargo fmt --all --check

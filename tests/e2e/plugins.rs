@@ -109,6 +109,7 @@ async fn hostile_plugins_fail_their_rows_and_the_run_goes_on() {
         ("socket", "socket denied"),
         ("env", "env empty"),
         ("clock", "clock frozen at 0"),
+        ("block", "blocked in handle for more than 5.2 s"),
     ];
     for (mode, expected) in cases {
         let yaml = pipeline(&server.url(), "/echo/{id}", "")
@@ -315,4 +316,78 @@ async fn auth_plugins_send_credentials_that_never_land() {
         !seen.contains("tok-3141592653") && !seen.contains("key-2718281828"),
         "a secret leaked"
     );
+}
+
+/// The Python example plugin, built by scripts/build-python-plugin.sh (scripts/test.sh sets
+/// SPARKWASM_PYTHON_PLUGIN). `None` only outside CI when it was not built.
+fn python_plugin() -> Option<PathBuf> {
+    match std::env::var_os("SPARKWASM_PYTHON_PLUGIN") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs the Python plugin: scripts/test.sh builds it"
+            );
+            eprintln!("SPARKWASM_PYTHON_PLUGIN is not set: the Python plugin test is skipped");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_written_in_python_runs_and_its_second_load_comes_from_the_cache() {
+    let Some(wasm) = python_plugin() else { return };
+    let server = ApiServer::start(0).await.unwrap();
+    let entry = |fields: &str| {
+        format!(
+            "middleware:\n  - type: retry\n  - type: wasm\n    name: require_fields\n    path: {}\n    sha256: \"{}\"\n    config: {{fields: {fields}}}\n    limits: {{memory_mb: 256}}\n",
+            wasm.display(),
+            sha256_of(&wasm)
+        )
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let run = |case: &Case| {
+        sparkwasm(case.dir.path())
+            .args(["run", "p.yaml"])
+            .env("SPARKWASM_CACHE_DIR", cache.path())
+            .env("RUST_LOG", "sparkwasm=info")
+            .output()
+            .unwrap()
+    };
+    // The echo answers carry method, uri and headers: the check passes.
+    let good = Case::new(
+        20,
+        &(pipeline(&server.url(), "/echo/{id}", "") + &entry("[method, uri]")),
+    );
+    let out = run(&good);
+    assert_exit(&out, 0);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("plugin=require_fields compiled=true"), "{log}");
+    for row in read_bronze(&good.bronze()) {
+        assert!(row.success);
+        assert!(
+            row.response_metadata
+                .unwrap()
+                .contains(r#""checked_by":"python""#)
+        );
+    }
+    // A field the answers lack: every row fails, named by the plugin; the component is not compiled
+    // again.
+    let bad = Case::new(
+        5,
+        &(pipeline(&server.url(), "/echo/{id}", "") + &entry("[method, customer_tier]")),
+    );
+    let out = run(&bad);
+    assert_exit(&out, 2);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("plugin=require_fields compiled=false"),
+        "{log}"
+    );
+    for row in read_bronze(&bad.bronze()) {
+        assert_eq!(
+            row.error_message.as_deref(),
+            Some("plugin `require_fields`: answer lacks customer_tier")
+        );
+    }
 }

@@ -533,12 +533,12 @@ fn custom_plugin(w: &mut Walker, entry: Field<'_>, base_dir: &Path) -> Option<Mi
     {
         w.error(f.path, f.node.pos, "expected 64 hexadecimal digits");
     }
-    let file = file.map(|f| base_dir.join(f));
-    if let (Some(p), Some(f)) = (&file, section.get("path"))
-        && !p.is_file()
+    if let (Some(written), Some(f)) = (&file, section.get("path"))
+        && !base_dir.join(written).is_file()
     {
-        w.error(f.path, f.node.pos, format!("no such file: {}", p.display()));
+        w.error(f.path, f.node.pos, format!("no such file: {written}"));
     }
+    let file = file.map(|f| base_dir.join(f));
     if let Some(name) = &name
         && let Some(f) = section.get("name")
         && (BUILTIN_KEYS.iter().any(|(k, _)| k == name) || name == "host")

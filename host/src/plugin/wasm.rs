@@ -24,6 +24,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::{Middleware, Next, builtin};
 use crate::config::{MiddlewareSpec, Pipeline, PluginLimits, PluginSource};
+use crate::executor::Redactor;
 use crate::request::{ApiRequest, ApiResponse, ErrorKind, RequestError};
 
 mod bindings {
@@ -40,6 +41,16 @@ use bindings::sparkwasm::plugin::{chain, host, types};
 /// How often the epoch advances: the granularity of the CPU deadline, and how long a busy guest runs
 /// before it yields its thread to other rows.
 const TICK: Duration = Duration::from_millis(2);
+
+/// Most elements of one table (the pool reserves this much for each).
+const TABLE_ELEMENTS: usize = 100_000;
+
+/// The longest one `sleep` may wait, and the most `next` calls one `handle` may make.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+const MAX_NEXT_CALLS: u32 = 100;
+
+/// Most entries a plugin may hold in its resource table (WASI streams, pollables).
+const MAX_RESOURCES: usize = 1024;
 
 /// A plugin that could not be loaded: the run stops before its first request.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +84,7 @@ pub async fn load_chain(
         message: format!("cannot start the WASM engine: {e:#}"),
     })?;
     let process = format!("{}/{}", hostname(), pipeline.id);
+    let redactor = Arc::new(Redactor::new(pipeline.secrets.iter().cloned()));
     let mut layers: Vec<Arc<dyn Middleware>> = Vec::new();
     for spec in &pipeline.middleware {
         let fail = |message: String| PluginError {
@@ -114,6 +126,7 @@ pub async fn load_chain(
                     .collect(),
                 wall_clock: spec.grants.wall_clock,
                 process: process.clone(),
+                redactor: redactor.clone(),
             }),
             engine: engine.clone(),
             pre,
@@ -138,8 +151,13 @@ pub async fn load_chain(
 fn engine(pipeline: &Pipeline, concurrency: usize) -> wasmtime::Result<(Engine, wasmtime::Cache)> {
     let plugins = pipeline.middleware.len() as u32;
     // Every consumer may hold one instance of each plugin at once (nested calls), plus the ones made
-    // at load time; each component instance has a few core instances and memories.
-    let instances = (concurrency as u32 + 1) * plugins + 8;
+    // at load time. A component holds several core instances, memories and tables (a Rust guest a
+    // few, a componentize-py guest about twenty core instances): the pool is sized for the larger.
+    let instances = u32::try_from(concurrency)
+        .ok()
+        .and_then(|c| c.checked_add(1)?.checked_mul(plugins)?.checked_add(8))
+        .filter(|n| *n <= 100_000)
+        .ok_or_else(|| wasmtime::Error::msg("too many consumers for the plugin instance pool"))?;
     let max_memory = pipeline
         .middleware
         .iter()
@@ -149,19 +167,24 @@ fn engine(pipeline: &Pipeline, concurrency: usize) -> wasmtime::Result<(Engine, 
         << 20;
     let mut pool = wasmtime::PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
-        .total_core_instances(instances * 16)
-        .total_memories(instances * 4)
-        .total_tables(instances * 8)
+        .total_core_instances(instances * 32)
+        .total_memories(instances * 8)
+        .total_tables(instances * 32)
         .total_stacks(instances)
         .max_memory_size(max_memory)
         .max_memories_per_module(2)
-        .max_tables_per_module(4);
+        .max_memories_per_component(8)
+        .max_core_instances_per_component(64)
+        .max_tables_per_module(8)
+        .table_elements(TABLE_ELEMENTS);
     let cache = compile_cache()?;
     let mut config = wasmtime::Config::new();
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
         .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool))
+        // Reserve address space for the cap, not wasmtime's default 4 GiB per memory slot.
+        .memory_reservation(max_memory as u64)
         .cache(Some(cache.clone()));
     let engine = Engine::new(&config)?;
     let ticker = engine.weak();
@@ -178,15 +201,37 @@ fn engine(pipeline: &Pipeline, concurrency: usize) -> wasmtime::Result<(Engine, 
     Ok((engine, cache))
 }
 
-/// wasmtime's compile cache, under `$SPARKWASM_CACHE_DIR` or `~/.cache/sparkwasm/wasmtime`.
+/// wasmtime's compile cache, under `$SPARKWASM_CACHE_DIR` or `~/.cache/sparkwasm/wasmtime`, created
+/// private to the user (cached artifacts are native code that is loaded without being re-verified).
 fn compile_cache() -> wasmtime::Result<wasmtime::Cache> {
     let dir = std::env::var_os("SPARKWASM_CACHE_DIR")
         .map(std::path::PathBuf::from)
         .or_else(|| {
             std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/sparkwasm"))
         })
-        .unwrap_or_else(|| std::env::temp_dir().join("sparkwasm-cache"))
+        .ok_or_else(|| {
+            wasmtime::Error::msg("no cache directory: set SPARKWASM_CACHE_DIR (or HOME)")
+        })?
         .join("wasmtime");
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(wasmtime::Error::from)?;
+        let meta = std::fs::metadata(&dir).map_err(wasmtime::Error::from)?;
+        // /proc/self belongs to the user this process runs as.
+        let me = std::fs::metadata("/proc/self")
+            .map_err(wasmtime::Error::from)?
+            .uid();
+        if meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
+            return Err(wasmtime::Error::msg(format!(
+                "compile cache {} must belong to this user and not be writable by others",
+                dir.display()
+            )));
+        }
+    }
     let mut config = wasmtime::CacheConfig::new();
     config.with_directory(dir);
     wasmtime::Cache::new(config)
@@ -242,6 +287,8 @@ struct PluginInfo {
     env: Vec<(String, String)>,
     wall_clock: bool,
     process: String,
+    /// Secret values of the pipeline, removed from whatever the plugin logs.
+    redactor: Arc<Redactor>,
 }
 
 /// A middleware component and its idle instances.
@@ -266,9 +313,16 @@ struct PluginState {
     /// The rest of the chain for the call in progress.
     next: Option<Next>,
     worker: WorkerSlot,
-    call_started: Instant,
-    /// Time the call in progress spent waiting in `next` and `sleep`.
-    waited: Duration,
+    /// Guest running time of the call in progress, counted slice by slice at each epoch tick (time
+    /// spent queued behind other rows after a yield is not counted).
+    ran: Duration,
+    /// When `ran` was last brought up to date.
+    last_check: Instant,
+    /// Wall time (ns) the call in progress spent waiting in `next` and `sleep`, shared with the
+    /// watchdog that bounds a call's wall time outside those waits.
+    waited_ns: Arc<std::sync::atomic::AtomicU64>,
+    /// `next` calls made by the call in progress.
+    next_calls: u32,
     /// Set when the deadline stopped the guest.
     deadline_hit: bool,
     /// The last error `next` returned in this call: passed through unchanged, it is not blamed on
@@ -287,27 +341,32 @@ impl WasiView for PluginState {
     }
 }
 
-/// Caps linear memory growth; remembers that it refused, so the trap is reported as out-of-memory.
+/// Caps the instance's linear memories together; remembers that it refused, so the trap is reported
+/// as out-of-memory.
 struct MemoryCap {
     bytes: usize,
+    /// Bytes of all the instance's memories.
+    used: usize,
     refused: Arc<AtomicBool>,
 }
 
 impl wasmtime::ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.bytes {
+        let total = self.used + desired.saturating_sub(current);
+        if total > self.bytes {
             self.refused.store(true, Ordering::Relaxed);
             return Err(wasmtime::Error::msg(format!(
                 "out of memory: the plugin wanted {} MiB, its cap is {} MiB (limits.memory_mb)",
-                desired >> 20,
+                total >> 20,
                 self.bytes >> 20
             )));
         }
+        self.used = total;
         Ok(true)
     }
 
@@ -317,7 +376,7 @@ impl wasmtime::ResourceLimiter for MemoryCap {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired <= TABLE_ELEMENTS)
     }
 }
 
@@ -331,8 +390,8 @@ impl WasmMiddleware {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }))
-            .stdout(LogStream::new(&info.name, None))
-            .stderr(LogStream::new(&info.name, Some(stderr.clone())));
+            .stdout(LogStream::new(&info, None))
+            .stderr(LogStream::new(&info, Some(stderr.clone())));
         for (k, v) in &info.env {
             wasi.env(k, v);
         }
@@ -341,41 +400,61 @@ impl WasmMiddleware {
         }
         let state = PluginState {
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_RESOURCES);
+                table
+            },
             memory: MemoryCap {
                 bytes: (info.limits.memory_mb as usize) << 20,
+                used: 0,
                 refused: Arc::new(AtomicBool::new(false)),
             },
             info: info.clone(),
             next: None,
             worker: (0, 0),
-            call_started: Instant::now(),
-            waited: Duration::ZERO,
+            ran: Duration::ZERO,
+            last_check: Instant::now(),
+            waited_ns: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            next_calls: 0,
             deadline_hit: false,
             last_next_error: None,
             stderr,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
+        // What the host allocates for one guest-to-host call's arguments, at most.
+        store.set_hostcall_fuel((info.limits.memory_mb as usize) << 20);
         let limit = Duration::from_millis(info.limits.timeout_ms);
         store.epoch_deadline_callback(move |mut cx| {
             let s = cx.data_mut();
-            let ran = s.call_started.elapsed().saturating_sub(s.waited);
-            if ran > limit {
+            let now = Instant::now();
+            // A slice longer than two ticks means the guest was parked (yielded, or its thread
+            // preempted): count two ticks, not the time it waited for a thread.
+            s.ran += (now - s.last_check).min(TICK * 2);
+            s.last_check = now;
+            if s.ran > limit {
                 s.deadline_hit = true;
                 return Err(wasmtime::Error::msg("deadline"));
             }
             Ok(UpdateDeadline::Yield(1))
         });
+        store.data_mut().begin_call();
         store.set_epoch_deadline(1);
-        store.data_mut().call_started = Instant::now();
-        let guest = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| describe_failure(&e, store.data(), "instantiation"))?;
-        store.data_mut().call_started = Instant::now();
-        match guest.sparkwasm_plugin_handler().call_init(&mut store).await {
+        let bound = watchdog(&info, store.data().waited_ns.clone());
+        let guest = tokio::select! {
+            r = self.pre.instantiate_async(&mut store) => {
+                r.map_err(|e| describe_failure(&e, store.data(), "instantiation"))?
+            }
+            () = bound => return Err(stuck(&info, "instantiation")),
+        };
+        store.data_mut().begin_call();
+        let bound = watchdog(&info, store.data().waited_ns.clone());
+        let result = tokio::select! {
+            r = guest.sparkwasm_plugin_handler().call_init(&mut store) => r,
+            () = bound => return Err(stuck(&info, "init")),
+        };
+        match result {
             Ok(Ok(())) => Ok(Instance { store, guest }),
             Ok(Err(message)) => Err(format!("init refused: {message}")),
             Err(e) => Err(describe_failure(&e, store.data(), "init")),
@@ -404,17 +483,15 @@ impl WasmMiddleware {
         let state = instance.store.data_mut();
         state.next = Some(next);
         state.worker = worker;
-        state.waited = Duration::ZERO;
-        state.last_next_error = None;
-        state.stderr.lock().expect("stderr lock").clear();
-        state.call_started = Instant::now();
+        state.begin_call();
         instance.store.set_epoch_deadline(1);
         let wit_request = to_wit_request(request);
-        let result = instance
-            .guest
-            .sparkwasm_plugin_handler()
-            .call_handle(&mut instance.store, &wit_request)
-            .await;
+        let bound = watchdog(&self.info, instance.store.data().waited_ns.clone());
+        let result = tokio::select! {
+            r = instance.guest.sparkwasm_plugin_handler().call_handle(&mut instance.store, &wit_request) => r,
+            // Stuck outside guest code (a blocking WASI call): the instance is dropped.
+            () = bound => return Err(RequestError::of(ErrorKind::Other, format!("plugin `{name}`: {}", stuck(&self.info, "handle")))),
+        };
         let state = instance.store.data_mut();
         state.next = None;
         let passed_through = state.last_next_error.take();
@@ -459,6 +536,57 @@ impl Middleware for WasmMiddleware {
     ) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
         Box::pin(self.call(request, next))
     }
+}
+
+impl PluginState {
+    /// Resets the per-call state before a call into the guest.
+    fn begin_call(&mut self) {
+        self.ran = Duration::ZERO;
+        self.last_check = Instant::now();
+        self.waited_ns.store(0, Ordering::Relaxed);
+        self.next_calls = 0;
+        self.last_next_error = None;
+        self.stderr.lock().expect("stderr lock").clear();
+    }
+
+    /// Books a wait in `next` or `sleep`: it is not guest running time.
+    fn waited(&mut self, since: Instant) {
+        let waited = since.elapsed();
+        self.waited_ns
+            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+        self.last_check = Instant::now();
+    }
+}
+
+/// A call's wall-time bound outside `next` and `sleep`: ten times `timeout_ms`, at least five seconds
+/// more than it. The epoch deadline stops guest code; this stops a call blocked in a WASI wait, where
+/// epochs are not checked.
+fn watchdog(
+    info: &PluginInfo,
+    waited_ns: Arc<std::sync::atomic::AtomicU64>,
+) -> impl std::future::Future<Output = ()> + use<> {
+    let timeout = Duration::from_millis(info.limits.timeout_ms);
+    let bound = (timeout * 10).max(timeout + Duration::from_secs(5));
+    let started = Instant::now();
+    async move {
+        loop {
+            let waited = Duration::from_nanos(waited_ns.load(Ordering::Relaxed));
+            let outside = started.elapsed().saturating_sub(waited);
+            if outside > bound {
+                return;
+            }
+            tokio::time::sleep((bound - outside).max(Duration::from_millis(10))).await;
+        }
+    }
+}
+
+fn stuck(info: &PluginInfo, during: &str) -> String {
+    let timeout = Duration::from_millis(info.limits.timeout_ms);
+    let bound = (timeout * 10).max(timeout + Duration::from_secs(5));
+    format!(
+        "blocked in {during} for more than {:.1} s outside next() and sleep(); stopped",
+        bound.as_secs_f64()
+    )
 }
 
 /// Why a call into the guest failed, in words: deadline, memory cap, or the trap and what the guest
@@ -507,6 +635,7 @@ impl types::Host for PluginState {}
 impl host::Host for PluginState {
     async fn log(&mut self, level: host::Level, message: String) {
         let plugin = self.info.name.as_str();
+        let message = self.info.redactor.text(&message);
         match level {
             host::Level::Trace => tracing::trace!(plugin, "{message}"),
             host::Level::Debug => tracing::debug!(plugin, "{message}"),
@@ -523,8 +652,8 @@ impl host::Host for PluginState {
 
     async fn sleep(&mut self, ms: u64) {
         let started = Instant::now();
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        self.waited += started.elapsed();
+        tokio::time::sleep(Duration::from_millis(ms).min(MAX_SLEEP)).await;
+        self.waited(started);
     }
 
     async fn config(&mut self) -> String {
@@ -548,6 +677,16 @@ impl chain::Host for PluginState {
                 message: "next() called outside of handle()".into(),
             });
         };
+        self.next_calls += 1;
+        if self.next_calls > MAX_NEXT_CALLS {
+            return Err(types::Error {
+                kind: types::ErrorKind::Rejected,
+                message: format!(
+                    "plugin `{}` called next() more than {MAX_NEXT_CALLS} times for one row",
+                    self.info.name
+                ),
+            });
+        }
         let request = match from_wit_request(request) {
             Ok(r) => r,
             Err(message) => {
@@ -559,7 +698,7 @@ impl chain::Host for PluginState {
         };
         let started = Instant::now();
         let result = next.run(request).await;
-        self.waited += started.elapsed();
+        self.waited(started);
         match result {
             Ok(response) => Ok(to_wit_response(response)),
             Err(e) => {
@@ -654,14 +793,14 @@ impl wasmtime_wasi::HostWallClock for FrozenClock {
 /// lines are also kept for the error message of a trap (a Rust guest's panic message).
 #[derive(Clone)]
 struct LogStream {
-    plugin: Arc<str>,
+    info: Arc<PluginInfo>,
     keep: Option<Arc<Mutex<String>>>,
 }
 
 impl LogStream {
-    fn new(plugin: &str, keep: Option<Arc<Mutex<String>>>) -> Self {
+    fn new(info: &Arc<PluginInfo>, keep: Option<Arc<Mutex<String>>>) -> Self {
         LogStream {
-            plugin: plugin.into(),
+            info: info.clone(),
             keep,
         }
     }
@@ -692,12 +831,13 @@ const MAX_LINE: usize = 4096;
 
 impl LogWriter {
     fn emit(&mut self) {
-        let text = String::from_utf8_lossy(&self.line).into_owned();
+        let raw = String::from_utf8_lossy(&self.line).into_owned();
         self.line.clear();
-        if text.trim().is_empty() {
+        if raw.trim().is_empty() {
             return;
         }
-        tracing::info!(plugin = %self.stream.plugin, "{text}");
+        let text = self.stream.info.redactor.text(&raw);
+        tracing::info!(plugin = %self.stream.info.name, "{text}");
         if let Some(keep) = &self.stream.keep {
             let mut kept = keep.lock().expect("stderr lock");
             if kept.len() + text.len() > MAX_LINE {

@@ -80,18 +80,21 @@ thread_local! {
     static SEED: Cell<u64> = const { Cell::new(0) };
 }
 
-/// A uniform number in [0, 1) (xorshift seeded from the monotonic clock; jitter needs no more).
+/// A uniform number in [0, 1): splitmix64 over a state seeded from the monotonic clock (instances
+/// created close together still diverge after the first mix; jitter needs no more).
 fn random() -> f64 {
     SEED.with(|s| {
-        let mut x = s.get();
-        if x == 0 {
-            x = sparkwasm_plugin::now_ns() | 1;
+        let mut state = s.get();
+        if state == 0 {
+            state = sparkwasm_plugin::now_ns();
         }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        (x >> 11) as f64 / (1u64 << 53) as f64
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        s.set(state);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
     })
 }
 
