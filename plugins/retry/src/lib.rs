@@ -15,7 +15,9 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use sparkwasm_plugin::{Error, ErrorKind, Middleware, Request, Response, header, next, set_meta};
+use sparkwasm_plugin::{
+    ERROR_KINDS, Error, Middleware, Request, Response, header, kind_name, next, set_meta,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,28 +48,6 @@ fn default_max() -> f64 {
 }
 fn default_errors() -> Vec<String> {
     ["connect", "reset", "timeout"].map(String::from).to_vec()
-}
-
-const ERROR_KINDS: [&str; 7] = [
-    "connect",
-    "tls",
-    "reset",
-    "timeout",
-    "invalid-request",
-    "rejected",
-    "other",
-];
-
-fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Connect => "connect",
-        ErrorKind::Tls => "tls",
-        ErrorKind::Reset => "reset",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::InvalidRequest => "invalid-request",
-        ErrorKind::Rejected => "rejected",
-        ErrorKind::Other => "other",
-    }
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();

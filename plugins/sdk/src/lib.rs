@@ -104,6 +104,30 @@ pub fn set_meta(fields: &mut Fields, key: &str, value: impl Into<String>) {
     }
 }
 
+/// Every error kind by its WIT name, in declaration order.
+pub const ERROR_KINDS: [&str; 7] = [
+    "connect",
+    "tls",
+    "reset",
+    "timeout",
+    "invalid-request",
+    "rejected",
+    "other",
+];
+
+/// The WIT name of an error kind (`connect`, `reset`, ...), as configs spell it.
+pub fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Connect => "connect",
+        ErrorKind::Tls => "tls",
+        ErrorKind::Reset => "reset",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::InvalidRequest => "invalid-request",
+        ErrorKind::Rejected => "rejected",
+        ErrorKind::Other => "other",
+    }
+}
+
 /// A row-failing error of the given kind.
 pub fn error(kind: ErrorKind, message: impl Into<String>) -> Error {
     Error {

@@ -8,23 +8,11 @@
 //! ```
 
 use serde::Deserialize;
-use sparkwasm_plugin::{Error, ErrorKind, Middleware, Request, Response, next, now_ns, set_meta};
+use sparkwasm_plugin::{Error, Middleware, Request, Response, kind_name, next, now_ns, set_meta};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {}
-
-fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Connect => "connect",
-        ErrorKind::Tls => "tls",
-        ErrorKind::Reset => "reset",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::InvalidRequest => "invalid-request",
-        ErrorKind::Rejected => "rejected",
-        ErrorKind::Other => "other",
-    }
-}
 
 struct TransportDiagnostics;
 
