@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and end-to-end tests (cargo test).
-# Installs what it needs: the wasm32-wasip2 target, a Python venv with `deltalake` (the independent
-# second reader of the tests).
+# Installs what it needs: a Python venv with `deltalake` (the independent second reader of the tests)
+# and componentize-py; host/build.rs adds the wasm32-wasip2 target for the guest plugins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
@@ -10,8 +10,6 @@ VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 export SPARKWASM_PYTHON="$VENV/bin/python"
 # The polyglot example: a middleware written in Python, built from source with componentize-py.
 export SPARKWASM_PYTHON_PLUGIN="$(bash scripts/build-python-plugin.sh)"
-# The guest plugins (plugins/, built by host/build.rs) need the wasm32-wasip2 target.
-rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 cargo fmt --all --check
 cargo fmt --all --check --manifest-path plugins/Cargo.toml
 cargo clippy --workspace --all-targets -- -D warnings

@@ -88,7 +88,7 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
     let work = Arc::new(Work {
         plan,
         chain,
-        gate,
+        terminal: gate,
         id_column,
         landed: resume.landed,
         redactor: Redactor::new(pipeline.secrets.iter().cloned()),

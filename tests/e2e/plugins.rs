@@ -239,12 +239,7 @@ async fn a_second_run_takes_the_plugins_from_the_compile_cache() {
     .await;
     let cache = case.dir.path().join("cache");
     let run = || {
-        let out = sparkwasm(case.dir.path())
-            .args(["run", "p.yaml"])
-            .env("SPARKWASM_CACHE_DIR", &cache)
-            .env("RUST_LOG", "sparkwasm=info")
-            .output()
-            .unwrap();
+        let out = run_with_cache(&case, &cache);
         assert_exit(&out, 0);
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -262,6 +257,17 @@ async fn a_second_run_takes_the_plugins_from_the_compile_cache() {
         entries,
         "nothing was compiled again"
     );
+}
+
+/// Runs the case with its own compile cache folder and the info log (which says whether each plugin
+/// was compiled or loaded).
+fn run_with_cache(case: &Case, cache: &Path) -> std::process::Output {
+    sparkwasm(case.dir.path())
+        .args(["run", "p.yaml"])
+        .env("SPARKWASM_CACHE_DIR", cache)
+        .env("RUST_LOG", "sparkwasm=info")
+        .output()
+        .unwrap()
 }
 
 /// The compiled artifacts in a wasmtime cache folder (not its usage statistics).
@@ -346,14 +352,7 @@ async fn a_plugin_written_in_python_runs_and_its_second_load_comes_from_the_cach
         )
     };
     let cache = tempfile::tempdir().unwrap();
-    let run = |case: &Case| {
-        sparkwasm(case.dir.path())
-            .args(["run", "p.yaml"])
-            .env("SPARKWASM_CACHE_DIR", cache.path())
-            .env("RUST_LOG", "sparkwasm=info")
-            .output()
-            .unwrap()
-    };
+    let run = |case: &Case| run_with_cache(case, cache.path());
     // The echo answers carry method, uri and headers: the check passes.
     let good = Case::new(
         20,

@@ -7,20 +7,16 @@ use super::error::ConfigError;
 use super::tree::{Node, Value};
 use super::walk::{Field, Section, Walker};
 use super::*;
+use crate::plugin::builtin;
 
-/// Middleware types of the legacy framework (built-in plugins), plus `wasm` for custom ones.
-pub const MIDDLEWARE_TYPES: [&str; 10] = [
-    "retry",
-    "logging",
-    "timing",
-    "json_body",
-    "param_injector",
-    "worker_identity",
-    "transport_diagnostics",
-    "bearer",
-    "header_auth",
-    "wasm",
-];
+/// Middleware types: the legacy framework's (built-in plugins), then `wasm` for custom ones.
+fn middleware_types() -> Vec<&'static str> {
+    builtin::BUILTINS
+        .iter()
+        .map(|b| b.kind)
+        .chain(["wasm"])
+        .collect()
+}
 
 const AUTH_TYPES: [&str; 5] = [
     "none",
@@ -405,29 +401,8 @@ fn auth(w: &mut Walker, top: &Section<'_>) -> Option<Auth> {
     })
 }
 
-/// The keys each built-in middleware takes (besides `type` and `limits`); the plugin checks the values.
-const BUILTIN_KEYS: [(&str, &[&str]); 9] = [
-    (
-        "retry",
-        &[
-            "max_attempts",
-            "retry_status_codes",
-            "base_delay",
-            "max_delay",
-            "retry_errors",
-        ],
-    ),
-    ("logging", &["level"]),
-    ("timing", &["key"]),
-    ("json_body", &["require"]),
-    ("param_injector", &["params", "body"]),
-    ("worker_identity", &["header"]),
-    ("transport_diagnostics", &[]),
-    ("bearer", &["token"]),
-    ("header_auth", &["header", "value"]),
-];
-
 fn middleware(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Vec<MiddlewareSpec> {
+    let types = middleware_types();
     let mut out: Vec<MiddlewareSpec> = Vec::new();
     for (path, node) in w.list(top.get("middleware")) {
         let Value::Map(entries) = &node.value else {
@@ -445,10 +420,7 @@ fn middleware(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Vec<Middlew
             w.error(
                 &path,
                 node.pos,
-                format!(
-                    "missing required key: type (one of: {})",
-                    MIDDLEWARE_TYPES.join(", ")
-                ),
+                format!("missing required key: type (one of: {})", types.join(", ")),
             );
             continue;
         };
@@ -458,7 +430,7 @@ fn middleware(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Vec<Middlew
                 path: &type_path,
                 node: type_node,
             }),
-            &MIDDLEWARE_TYPES,
+            &types,
         ) else {
             continue;
         };
@@ -466,10 +438,7 @@ fn middleware(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Vec<Middlew
         let spec = if kind == "wasm" {
             custom_plugin(w, entry, base_dir)
         } else {
-            let own = BUILTIN_KEYS
-                .iter()
-                .find(|(k, _)| *k == kind)
-                .map_or(&[][..], |(_, keys)| *keys);
+            let own = builtin::find(kind).map_or(&[][..], |b| b.keys);
             let mut keys = vec!["type", "limits"];
             keys.extend_from_slice(own);
             let section = w.section(Some(entry), &path, node.pos, &keys);
@@ -541,7 +510,7 @@ fn custom_plugin(w: &mut Walker, entry: Field<'_>, base_dir: &Path) -> Option<Mi
     let file = file.map(|f| base_dir.join(f));
     if let Some(name) = &name
         && let Some(f) = section.get("name")
-        && (BUILTIN_KEYS.iter().any(|(k, _)| k == name) || name == "host")
+        && (builtin::find(name).is_some() || name == "host")
     {
         w.error(
             f.path,

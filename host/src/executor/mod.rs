@@ -45,7 +45,8 @@ impl Terminal for Gate {
 pub struct Work {
     pub plan: RequestPlan,
     pub chain: Chain,
-    pub gate: Arc<Gate>,
+    /// The end of the chain: the rate limit, then the transport.
+    pub terminal: Arc<dyn Terminal>,
     pub id_column: Option<usize>,
     pub landed: HashSet<u128>,
     pub redactor: Redactor,
@@ -141,21 +142,18 @@ async fn process(work: &Work, partition: usize, row: RowView) -> Option<Record> 
     request
         .metadata
         .insert("partition".into(), partition.to_string());
-    record.url = work.redactor.text(&request.url).into_owned();
     record.method = request.method.to_string();
-    record.request_headers = work.redactor.headers(&request.headers);
     record.request_params = work.redactor.text(&rendered.params_json).into_owned();
-    record.request_metadata = metadata_json(&request.metadata);
+    if work.chain.is_empty() {
+        record_sent(work, &mut record, &request);
+    }
     let started = Instant::now();
-    let terminal: Arc<dyn Terminal> = work.gate.clone();
-    let outcome = work.chain.call(request, &terminal).await;
+    let outcome = work.chain.call(request, &work.terminal).await;
     let latency = started.elapsed();
     record.attempts = outcome.attempts as i32;
     if let Some(sent) = &outcome.sent {
-        // What the middleware actually sent (url, headers, metadata), not what the row rendered.
-        record.url = work.redactor.text(&sent.url).into_owned();
-        record.request_headers = work.redactor.headers(&sent.headers);
-        record.request_metadata = metadata_json(&sent.metadata);
+        // With middleware: what it actually sent (url, headers, metadata), not what the row rendered.
+        record_sent(work, &mut record, sent);
     }
     match outcome.result {
         Ok(response) => {
@@ -188,6 +186,13 @@ async fn process(work: &Work, partition: usize, row: RowView) -> Option<Record> 
         Some(latency),
     );
     Some(record)
+}
+
+/// The request columns of the record (url, request_headers, request_metadata), redacted.
+fn record_sent(work: &Work, record: &mut Record, request: &ApiRequest) {
+    record.url = work.redactor.text(&request.url).into_owned();
+    record.request_headers = work.redactor.headers(&request.headers);
+    record.request_metadata = metadata_json(&request.metadata);
 }
 
 /// Who a row is: its request_id (the id_column's value, else the content hash) and its content hash,

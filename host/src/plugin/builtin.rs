@@ -1,56 +1,49 @@
 //! The built-in middleware: guest components from plugins/, built by host/build.rs and embedded here,
-//! so that `- type: retry` in a legacy pipeline needs no file.
+//! so that `- type: retry` in a legacy pipeline needs no file. One table serves the validator (types
+//! and keys) and the plugin host (bytes).
 
-/// `(middleware type as the config spells it, component bytes)`.
-pub const BUILTIN: [(&str, &[u8]); 9] = [
-    (
+/// One built-in middleware.
+pub struct Builtin {
+    /// The `type` as the config spells it.
+    pub kind: &'static str,
+    /// The keys its entry takes besides `type` and `limits` (the plugin checks the values).
+    pub keys: &'static [&'static str],
+    pub component: &'static [u8],
+}
+
+macro_rules! builtin {
+    ($kind:literal, $file:literal, [$($key:literal),* $(,)?]) => {
+        Builtin {
+            kind: $kind,
+            keys: &[$($key),*],
+            component: include_bytes!(concat!(env!("SPARKWASM_PLUGIN_DIR"), "/", $file, ".wasm")),
+        }
+    };
+}
+
+pub const BUILTINS: [Builtin; 9] = [
+    builtin!(
         "retry",
-        include_bytes!(concat!(env!("SPARKWASM_PLUGIN_DIR"), "/retry.wasm")),
+        "retry",
+        [
+            "max_attempts",
+            "retry_status_codes",
+            "base_delay",
+            "max_delay",
+            "retry_errors",
+        ]
     ),
-    (
-        "logging",
-        include_bytes!(concat!(env!("SPARKWASM_PLUGIN_DIR"), "/logging.wasm")),
-    ),
-    (
-        "timing",
-        include_bytes!(concat!(env!("SPARKWASM_PLUGIN_DIR"), "/timing.wasm")),
-    ),
-    (
-        "json_body",
-        include_bytes!(concat!(env!("SPARKWASM_PLUGIN_DIR"), "/json_body.wasm")),
-    ),
-    (
-        "param_injector",
-        include_bytes!(concat!(
-            env!("SPARKWASM_PLUGIN_DIR"),
-            "/param_injector.wasm"
-        )),
-    ),
-    (
-        "worker_identity",
-        include_bytes!(concat!(
-            env!("SPARKWASM_PLUGIN_DIR"),
-            "/worker_identity.wasm"
-        )),
-    ),
-    (
-        "transport_diagnostics",
-        include_bytes!(concat!(
-            env!("SPARKWASM_PLUGIN_DIR"),
-            "/transport_diagnostics.wasm"
-        )),
-    ),
-    (
-        "bearer",
-        include_bytes!(concat!(env!("SPARKWASM_PLUGIN_DIR"), "/bearer.wasm")),
-    ),
-    (
-        "header_auth",
-        include_bytes!(concat!(env!("SPARKWASM_PLUGIN_DIR"), "/header_auth.wasm")),
-    ),
+    builtin!("logging", "logging", ["level"]),
+    builtin!("timing", "timing", ["key"]),
+    builtin!("json_body", "json_body", ["require"]),
+    builtin!("param_injector", "param_injector", ["params", "body"]),
+    builtin!("worker_identity", "worker_identity", ["header"]),
+    builtin!("transport_diagnostics", "transport_diagnostics", []),
+    builtin!("bearer", "bearer", ["token"]),
+    builtin!("header_auth", "header_auth", ["header", "value"]),
 ];
 
-/// The embedded component for a built-in middleware type.
-pub fn component(kind: &str) -> Option<&'static [u8]> {
-    BUILTIN.iter().find(|(k, _)| *k == kind).map(|(_, b)| *b)
+/// The built-in middleware of a `type`.
+pub fn find(kind: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.kind == kind)
 }

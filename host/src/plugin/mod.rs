@@ -5,7 +5,7 @@
 //! `next` is the transport. The WASM plugin host implements this trait, so the executor never changes
 //! when plugins are added.
 
-mod builtin;
+pub mod builtin;
 mod wasm;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -48,8 +48,8 @@ pub struct Next {
 #[derive(Default)]
 struct Trip {
     attempts: AtomicU32,
-    /// The request as the last attempt sent it (middleware may change url, headers and metadata);
-    /// kept only when the chain has layers.
+    /// The request as the last attempt sent it (middleware may change url, headers and metadata), or
+    /// as it entered the chain when nothing was sent; kept only when the chain has layers.
     last_sent: Mutex<Option<ApiRequest>>,
 }
 
@@ -70,16 +70,22 @@ impl Next {
             None => {
                 self.trip.attempts.fetch_add(1, Ordering::Relaxed);
                 if !self.layers.is_empty() {
-                    let seen = ApiRequest {
-                        body: None,
-                        ..request.clone()
-                    };
-                    *self.trip.last_sent.lock().expect("trip lock") = Some(seen);
+                    *self.trip.last_sent.lock().expect("trip lock") = Some(without_body(&request));
                 }
                 let terminal = self.terminal.clone();
                 Box::pin(async move { terminal.send(request).await })
             }
         }
+    }
+}
+
+fn without_body(request: &ApiRequest) -> ApiRequest {
+    ApiRequest {
+        method: request.method.clone(),
+        url: request.url.clone(),
+        headers: request.headers.clone(),
+        body: None,
+        metadata: request.metadata.clone(),
     }
 }
 
@@ -94,7 +100,8 @@ pub struct Outcome {
     pub result: Result<ApiResponse, RequestError>,
     /// How many times the request reached the transport.
     pub attempts: u32,
-    /// The request as middleware last sent it (body left out), when middleware ran.
+    /// When the chain has layers: the request as middleware last sent it, or as it entered the chain
+    /// if nothing was sent (body left out). `None` for an empty chain: the request went out as given.
     pub sent: Option<ApiRequest>,
 }
 
@@ -112,6 +119,9 @@ impl Chain {
     /// Sends `request` through every layer to `terminal`.
     pub async fn call(&self, request: ApiRequest, terminal: &Arc<dyn Terminal>) -> Outcome {
         let trip = Arc::new(Trip::default());
+        if !self.layers.is_empty() {
+            *trip.last_sent.lock().expect("trip lock") = Some(without_body(&request));
+        }
         let result = Next {
             layers: self.layers.clone(),
             index: 0,

@@ -11,8 +11,9 @@
 //! directories, no sockets, no environment, a wall clock frozen at the epoch, no stdin; stdout and
 //! stderr go to the log. `grants` add the environment variables and the wall clock a plugin may see.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,16 @@ pub async fn load_chain(
     })?;
     let process = format!("{}/{}", hostname(), pipeline.id);
     let redactor = Arc::new(Redactor::new(pipeline.secrets.iter().cloned()));
+    let mut linker = Linker::<PluginState>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .and_then(|()| {
+            bindings::Middleware::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
+        })
+        .map_err(|e| PluginError {
+            path: "middleware".into(),
+            name: "host".into(),
+            message: format!("cannot link the host interfaces: {e:#}"),
+        })?;
     let mut layers: Vec<Arc<dyn Middleware>> = Vec::new();
     for spec in &pipeline.middleware {
         let fail = |message: String| PluginError {
@@ -99,12 +110,6 @@ pub async fn load_chain(
             .map_err(|e| fail(format!("not a valid WebAssembly component: {e:#}")))?;
         let load_time = started.elapsed();
         let compiled = cache.cache_misses() > misses;
-        let mut linker = Linker::<PluginState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .and_then(|()| {
-                bindings::Middleware::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
-            })
-            .map_err(|e| fail(format!("cannot link the host interfaces: {e:#}")))?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(bindings::MiddlewarePre::new)
@@ -249,10 +254,10 @@ fn hostname() -> String {
 }
 
 /// The component's bytes: embedded for built-ins; for a file, read and checked against its sha256.
-fn component_bytes(spec: &MiddlewareSpec) -> Result<Vec<u8>, String> {
+fn component_bytes(spec: &MiddlewareSpec) -> Result<Cow<'static, [u8]>, String> {
     match &spec.source {
-        PluginSource::Builtin => builtin::component(&spec.kind)
-            .map(<[u8]>::to_vec)
+        PluginSource::Builtin => builtin::find(&spec.kind)
+            .map(|b| Cow::Borrowed(b.component))
             .ok_or_else(|| format!("no built-in plugin `{}`", spec.kind)),
         PluginSource::File { path, sha256 } => {
             let bytes =
@@ -264,7 +269,7 @@ fn component_bytes(spec: &MiddlewareSpec) -> Result<Vec<u8>, String> {
                     path.display()
                 ));
             }
-            Ok(bytes)
+            Ok(Cow::Owned(bytes))
         }
     }
 }
@@ -323,7 +328,7 @@ struct PluginState {
     last_check: Instant,
     /// Wall time (ns) the call in progress spent waiting in `next` and `sleep`, shared with the
     /// watchdog that bounds a call's wall time outside those waits.
-    waited_ns: Arc<std::sync::atomic::AtomicU64>,
+    waited_ns: Arc<AtomicU64>,
     /// `next` calls made by the call in progress.
     next_calls: u32,
     /// Set when the deadline stopped the guest.
@@ -350,7 +355,7 @@ struct MemoryCap {
     bytes: usize,
     /// Bytes of all the instance's memories.
     used: usize,
-    refused: Arc<AtomicBool>,
+    refused: bool,
 }
 
 impl wasmtime::ResourceLimiter for MemoryCap {
@@ -362,7 +367,7 @@ impl wasmtime::ResourceLimiter for MemoryCap {
     ) -> wasmtime::Result<bool> {
         let total = self.used + desired.saturating_sub(current);
         if total > self.bytes {
-            self.refused.store(true, Ordering::Relaxed);
+            self.refused = true;
             return Err(wasmtime::Error::msg(format!(
                 "out of memory: the plugin wanted {} MiB, its cap is {} MiB (limits.memory_mb)",
                 total >> 20,
@@ -411,14 +416,14 @@ impl WasmMiddleware {
             memory: MemoryCap {
                 bytes: (info.limits.memory_mb as usize) << 20,
                 used: 0,
-                refused: Arc::new(AtomicBool::new(false)),
+                refused: false,
             },
             info: info.clone(),
             next: None,
             worker: (0, 0),
             ran: Duration::ZERO,
             last_check: Instant::now(),
-            waited_ns: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            waited_ns: Arc::new(AtomicU64::new(0)),
             next_calls: 0,
             deadline_hit: false,
             last_next_error: None,
@@ -566,10 +571,9 @@ impl PluginState {
 /// epochs are not checked.
 fn watchdog(
     info: &PluginInfo,
-    waited_ns: Arc<std::sync::atomic::AtomicU64>,
+    waited_ns: Arc<AtomicU64>,
 ) -> impl std::future::Future<Output = ()> + use<> {
-    let timeout = Duration::from_millis(info.limits.timeout_ms);
-    let bound = (timeout * 10).max(timeout + Duration::from_secs(5));
+    let bound = wall_bound(info);
     let started = Instant::now();
     async move {
         loop {
@@ -583,9 +587,13 @@ fn watchdog(
     }
 }
 
-fn stuck(info: &PluginInfo, during: &str) -> String {
+fn wall_bound(info: &PluginInfo) -> Duration {
     let timeout = Duration::from_millis(info.limits.timeout_ms);
-    let bound = (timeout * 10).max(timeout + Duration::from_secs(5));
+    (timeout * 10).max(timeout + Duration::from_secs(5))
+}
+
+fn stuck(info: &PluginInfo, during: &str) -> String {
+    let bound = wall_bound(info);
     format!(
         "blocked in {during} for more than {:.1} s outside next() and sleep(); stopped",
         bound.as_secs_f64()
@@ -601,7 +609,7 @@ fn describe_failure(e: &wasmtime::Error, state: &PluginState, during: &str) -> S
             state.info.limits.timeout_ms
         );
     }
-    if state.memory.refused.load(Ordering::Relaxed) {
+    if state.memory.refused {
         return format!(
             "out of memory in {during}: its cap is {} MiB (limits.memory_mb)",
             state.info.limits.memory_mb

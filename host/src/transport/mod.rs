@@ -83,25 +83,18 @@ impl HttpTransport {
             })?;
         let exchange = async {
             let response = self.client.request(http_request).await.map_err(|e| {
-                let (kind, text) = describe(&e);
-                let kind = match kind {
-                    ErrorKind::Other if e.is_connect() => ErrorKind::Connect,
-                    kind => kind,
+                let unclassified = if e.is_connect() {
+                    ErrorKind::Connect
+                } else {
+                    ErrorKind::Other
                 };
-                RequestError::of(kind, text)
+                describe(&e, unclassified, "")
             })?;
             let (parts, body) = response.into_parts();
             let body = body
                 .collect()
                 .await
-                .map_err(|e| {
-                    let (kind, text) = describe(&e);
-                    let kind = match kind {
-                        ErrorKind::Other => ErrorKind::Reset,
-                        kind => kind,
-                    };
-                    RequestError::of(kind, format!("response body: {text}"))
-                })?
+                .map_err(|e| describe(&e, ErrorKind::Reset, "response body: "))?
                 .to_bytes();
             let headers = parts
                 .headers
@@ -135,9 +128,13 @@ impl HttpTransport {
     }
 }
 
-/// A one-line account of a transport failure (what happened first, then the chain of causes), and
-/// its kind.
-fn describe(error: &(dyn std::error::Error + 'static)) -> (ErrorKind, String) {
+/// A transport failure as a [`RequestError`]: one line (`prefix`, what happened first, then the chain
+/// of causes) and its kind — from the first cause that tells, else `unclassified`.
+fn describe(
+    error: &(dyn std::error::Error + 'static),
+    unclassified: ErrorKind,
+    prefix: &str,
+) -> RequestError {
     let mut causes: Vec<String> = Vec::new();
     let mut kind = None;
     let mut next = Some(error);
@@ -151,8 +148,8 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> (ErrorKind, String) {
     }
     let chain = causes.join(": ");
     match kind {
-        Some((kind, what)) => (kind, format!("{what}: {chain}")),
-        None => (ErrorKind::Other, chain),
+        Some((kind, what)) => RequestError::of(kind, format!("{prefix}{what}: {chain}")),
+        None => RequestError::of(unclassified, format!("{prefix}{chain}")),
     }
 }
 
