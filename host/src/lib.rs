@@ -3,6 +3,7 @@
 //! [`run`] reads top to bottom as the stages of a run: config → plugins → source → resume → execute →
 //! sink → report. Each stage is a module of the same name.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod executor;
@@ -29,6 +30,9 @@ use sink::{DeltaSink, Record};
 pub enum RunError {
     #[error("{0}")]
     Plugin(String),
+    /// The first credential could not be acquired (token endpoint down, refused, garbage).
+    #[error("{0}")]
+    Auth(String),
     #[error(transparent)]
     Source(#[from] source::SourceError),
     #[error(transparent)]
@@ -54,9 +58,26 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
     // 2. plugins: verified, compiled (or from the cache), initialised before any row is read
     let exec = &pipeline.execution;
     let consumers = exec.partitions * exec.concurrency_limit;
-    let chain = plugin::load_chain(pipeline, consumers)
+    let transport = Arc::new(transport::HttpTransport::new(&pipeline.transport)?);
+    // One redactor for the run: the config's secrets, and every credential acquired later.
+    let redactor = Arc::new(Redactor::new(
+        pipeline
+            .secrets
+            .iter()
+            .cloned()
+            .chain(auth::secrets(&pipeline.auth)),
+    ));
+    let plugins = plugin::load(pipeline, consumers, &transport, &redactor)
         .await
         .map_err(|e| RunError::Plugin(e.to_string()))?;
+    // auth: the first credential before anything else (a token endpoint that is down stops the run)
+    let strategy = auth::Strategy::new(
+        &pipeline.auth,
+        transport.clone(),
+        plugins.auth,
+        redactor.clone(),
+    );
+    strategy.prepare().await.map_err(RunError::Auth)?;
     // 3. source: schema checked before any request
     let rows = source::open(&pipeline.source, &RequestPlan::used_columns(pipeline)).await?;
     let plan = RequestPlan::new(pipeline, &rows.schema).map_err(RunError::Endpoint)?;
@@ -77,21 +98,25 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
             "resuming: rows already landed are skipped"
         );
     }
-    // 6. execute
+    // 6. execute: middleware chain -> auth -> rate limit -> transport
     let gate = Arc::new(Gate {
         rate: exec.max_requests_per_second.map(RateLimiter::new),
-        transport: transport::HttpTransport::new(&pipeline.transport)?,
+        transport,
     });
     warm_up(&gate, pipeline, consumers).await;
+    let terminal = Arc::new(auth::AuthGate {
+        strategy,
+        next: gate,
+    });
     let progress = Arc::new(Progress::default());
     let display = progress.show(rows.total_rows);
     let work = Arc::new(Work {
         plan,
-        chain,
-        terminal: gate,
+        chain: plugins.chain,
+        terminal,
         id_column,
         landed: resume.landed,
-        redactor: Redactor::new(pipeline.secrets.iter().cloned()),
+        redactor,
         progress: progress.clone(),
     });
     let (results_tx, mut results) =

@@ -5,7 +5,11 @@
 //! `/status/{code}` answers that status, `/slow/{ms}` waits first, `/drop` closes the connection without
 //! answering, `/flaky/{id}` fails each path's first attempt (by id % 3: a 503, a 429 with
 //! `Retry-After: 1`, a dropped connection) and echoes from the second on; anything else echoes the
-//! request (method, uri, version, headers, body) as JSON with 200.
+//! request (method, uri, version, headers, body) as JSON with 200. [`auth`] adds an OAuth2 token
+//! endpoint, a signing-key service and path prefixes that demand a credential (`/secure`, `/basic`,
+//! `/apikey`, `/signed`).
+
+pub mod auth;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -34,6 +38,8 @@ pub struct Counters {
     pub row_requests: AtomicU64,
     /// Attempts seen per `/flaky/...` path.
     pub flaky: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// The token endpoint, the key service and the guarded paths (see [`auth`]).
+    pub auth: auth::AuthState,
 }
 
 /// A running local API; stops when dropped.
@@ -139,7 +145,46 @@ async fn handle(
     if req.method() != hyper::Method::HEAD {
         c.row_requests.fetch_add(1, Ordering::Relaxed);
     }
-    let path = req.uri().path().to_owned();
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let mut path = parts.uri.path().to_owned();
+    let reply = |status: u16, body: String| {
+        Ok(Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid response"))
+    };
+    if path == "/oauth/token" {
+        let (status, body) = c.auth.token(header("authorization"), &body);
+        return reply(status, body);
+    }
+    if path == "/keys" {
+        let (status, body) = c.auth.key(parts.uri.query());
+        return reply(status, body);
+    }
+    let seen = auth::Seen {
+        method: parts.method.as_str(),
+        target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body: &body,
+    };
+    if let Some((rest, ok)) = c.auth.guard(&path, &seen) {
+        if !ok {
+            return reply(401, r#"{"error":"invalid_token"}"#.into());
+        }
+        path = if rest.is_empty() {
+            "/".into()
+        } else {
+            rest.to_owned()
+        };
+    }
     let mut status = 200u16;
     if let Some(code) = path.strip_prefix("/status/") {
         status = code
@@ -182,20 +227,14 @@ async fn handle(
             }
         }
     }
-    let method = req.method().to_string();
-    let uri = req.uri().to_string();
-    let version = format!("{:?}", req.version());
-    let headers: serde_json::Map<String, serde_json::Value> = req
-        .headers()
+    let method = parts.method.to_string();
+    let uri = parts.uri.to_string();
+    let version = format!("{:?}", parts.version);
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
         .iter()
         .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
         .collect();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
     let echo = serde_json::json!({"method": method, "uri": uri, "version": version, "headers": headers, "body": String::from_utf8_lossy(&body)});
     let response = Response::builder()
         .status(status)
@@ -205,10 +244,15 @@ async fn handle(
     Ok(response)
 }
 
-/// A self-signed CA and a server certificate for 127.0.0.1/localhost, as PEM, plus the server config.
+/// A self-signed CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM,
+/// plus two server configs: one that asks nothing of the client, one that requires a client
+/// certificate signed by the CA (mTLS).
 pub struct TestCerts {
     pub ca_pem: String,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
     pub server: Arc<rustls::ServerConfig>,
+    pub server_mtls: Arc<rustls::ServerConfig>,
 }
 
 pub fn test_certs() -> TestCerts {
@@ -225,20 +269,49 @@ pub fn test_certs() -> TestCerts {
         rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .expect("params");
     let cert = params.signed_by(&key, &issuer).expect("server cert");
+    let client_key = rcgen::KeyPair::generate().expect("key");
+    let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    client_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "sparkwasm test client");
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client_params
+        .signed_by(&client_key, &issuer)
+        .expect("client cert");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der"),
-        )
-        .expect("server config");
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let server_config = |client_auth: Option<
+        Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    >| {
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions");
+        let builder = match client_auth {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let mut server = builder
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der"),
+            )
+            .expect("server config");
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(server)
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("ca into roots");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .expect("client verifier");
     TestCerts {
         ca_pem: ca.pem(),
-        server: Arc::new(server),
+        client_cert_pem: client_cert.pem(),
+        client_key_pem: client_key.serialize_pem(),
+        server: server_config(None),
+        server_mtls: server_config(Some(verifier)),
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use testkit::ApiServer;
 
+mod auth;
 mod plugins;
 
 fn repo_root() -> PathBuf {

@@ -167,20 +167,45 @@ pub enum Auth {
     Bearer {
         token: String,
     },
-    OAuth2 {
-        grant: OAuth2Grant,
-        token_url: url::Url,
-        client_id: String,
-        client_secret: String,
-        scope: Option<String>,
+    /// A fixed key in a header (default `X-API-Key`) or a query parameter.
+    ApiKey {
+        key: String,
+        header: String,
+        query_param: Option<String>,
+    },
+    OAuth2(OAuth2Settings),
+    /// A component of the `auth` world; its credential is renewed `refresh_margin` before it expires.
+    Wasm {
+        plugin: MiddlewareSpec,
         refresh_margin: Duration,
     },
+}
+
+#[derive(Clone, Debug)]
+pub struct OAuth2Settings {
+    pub grant: OAuth2Grant,
+    pub token_url: url::Url,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scope: Option<String>,
+    /// Renew the token this long before it expires (at most half its lifetime).
+    pub refresh_margin: Duration,
+    pub client_auth: ClientAuth,
 }
 
 #[derive(Clone, Debug)]
 pub enum OAuth2Grant {
     ClientCredentials,
     Password { username: String, password: String },
+}
+
+/// How the client authenticates to the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic first; the form body if the server refuses the client.
+    Auto,
+    Basic,
+    Body,
 }
 
 /// One entry of the `middleware` list: a built-in plugin or a custom component.

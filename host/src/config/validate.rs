@@ -18,12 +18,14 @@ fn middleware_types() -> Vec<&'static str> {
         .collect()
 }
 
-const AUTH_TYPES: [&str; 5] = [
+const AUTH_TYPES: [&str; 7] = [
     "none",
     "basic",
     "bearer",
+    "api_key",
     "oauth2_client_credentials",
     "oauth2_password",
+    "wasm",
 ];
 
 pub fn pipeline(
@@ -67,7 +69,7 @@ pub fn pipeline(
     let endpoint = endpoint(&mut w, &top);
     let execution = execution(&mut w, &top);
     let transport = transport(&mut w, &top, base_dir);
-    let auth = auth(&mut w, &top);
+    let auth = auth(&mut w, &top, base_dir);
     let middleware = middleware(&mut w, &top, base_dir);
     let tables = w.section(
         top.get("tables"),
@@ -333,9 +335,31 @@ fn transport(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Option<Trans
     })
 }
 
-fn auth(w: &mut Walker, top: &Section<'_>) -> Option<Auth> {
+fn auth(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Option<Auth> {
+    let Some(entry) = top.get("auth") else {
+        return Some(Auth::None);
+    };
+    // A custom auth plugin has the keys of a custom middleware entry.
+    let is_wasm = matches!(&entry.node.value, Value::Map(entries)
+        if entries.iter().any(|(k, v)| k.name == "type" && v.to_json() == "wasm"));
+    if is_wasm {
+        let margin = match &entry.node.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.name == "refresh_margin")
+                .map(|(k, node)| (format!("auth.{}", k.name), node)),
+            _ => None,
+        };
+        let refresh_margin =
+            margin.and_then(|(path, node)| w.number(Some(Field { path: &path, node }), -1.0));
+        let plugin = custom_plugin(w, entry, base_dir, &["refresh_margin"])?;
+        return Some(Auth::Wasm {
+            plugin,
+            refresh_margin: Duration::from_secs_f64(refresh_margin.unwrap_or(60.0)),
+        });
+    }
     let a = w.section(
-        top.get("auth"),
+        Some(entry),
         "auth",
         top.pos,
         &[
@@ -348,15 +372,16 @@ fn auth(w: &mut Walker, top: &Section<'_>) -> Option<Auth> {
             "client_secret",
             "scope",
             "refresh_margin",
+            "client_auth",
+            "api_key",
+            "header_name",
+            "query_param",
         ],
     );
-    if !top.has("auth") {
-        return Some(Auth::None);
-    }
     let kind = w.require(
         &a,
         "type",
-        "type (none, basic, bearer, oauth2_client_credentials, oauth2_password)",
+        "type (none, basic, bearer, api_key, oauth2_client_credentials, oauth2_password, wasm)",
     );
     let kind = w.choice(kind, &AUTH_TYPES)?;
     let need = |w: &mut Walker, key: &str| {
@@ -372,6 +397,23 @@ fn auth(w: &mut Walker, top: &Section<'_>) -> Option<Auth> {
         "bearer" => Auth::Bearer {
             token: need(w, "token")?,
         },
+        "api_key" => {
+            let key = need(w, "api_key");
+            let query_param = w.name(a.get("query_param"));
+            let header = w.name(a.get("header_name"));
+            if let (Some(_), Some(f)) = (&header, a.get("query_param")) {
+                w.error(
+                    f.path,
+                    f.node.pos,
+                    "give header_name or query_param, not both",
+                );
+            }
+            Auth::ApiKey {
+                key: key?,
+                header: header.unwrap_or_else(|| "X-API-Key".into()),
+                query_param,
+            }
+        }
         _ => {
             let token_url = w
                 .require(&a, "token_url", "token_url (for OAuth2)")
@@ -389,14 +431,22 @@ fn auth(w: &mut Walker, top: &Section<'_>) -> Option<Auth> {
             let scope = w.name(a.get("scope"));
             let refresh_margin =
                 Duration::from_secs_f64(w.number(a.get("refresh_margin"), -1.0).unwrap_or(60.0));
-            Auth::OAuth2 {
+            let client_auth = match a.get("client_auth") {
+                None => Some(ClientAuth::Auto),
+                f => match w.choice(f, &["basic", "body"])? {
+                    "basic" => Some(ClientAuth::Basic),
+                    _ => Some(ClientAuth::Body),
+                },
+            };
+            Auth::OAuth2(OAuth2Settings {
                 grant,
                 token_url: token_url?,
                 client_id: client_id?,
                 client_secret: client_secret?,
                 scope,
                 refresh_margin,
-            }
+                client_auth: client_auth?,
+            })
         }
     })
 }
@@ -436,7 +486,7 @@ fn middleware(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Vec<Middlew
         };
         let entry = Field { path: &path, node };
         let spec = if kind == "wasm" {
-            custom_plugin(w, entry, base_dir)
+            custom_plugin(w, entry, base_dir, &[])
         } else {
             let own = builtin::find(kind).map_or(&[][..], |b| b.keys);
             let mut keys = vec!["type", "limits"];
@@ -473,16 +523,18 @@ fn middleware(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Vec<Middlew
 }
 
 /// `type: wasm`: a custom plugin from a file, pinned by its sha256.
-fn custom_plugin(w: &mut Walker, entry: Field<'_>, base_dir: &Path) -> Option<MiddlewareSpec> {
+fn custom_plugin(
+    w: &mut Walker,
+    entry: Field<'_>,
+    base_dir: &Path,
+    extra_keys: &[&'static str],
+) -> Option<MiddlewareSpec> {
     let path = entry.path;
-    let section = w.section(
-        Some(entry),
-        path,
-        entry.node.pos,
-        &[
-            "type", "name", "path", "sha256", "config", "limits", "grants",
-        ],
-    );
+    let mut keys = vec![
+        "type", "name", "path", "sha256", "config", "limits", "grants",
+    ];
+    keys.extend_from_slice(extra_keys);
+    let section = w.section(Some(entry), path, entry.node.pos, &keys);
     let f = w.require(
         &section,
         "name",

@@ -27,7 +27,7 @@ use crate::transport::HttpTransport;
 /// The end of the chain: rate limit, then the pooled client.
 pub struct Gate {
     pub rate: Option<RateLimiter>,
-    pub transport: HttpTransport,
+    pub transport: Arc<HttpTransport>,
 }
 
 impl Terminal for Gate {
@@ -49,7 +49,7 @@ pub struct Work {
     pub terminal: Arc<dyn Terminal>,
     pub id_column: Option<usize>,
     pub landed: HashSet<u128>,
-    pub redactor: Redactor,
+    pub redactor: Arc<Redactor>,
     pub progress: Arc<Progress>,
 }
 
@@ -248,12 +248,18 @@ fn metadata_json(metadata: &BTreeMap<String, String>) -> String {
     )
 }
 
-/// Keeps secrets out of the sink and the logs: credentials in sensitive headers and any secret value
-/// from the config are replaced by `***`.
+/// Keeps secrets out of the sink and the logs: credentials in sensitive headers, any secret value
+/// from the config and every credential acquired during the run are replaced by `***`.
 #[derive(Default)]
 pub struct Redactor {
     secrets: Vec<String>,
+    /// Credentials acquired at run time (OAuth2 tokens, auth plugin secrets), newest last.
+    learned: std::sync::RwLock<Vec<String>>,
 }
+
+/// How many run-time credentials are remembered (a long run renews its token many times; a token
+/// older than the last few is no longer in anything the run reads).
+const LEARNED: usize = 32;
 
 const SENSITIVE_HEADERS: [&str; 6] = [
     "authorization",
@@ -269,13 +275,32 @@ impl Redactor {
         let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
         // Longest first, so a secret containing another is replaced whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Redactor { secrets }
+        Redactor {
+            secrets,
+            learned: Default::default(),
+        }
+    }
+
+    /// Adds a secret obtained while running (too short to be a secret: ignored, it would mask noise).
+    pub fn learn(&self, secret: &str) {
+        if secret.len() < 4 {
+            return;
+        }
+        let mut learned = self.learned.write().expect("redactor lock");
+        if learned.iter().any(|s| s == secret) {
+            return;
+        }
+        if learned.len() == LEARNED {
+            learned.remove(0);
+        }
+        learned.push(secret.to_owned());
     }
 
     /// `text` with every secret replaced by `***`; borrowed when there is nothing to replace.
     pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(text);
-        for s in &self.secrets {
+        let learned = self.learned.read().expect("redactor lock");
+        for s in self.secrets.iter().chain(learned.iter().rev()) {
             if out.contains(s.as_str()) {
                 out = Cow::Owned(out.replace(s.as_str(), "***"));
             }
@@ -307,6 +332,8 @@ mod tests {
     fn redactor_hides_secrets_and_credential_headers() {
         let r = Redactor::new(["tok123".to_owned()]);
         assert_eq!(r.text("url?key=tok123&x=1"), "url?key=***&x=1");
+        r.learn("fresh-token");
+        assert_eq!(r.text("Bearer fresh-token."), "Bearer ***.");
         assert_eq!(
             r.headers(&[
                 ("Authorization".into(), "Basic abc".into()),

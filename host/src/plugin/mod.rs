@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 
-pub use wasm::{PluginError, WORKER, load_chain};
+pub use wasm::{PluginError, Plugins, WORKER, WasmAuth, load};
 
 use crate::request::{ApiRequest, ApiResponse, RequestError};
 

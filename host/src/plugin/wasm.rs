@@ -24,9 +24,11 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::{Middleware, Next, builtin};
-use crate::config::{MiddlewareSpec, Pipeline, PluginLimits, PluginSource};
+use crate::auth::{Authenticator, Fresh};
+use crate::config::{Auth, MiddlewareSpec, Pipeline, PluginLimits, PluginSource};
 use crate::executor::Redactor;
 use crate::request::{ApiRequest, ApiResponse, ErrorKind, RequestError};
+use crate::transport::HttpTransport;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -37,6 +39,22 @@ mod bindings {
     });
 }
 
+/// The `auth` world, sharing the middleware world's `types` and `host` (one implementation serves both).
+mod auth_bindings {
+    wasmtime::component::bindgen!({
+        world: "auth",
+        path: "../wit",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "sparkwasm:plugin/types": super::bindings::sparkwasm::plugin::types,
+            "sparkwasm:plugin/host": super::bindings::sparkwasm::plugin::host,
+        },
+    });
+}
+
+use auth_bindings::exports::sparkwasm::plugin::authenticator;
+use auth_bindings::sparkwasm::plugin::outbound;
 use bindings::sparkwasm::plugin::{chain, host, types};
 
 /// How often the epoch advances: the granularity of the CPU deadline, and how long a busy guest runs
@@ -70,34 +88,59 @@ tokio::task_local! {
     pub static WORKER: WorkerSlot;
 }
 
-/// Builds the middleware chain of a pipeline: every plugin verified, compiled (or taken from the
-/// compile cache), checked against the WIT and initialised once, before any row is read.
-pub async fn load_chain(
+/// The plugins of a run, loaded.
+pub struct Plugins {
+    pub chain: super::Chain,
+    /// A custom auth strategy (`auth: {type: wasm}`).
+    pub auth: Option<WasmAuth>,
+}
+
+/// Loads a pipeline's plugins: every one verified, compiled (or taken from the compile cache), checked
+/// against its WIT world and initialised once, before any row is read. An auth plugin's outbound
+/// fetches go through `transport`; whatever plugins log passes through `redactor`.
+pub async fn load(
     pipeline: &Pipeline,
     concurrency: usize,
-) -> Result<super::Chain, PluginError> {
-    if pipeline.middleware.is_empty() {
-        return Ok(super::Chain::default());
+    transport: &Arc<HttpTransport>,
+    redactor: &Arc<Redactor>,
+) -> Result<Plugins, PluginError> {
+    let auth_spec = match &pipeline.auth {
+        Auth::Wasm { plugin, .. } => Some(plugin),
+        _ => None,
+    };
+    let specs: Vec<&MiddlewareSpec> = pipeline.middleware.iter().chain(auth_spec).collect();
+    if specs.is_empty() {
+        return Ok(Plugins {
+            chain: super::Chain::default(),
+            auth: None,
+        });
     }
-    let (engine, cache) = engine(pipeline, concurrency).map_err(|e| PluginError {
-        path: "middleware".into(),
+    let host_error = |message: String| PluginError {
+        path: specs[0].path.clone(),
         name: "host".into(),
-        message: format!("cannot start the WASM engine: {e:#}"),
-    })?;
+        message,
+    };
+    let (engine, cache) = engine(&specs, concurrency)
+        .map_err(|e| host_error(format!("cannot start the WASM engine: {e:#}")))?;
     let process = format!("{}/{}", hostname(), pipeline.id);
-    let redactor = Arc::new(Redactor::new(pipeline.secrets.iter().cloned()));
-    let mut linker = Linker::<PluginState>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+    let mut middleware_linker = Linker::<PluginState>::new(&engine);
+    let mut auth_linker = Linker::<PluginState>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut middleware_linker)
         .and_then(|()| {
-            bindings::Middleware::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
+            bindings::Middleware::add_to_linker::<_, HasSelf<PluginState>>(
+                &mut middleware_linker,
+                |s| s,
+            )
         })
-        .map_err(|e| PluginError {
-            path: "middleware".into(),
-            name: "host".into(),
-            message: format!("cannot link the host interfaces: {e:#}"),
-        })?;
+        .and_then(|()| wasmtime_wasi::p2::add_to_linker_async(&mut auth_linker))
+        .and_then(|()| {
+            auth_bindings::Auth::add_to_linker::<_, HasSelf<PluginState>>(&mut auth_linker, |s| s)
+        })
+        .map_err(|e| host_error(format!("cannot link the host interfaces: {e:#}")))?;
     let mut layers: Vec<Arc<dyn Middleware>> = Vec::new();
-    for spec in &pipeline.middleware {
+    let mut auth = None;
+    for spec in specs {
+        let is_auth = auth_spec.is_some_and(|a| std::ptr::eq(a, spec));
         let fail = |message: String| PluginError {
             path: spec.path.clone(),
             name: spec.name.clone(),
@@ -110,15 +153,24 @@ pub async fn load_chain(
             .map_err(|e| fail(format!("not a valid WebAssembly component: {e:#}")))?;
         let load_time = started.elapsed();
         let compiled = cache.cache_misses() > misses;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(bindings::MiddlewarePre::new)
-            .map_err(|e| {
-                fail(format!(
-                    "does not match the sparkwasm:plugin/middleware world (wit/plugin.wit): {e:#}"
-                ))
-            })?;
-        let plugin = WasmMiddleware {
+        let pre = if is_auth {
+            auth_linker
+                .instantiate_pre(&component)
+                .and_then(auth_bindings::AuthPre::new)
+                .map(Pre::Auth)
+        } else {
+            middleware_linker
+                .instantiate_pre(&component)
+                .and_then(bindings::MiddlewarePre::new)
+                .map(Pre::Middleware)
+        }
+        .map_err(|e| {
+            let world = if is_auth { "auth" } else { "middleware" };
+            fail(format!(
+                "does not match the sparkwasm:plugin/{world} world (wit/plugin.wit): {e:#}"
+            ))
+        })?;
+        let plugin = WasmPlugin {
             info: Arc::new(PluginInfo {
                 name: spec.name.clone(),
                 config: plugin_config(spec, pipeline),
@@ -132,6 +184,8 @@ pub async fn load_chain(
                 wall_clock: spec.grants.wall_clock,
                 process: process.clone(),
                 redactor: redactor.clone(),
+                outbound_hosts: spec.grants.outbound_hosts.clone(),
+                transport: transport.clone(),
             }),
             engine: engine.clone(),
             pre,
@@ -146,15 +200,28 @@ pub async fn load_chain(
             load_ms = load_time.as_secs_f64() * 1e3,
             "plugin ready"
         );
-        layers.push(Arc::new(plugin));
+        if is_auth {
+            auth = Some(WasmAuth {
+                what: format!("auth plugin `{}`", spec.name),
+                plugin,
+            });
+        } else {
+            layers.push(Arc::new(plugin));
+        }
     }
-    Ok(super::Chain::new(layers))
+    Ok(Plugins {
+        chain: super::Chain::new(layers),
+        auth,
+    })
 }
 
 /// One engine for all plugins of the run, and its compile cache (whose counters tell whether a
 /// component was compiled or loaded).
-fn engine(pipeline: &Pipeline, concurrency: usize) -> wasmtime::Result<(Engine, wasmtime::Cache)> {
-    let plugins = pipeline.middleware.len() as u32;
+fn engine(
+    specs: &[&MiddlewareSpec],
+    concurrency: usize,
+) -> wasmtime::Result<(Engine, wasmtime::Cache)> {
+    let plugins = specs.len() as u32;
     // Every consumer may hold one instance of each plugin at once (nested calls), plus the ones made
     // at load time. A component holds several core instances, memories and tables (a Rust guest a
     // few, a componentize-py guest about twenty core instances): the pool is sized for the larger.
@@ -163,8 +230,7 @@ fn engine(pipeline: &Pipeline, concurrency: usize) -> wasmtime::Result<(Engine, 
         .and_then(|c| c.checked_add(1)?.checked_mul(plugins)?.checked_add(8))
         .filter(|n| *n <= 100_000)
         .ok_or_else(|| wasmtime::Error::msg("too many consumers for the plugin instance pool"))?;
-    let max_memory = pipeline
-        .middleware
+    let max_memory = specs
         .iter()
         .map(|m| m.limits.memory_mb as usize)
         .max()
@@ -297,19 +363,32 @@ struct PluginInfo {
     process: String,
     /// Secret values of the pipeline, removed from whatever the plugin logs.
     redactor: Arc<Redactor>,
+    /// `host` or `host:port` entries `outbound.fetch` may reach (`grants.outbound_hosts`).
+    outbound_hosts: Vec<String>,
+    transport: Arc<HttpTransport>,
 }
 
-/// A middleware component and its idle instances.
-struct WasmMiddleware {
+/// A component (of either world) and its idle instances.
+struct WasmPlugin {
     info: Arc<PluginInfo>,
     engine: Engine,
-    pre: bindings::MiddlewarePre<PluginState>,
+    pre: Pre,
     idle: Mutex<Vec<Instance>>,
+}
+
+enum Pre {
+    Middleware(bindings::MiddlewarePre<PluginState>),
+    Auth(auth_bindings::AuthPre<PluginState>),
+}
+
+enum Guest {
+    Middleware(bindings::Middleware),
+    Auth(auth_bindings::Auth),
 }
 
 struct Instance {
     store: Store<PluginState>,
-    guest: bindings::Middleware,
+    guest: Guest,
 }
 
 /// A store's data: the WASI context of the sandbox and the state of the call in progress.
@@ -388,7 +467,7 @@ impl wasmtime::ResourceLimiter for MemoryCap {
     }
 }
 
-impl WasmMiddleware {
+impl WasmPlugin {
     /// A fresh instance, initialised (its `init` export run once).
     async fn instantiate(&self) -> Result<Instance, String> {
         let info = self.info.clone();
@@ -450,16 +529,34 @@ impl WasmMiddleware {
         store.data_mut().begin_call();
         store.set_epoch_deadline(1);
         let bound = watchdog(&info, store.data().waited_ns.clone());
-        let guest = tokio::select! {
-            r = self.pre.instantiate_async(&mut store) => {
-                r.map_err(|e| describe_failure(&e, store.data(), "instantiation"))?
+        let instantiated = async {
+            match &self.pre {
+                Pre::Middleware(pre) => pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(Guest::Middleware),
+                Pre::Auth(pre) => pre.instantiate_async(&mut store).await.map(Guest::Auth),
             }
-            () = bound => return Err(stuck(&info, "instantiation")),
         };
+        let guest = tokio::select! {
+            r = instantiated => r,
+            () = bound => return Err(stuck(&info, "instantiation")),
+        }
+        .map_err(|e| describe_failure(&e, store.data(), "instantiation"))?;
         store.data_mut().begin_call();
         let bound = watchdog(&info, store.data().waited_ns.clone());
+        let init = async {
+            match &guest {
+                Guest::Middleware(g) => g.sparkwasm_plugin_handler().call_init(&mut store).await,
+                Guest::Auth(g) => {
+                    g.sparkwasm_plugin_authenticator()
+                        .call_init(&mut store)
+                        .await
+                }
+            }
+        };
         let result = tokio::select! {
-            r = guest.sparkwasm_plugin_handler().call_init(&mut store) => r,
+            r = init => r,
             () = bound => return Err(stuck(&info, "init")),
         };
         match result {
@@ -494,9 +591,12 @@ impl WasmMiddleware {
         state.begin_call();
         instance.store.set_epoch_deadline(1);
         let wit_request = to_wit_request(request);
+        let Guest::Middleware(guest) = &instance.guest else {
+            unreachable!("a middleware plugin's instances are of the middleware world")
+        };
         let bound = watchdog(&self.info, instance.store.data().waited_ns.clone());
         let result = tokio::select! {
-            r = instance.guest.sparkwasm_plugin_handler().call_handle(&mut instance.store, &wit_request) => r,
+            r = guest.sparkwasm_plugin_handler().call_handle(&mut instance.store, &wit_request) => r,
             // Stuck outside guest code (a blocking WASI call): the instance is dropped.
             () = bound => return Err(RequestError::of(ErrorKind::Other, format!("plugin `{name}`: {}", stuck(&self.info, "handle")))),
         };
@@ -532,7 +632,7 @@ impl WasmMiddleware {
     }
 }
 
-impl Middleware for WasmMiddleware {
+impl Middleware for WasmPlugin {
     fn name(&self) -> &str {
         &self.info.name
     }
@@ -543,6 +643,107 @@ impl Middleware for WasmMiddleware {
         next: Next,
     ) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
         Box::pin(self.call(request, next))
+    }
+}
+
+/// A custom auth strategy: a component of the `auth` world. The host's [`crate::auth::CredentialCache`]
+/// calls `acquire` (one call at a time for all workers); `apply` runs per request on a pooled instance.
+pub struct WasmAuth {
+    what: String,
+    plugin: WasmPlugin,
+}
+
+impl WasmAuth {
+    async fn acquire_credential(&self) -> Result<Fresh, String> {
+        let p = &self.plugin;
+        let mut instance = p.checkout().await?;
+        instance.store.data_mut().begin_call();
+        instance.store.set_epoch_deadline(1);
+        let Guest::Auth(guest) = &instance.guest else {
+            unreachable!("an auth plugin's instances are of the auth world")
+        };
+        let bound = watchdog(&p.info, instance.store.data().waited_ns.clone());
+        let result = tokio::select! {
+            r = guest.sparkwasm_plugin_authenticator().call_acquire(&mut instance.store) => r,
+            () = bound => return Err(stuck(&p.info, "acquire")),
+        };
+        match result {
+            Ok(Ok(credential)) => {
+                p.give_back(instance);
+                Ok(Fresh {
+                    secret: credential.secret,
+                    expires_in: credential.expires_in.map(Duration::from_secs),
+                })
+            }
+            Ok(Err(error)) => {
+                p.give_back(instance);
+                Err(error.message)
+            }
+            Err(e) => Err(describe_failure(&e, instance.store.data(), "acquire")),
+        }
+    }
+
+    async fn apply_credential(
+        &self,
+        request: ApiRequest,
+        credential: &crate::auth::Credential,
+    ) -> Result<ApiRequest, RequestError> {
+        let p = &self.plugin;
+        let fail =
+            |kind, message: String| RequestError::of(kind, format!("{}: {message}", self.what));
+        let mut instance = p.checkout().await.map_err(|e| fail(ErrorKind::Other, e))?;
+        instance.store.data_mut().begin_call();
+        instance.store.set_epoch_deadline(1);
+        let Guest::Auth(guest) = &instance.guest else {
+            unreachable!("an auth plugin's instances are of the auth world")
+        };
+        let wit_credential = authenticator::Credential {
+            secret: credential.secret.clone(),
+            expires_in: credential.expires_in().map(|d| d.as_secs()),
+        };
+        let wit_request = to_wit_request(request);
+        let bound = watchdog(&p.info, instance.store.data().waited_ns.clone());
+        let result = tokio::select! {
+            r = guest.sparkwasm_plugin_authenticator().call_apply(&mut instance.store, &wit_request, &wit_credential) => r,
+            () = bound => return Err(fail(ErrorKind::Other, stuck(&p.info, "apply"))),
+        };
+        match result {
+            Ok(Ok(request)) => {
+                p.give_back(instance);
+                from_wit_request(request).map_err(|m| {
+                    fail(
+                        ErrorKind::InvalidRequest,
+                        format!("apply returned a bad request: {m}"),
+                    )
+                })
+            }
+            Ok(Err(error)) => {
+                p.give_back(instance);
+                Err(fail(from_wit_kind(error.kind), error.message))
+            }
+            Err(e) => Err(fail(
+                ErrorKind::Other,
+                describe_failure(&e, instance.store.data(), "apply"),
+            )),
+        }
+    }
+}
+
+impl Authenticator for WasmAuth {
+    fn what(&self) -> &str {
+        &self.what
+    }
+
+    fn acquire(&self) -> BoxFuture<'_, Result<Fresh, String>> {
+        Box::pin(self.acquire_credential())
+    }
+
+    fn apply<'a>(
+        &'a self,
+        request: ApiRequest,
+        credential: &'a crate::auth::Credential,
+    ) -> BoxFuture<'a, Result<ApiRequest, RequestError>> {
+        Box::pin(self.apply_credential(request, credential))
     }
 }
 
@@ -721,6 +922,62 @@ impl chain::Host for PluginState {
                 Err(error)
             }
         }
+    }
+}
+
+impl outbound::Host for PluginState {
+    /// An auth plugin's own HTTP request (a token or key fetch): only to the granted hosts, through
+    /// the run's transport (its TLS settings apply). Waiting for it is not guest running time.
+    async fn fetch(&mut self, request: types::Request) -> Result<types::Response, types::Error> {
+        let name = self.info.name.clone();
+        let refuse = |kind, message: String| types::Error {
+            kind,
+            message: format!("plugin `{name}`: {message}"),
+        };
+        self.next_calls += 1;
+        if self.next_calls > MAX_NEXT_CALLS {
+            return Err(refuse(
+                types::ErrorKind::Rejected,
+                format!("more than {MAX_NEXT_CALLS} outbound fetches in one call"),
+            ));
+        }
+        let request = from_wit_request(request).map_err(|m| {
+            refuse(
+                types::ErrorKind::InvalidRequest,
+                format!("bad outbound request: {m}"),
+            )
+        })?;
+        let target = url::Url::parse(&request.url)
+            .ok()
+            .and_then(|u| Some((u.host_str()?.to_owned(), u.port_or_known_default()?)));
+        let Some((host, port)) = target else {
+            return Err(refuse(
+                types::ErrorKind::InvalidRequest,
+                format!("outbound fetch to `{}`: not an http(s) URL", request.url),
+            ));
+        };
+        let with_port = format!("{host}:{port}");
+        if !self
+            .info
+            .outbound_hosts
+            .iter()
+            .any(|g| g.eq_ignore_ascii_case(&host) || g.eq_ignore_ascii_case(&with_port))
+        {
+            return Err(refuse(
+                types::ErrorKind::Rejected,
+                format!(
+                    "outbound fetch to {with_port} refused: it is not in the plugin's grants.outbound_hosts {:?}",
+                    self.info.outbound_hosts
+                ),
+            ));
+        }
+        let started = Instant::now();
+        let result = self.info.transport.send(request).await;
+        self.waited(started);
+        result.map(to_wit_response).map_err(|e| types::Error {
+            kind: to_wit_kind(e.kind),
+            message: e.message,
+        })
     }
 }
 

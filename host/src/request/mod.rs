@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::Method;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
-use crate::config::{Auth, Endpoint, Pipeline};
+use crate::config::{Endpoint, Pipeline};
 use crate::source::RowView;
 
 /// Characters escaped in a path segment: everything but RFC 3986's unreserved set.
@@ -190,9 +190,6 @@ impl RequestPlan {
             .iter()
             .map(|h| (h.name.clone(), h.value.clone()))
             .collect();
-        if let Some(value) = auth_header(&pipeline.auth)? {
-            headers.push(("authorization".into(), value));
-        }
         if json_body
             && !headers
                 .iter()
@@ -260,25 +257,6 @@ impl RequestPlan {
             params_json,
         })
     }
-}
-
-/// The static `Authorization` value of basic and bearer auth (recorded as `***`).
-fn auth_header(auth: &Auth) -> Result<Option<String>, String> {
-    use base64::Engine;
-    Ok(match auth {
-        Auth::None => None,
-        Auth::Basic { username, password } => Some(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
-        )),
-        Auth::Bearer { token } => Some(format!("Bearer {token}")),
-        Auth::OAuth2 { .. } => {
-            return Err(
-                "auth: OAuth2 token exchange is not built yet (issue 4); use basic or bearer"
-                    .into(),
-            );
-        }
-    })
 }
 
 /// A JSON object with its keys in the given order.
@@ -389,24 +367,6 @@ mod tests {
         assert_eq!(
             r.request.url,
             "http://127.0.0.1:9/v1/users/a%2Fb%20c/orders?key=k"
-        );
-    }
-
-    #[test]
-    fn basic_auth_adds_an_authorization_header() {
-        let mut p = pipeline("GET");
-        p.auth = Auth::Basic {
-            username: "u".into(),
-            password: "p".into(),
-        };
-        let r = RequestPlan::new(&p, &row().batch.schema())
-            .unwrap()
-            .render(&row())
-            .unwrap();
-        assert!(
-            r.request
-                .headers
-                .contains(&("authorization".to_owned(), "Basic dTpw".to_owned()))
         );
     }
 

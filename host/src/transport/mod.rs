@@ -178,7 +178,21 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<(ErrorKind, &'stati
             "connection closed before a complete response",
         ));
     }
-    match e.downcast_ref::<std::io::Error>()?.kind() {
+    let io = e.downcast_ref::<std::io::Error>()?;
+    // tokio-rustls hands an alert from the server over as text (its rustls::Error is not kept).
+    if io.kind() == std::io::ErrorKind::InvalidData {
+        let text = io.to_string();
+        if text.contains("CertificateRequired") {
+            return Some((
+                ErrorKind::Tls,
+                "TLS: the server requires a client certificate (transport.tls.client_cert_file and client_key_file)",
+            ));
+        }
+        if text.starts_with("received fatal alert") {
+            return Some((ErrorKind::Tls, "TLS: the server ended the session"));
+        }
+    }
+    match io.kind() {
         std::io::ErrorKind::ConnectionRefused => Some((ErrorKind::Connect, "connection refused")),
         std::io::ErrorKind::ConnectionReset => Some((ErrorKind::Reset, "connection reset by peer")),
         std::io::ErrorKind::ConnectionAborted => Some((ErrorKind::Reset, "connection aborted")),

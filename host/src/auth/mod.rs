@@ -1,0 +1,477 @@
+//! Stage 6b: auth. The host applies the pipeline's credential to every request after the middleware
+//! chain and before the rate limit and the transport, so a retry middleware's second attempt carries
+//! a fresh credential too.
+//!
+//! Static strategies (basic, bearer, API key) add a header or a query parameter. Refreshing strategies
+//! (OAuth2, a WASM auth plugin) get their credential from a [`CredentialCache`] that every consumer
+//! shares: one acquisition at a time no matter how many requests wait for it (single-flight), renewed
+//! `refresh_margin` before it expires, and after an API answers 401 the credential that request used is
+//! dropped, a new one acquired once, and the request sent again once.
+//!
+//! Credentials never reach the sink or the logs: each acquired secret is taught to the run's
+//! [`Redactor`], and the auth stage's headers are added after the request columns are recorded.
+
+mod oauth2;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+
+pub use oauth2::OAuth2;
+
+use crate::config;
+use crate::executor::Redactor;
+use crate::plugin::{Terminal, WasmAuth};
+use crate::request::{ApiRequest, ApiResponse, ErrorKind, RequestError};
+use crate::transport::HttpTransport;
+
+/// After a failed acquisition, requests fail with its error for this long before one tries again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// A credential as its source hands it over.
+pub struct Fresh {
+    pub secret: String,
+    /// How long it stays good; `None`: until an API rejects it.
+    pub expires_in: Option<Duration>,
+}
+
+/// A strategy whose credential is acquired at run time and applied per request.
+pub trait Authenticator: Send + Sync {
+    /// Names the strategy in errors: `auth (oauth2_client_credentials, http://...)`.
+    fn what(&self) -> &str;
+
+    /// Obtains a new credential. The cache calls it one at a time.
+    fn acquire(&self) -> BoxFuture<'_, Result<Fresh, String>>;
+
+    /// Puts the credential on one request.
+    fn apply<'a>(
+        &'a self,
+        request: ApiRequest,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Result<ApiRequest, RequestError>>;
+}
+
+/// One acquired credential.
+pub struct Credential {
+    pub secret: String,
+    /// Counts acquisitions; a 401 drops the credential only if it is still the one that was used.
+    generation: u64,
+    /// When to acquire the next one (expiry minus the margin).
+    refresh_at: Option<Instant>,
+    /// When it stops working.
+    expires_at: Option<Instant>,
+}
+
+impl Credential {
+    /// How long it stays good from now; `None`: until an API rejects it.
+    pub fn expires_in(&self) -> Option<Duration> {
+        self.expires_at
+            .map(|e| e.saturating_duration_since(Instant::now()))
+    }
+}
+
+struct Failure {
+    at: Instant,
+    message: String,
+}
+
+/// The shared credential of a refreshing strategy.
+pub struct CredentialCache {
+    auth: Box<dyn Authenticator>,
+    margin: Duration,
+    current: RwLock<Option<Arc<Credential>>>,
+    /// Held while acquiring (single-flight); remembers the last failed acquisition, so that the
+    /// requests that waited for it fail with it instead of each trying again.
+    acquiring: tokio::sync::Mutex<Option<Failure>>,
+    generation: AtomicU64,
+    redactor: Arc<Redactor>,
+}
+
+impl CredentialCache {
+    pub fn new(auth: Box<dyn Authenticator>, margin: Duration, redactor: Arc<Redactor>) -> Self {
+        CredentialCache {
+            auth,
+            margin,
+            current: RwLock::new(None),
+            acquiring: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            redactor,
+        }
+    }
+
+    /// How many credentials were acquired so far.
+    pub fn acquisitions(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    fn fresh(&self) -> Option<Arc<Credential>> {
+        let current = self.current.read().expect("credential lock");
+        current
+            .as_ref()
+            .filter(|c| c.refresh_at.is_none_or(|r| Instant::now() < r))
+            .cloned()
+    }
+
+    /// The current credential, acquired first if there is none or it is due for renewal.
+    pub async fn get(&self) -> Result<Arc<Credential>, String> {
+        if let Some(c) = self.fresh() {
+            return Ok(c);
+        }
+        let arrived = Instant::now();
+        let mut last_failure = self.acquiring.lock().await;
+        // Someone else renewed it while this request waited.
+        if let Some(c) = self.fresh() {
+            return Ok(c);
+        }
+        // A failure while this request waited, or a moment ago: the same answer (or the current
+        // credential while it still works), without asking a source that is down once per request.
+        if let Some(f) = last_failure.as_ref()
+            && (f.at >= arrived || f.at.elapsed() < RETRY_AFTER_FAILURE)
+        {
+            return self.unexpired().ok_or_else(|| f.message.clone());
+        }
+        match self.auth.acquire().await {
+            Ok(fresh) => {
+                let now = Instant::now();
+                let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+                // A margin as long as the lifetime would renew on every request: at most half.
+                let (refresh_at, expires_at) = match fresh.expires_in {
+                    Some(life) => (
+                        Some(now + life - self.margin.min(life / 2)),
+                        Some(now + life),
+                    ),
+                    None => (None, None),
+                };
+                self.redactor.learn(&fresh.secret);
+                let credential = Arc::new(Credential {
+                    secret: fresh.secret,
+                    generation,
+                    refresh_at,
+                    expires_at,
+                });
+                *self.current.write().expect("credential lock") = Some(credential.clone());
+                *last_failure = None;
+                tracing::debug!(generation, expires_in = ?fresh.expires_in, "credential acquired");
+                Ok(credential)
+            }
+            Err(message) => {
+                let message = self
+                    .redactor
+                    .text(&format!("{}: {message}", self.auth.what()))
+                    .into_owned();
+                *last_failure = Some(Failure {
+                    at: Instant::now(),
+                    message: message.clone(),
+                });
+                // Renewal failed inside the margin: the current credential works until it expires.
+                match self.unexpired() {
+                    Some(c) => {
+                        tracing::warn!(error = %message, "credential renewal failed; the current one is still valid");
+                        Ok(c)
+                    }
+                    None => Err(message),
+                }
+            }
+        }
+    }
+
+    /// The current credential if it has not expired (it may be due for renewal).
+    fn unexpired(&self) -> Option<Arc<Credential>> {
+        let current = self.current.read().expect("credential lock");
+        current
+            .as_ref()
+            .filter(|c| c.expires_at.is_none_or(|e| Instant::now() < e))
+            .cloned()
+    }
+
+    /// An API answered 401 to a request that carried `used`: unless a newer one exists, drop it.
+    pub fn reject(&self, used: &Credential) {
+        let mut current = self.current.write().expect("credential lock");
+        if current
+            .as_ref()
+            .is_some_and(|c| c.generation == used.generation)
+        {
+            *current = None;
+        }
+    }
+
+    pub fn authenticator(&self) -> &dyn Authenticator {
+        self.auth.as_ref()
+    }
+}
+
+/// The secret values of an `auth` section (redacted wherever they could show up).
+pub fn secrets(auth: &config::Auth) -> Vec<String> {
+    match auth {
+        config::Auth::None | config::Auth::Wasm { .. } => vec![],
+        config::Auth::Basic { password, .. } => vec![password.clone()],
+        config::Auth::Bearer { token } => vec![token.clone()],
+        config::Auth::ApiKey { key, .. } => vec![key.clone()],
+        config::Auth::OAuth2(s) => {
+            let mut v = vec![s.client_secret.clone()];
+            if let config::OAuth2Grant::Password { password, .. } = &s.grant {
+                v.push(password.clone());
+            }
+            v
+        }
+    }
+}
+
+/// A header or a query parameter that never changes.
+pub enum Static {
+    Header { name: String, value: String },
+    Query { name: String, value: String },
+}
+
+impl Static {
+    fn apply(&self, mut request: ApiRequest) -> ApiRequest {
+        match self {
+            Static::Header { name, value } => {
+                request
+                    .headers
+                    .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                request.headers.push((name.clone(), value.clone()));
+            }
+            Static::Query { name, value } => {
+                let pair = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair(name, value)
+                    .finish();
+                let sep = if request.url.contains('?') { '&' } else { '?' };
+                request.url.push(sep);
+                request.url.push_str(&pair);
+            }
+        }
+        request
+    }
+}
+
+/// How the pipeline authenticates.
+pub enum Strategy {
+    None,
+    Static(Static),
+    Refreshing(Arc<CredentialCache>),
+}
+
+impl Strategy {
+    /// The strategy of a pipeline's `auth` section. OAuth2 token requests go through `transport`
+    /// (its TLS settings apply), not through the API's rate limit.
+    pub fn new(
+        auth: &config::Auth,
+        transport: Arc<HttpTransport>,
+        plugin: Option<WasmAuth>,
+        redactor: Arc<Redactor>,
+    ) -> Self {
+        use base64::Engine;
+        match auth {
+            config::Auth::None => Strategy::None,
+            config::Auth::Basic { username, password } => {
+                let pair = format!("{username}:{password}");
+                let value = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                );
+                redactor.learn(&value);
+                Strategy::Static(Static::Header {
+                    name: "authorization".into(),
+                    value,
+                })
+            }
+            config::Auth::Bearer { token } => Strategy::Static(Static::Header {
+                name: "authorization".into(),
+                value: format!("Bearer {token}"),
+            }),
+            config::Auth::ApiKey {
+                key,
+                header,
+                query_param,
+            } => Strategy::Static(match query_param {
+                Some(name) => Static::Query {
+                    name: name.clone(),
+                    value: key.clone(),
+                },
+                None => Static::Header {
+                    name: header.clone(),
+                    value: key.clone(),
+                },
+            }),
+            config::Auth::OAuth2(settings) => {
+                let margin = settings.refresh_margin;
+                let auth = OAuth2::new(settings.clone(), transport);
+                Strategy::Refreshing(Arc::new(CredentialCache::new(
+                    Box::new(auth),
+                    margin,
+                    redactor,
+                )))
+            }
+            config::Auth::Wasm { refresh_margin, .. } => match plugin {
+                Some(plugin) => Strategy::Refreshing(Arc::new(CredentialCache::new(
+                    Box::new(plugin),
+                    *refresh_margin,
+                    redactor,
+                ))),
+                None => {
+                    unreachable!("plugin::load loads the auth plugin of `auth: {{type: wasm}}`")
+                }
+            },
+        }
+    }
+
+    /// Acquires the first credential before any row is read: a token endpoint that is down or
+    /// answers garbage stops the run here.
+    pub async fn prepare(&self) -> Result<(), String> {
+        match self {
+            Strategy::Refreshing(cache) => cache.get().await.map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The auth stage as the chain's terminal: applies the credential, then hands over to `next` (the
+/// rate limit and the transport).
+pub struct AuthGate {
+    pub strategy: Strategy,
+    pub next: Arc<dyn Terminal>,
+}
+
+impl Terminal for AuthGate {
+    fn send(&self, request: ApiRequest) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
+        match &self.strategy {
+            Strategy::None => self.next.send(request),
+            Strategy::Static(s) => self.next.send(s.apply(request)),
+            Strategy::Refreshing(cache) => Box::pin(self.refreshing(cache, request)),
+        }
+    }
+}
+
+impl AuthGate {
+    async fn refreshing(
+        &self,
+        cache: &CredentialCache,
+        request: ApiRequest,
+    ) -> Result<ApiResponse, RequestError> {
+        let failed = |m: String| RequestError::of(ErrorKind::Rejected, m);
+        let used = cache.get().await.map_err(failed)?;
+        let auth = cache.authenticator();
+        let first = auth.apply(request.clone(), &used).await?;
+        let response = self.next.send(first).await?;
+        if response.status != 401 {
+            return Ok(response);
+        }
+        cache.reject(&used);
+        let renewed = cache.get().await.map_err(failed)?;
+        if renewed.generation == used.generation {
+            return Ok(response);
+        }
+        let second = auth.apply(request, &renewed).await?;
+        let mut response = self.next.send(second).await?;
+        response
+            .metadata
+            .insert("auth_renewed_after_401".into(), "true".into());
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+
+    /// Counts acquisitions; each takes 50 ms and lives `life`. (The end-to-end tests run the real
+    /// token endpoint; this checks the cache's bookkeeping alone.)
+    struct Counting {
+        calls: AtomicU32,
+        life: Option<Duration>,
+    }
+
+    impl Authenticator for Counting {
+        fn what(&self) -> &str {
+            "counting"
+        }
+        fn acquire(&self) -> BoxFuture<'_, Result<Fresh, String>> {
+            Box::pin(async move {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(Fresh {
+                    secret: format!("secret-{n}"),
+                    expires_in: self.life,
+                })
+            })
+        }
+        fn apply<'a>(
+            &'a self,
+            request: ApiRequest,
+            _: &'a Credential,
+        ) -> BoxFuture<'a, Result<ApiRequest, RequestError>> {
+            Box::pin(async move { Ok(request) })
+        }
+    }
+
+    fn cache(life: Option<Duration>) -> Arc<CredentialCache> {
+        Arc::new(CredentialCache::new(
+            Box::new(Counting {
+                calls: AtomicU32::new(0),
+                life,
+            }),
+            Duration::from_secs(60),
+            Arc::new(Redactor::default()),
+        ))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiters_share_one_acquisition_and_a_401_drops_only_the_credential_it_used() {
+        let cache = cache(None);
+        let all = futures::future::join_all((0..500).map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get().await.unwrap().secret.clone() })
+        }))
+        .await;
+        assert!(all.iter().all(|s| s.as_ref().unwrap() == "secret-1"));
+        assert_eq!(cache.acquisitions(), 1);
+        let used = cache.get().await.unwrap();
+        // Many requests rejected with the same credential: one renewal.
+        for _ in 0..100 {
+            cache.reject(&used);
+        }
+        let renewed = cache.get().await.unwrap();
+        assert_eq!(renewed.secret, "secret-2");
+        cache.reject(&used);
+        assert_eq!(cache.get().await.unwrap().secret, "secret-2");
+        assert_eq!(cache.acquisitions(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_short_lifetime_renews_at_half_of_it_not_every_request() {
+        // Margin 60 s, lifetime 0.4 s: renewed after 0.2 s.
+        let cache = cache(Some(Duration::from_millis(400)));
+        assert_eq!(cache.get().await.unwrap().secret, "secret-1");
+        assert_eq!(cache.get().await.unwrap().secret, "secret-1");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(cache.get().await.unwrap().secret, "secret-2");
+    }
+
+    #[test]
+    fn static_credentials_go_in_a_header_or_the_query() {
+        let request = ApiRequest {
+            method: http::Method::GET,
+            url: "http://h/x?a=1".into(),
+            headers: vec![("X-API-Key".into(), "old".into())],
+            body: None,
+            metadata: Default::default(),
+        };
+        let header = Static::Header {
+            name: "x-api-key".into(),
+            value: "k".into(),
+        }
+        .apply(request.clone());
+        assert_eq!(header.headers, vec![("x-api-key".into(), "k".into())]);
+        let query = Static::Query {
+            name: "api key".into(),
+            value: "a&b".into(),
+        }
+        .apply(request);
+        assert_eq!(query.url, "http://h/x?a=1&api+key=a%26b");
+    }
+}
