@@ -5,6 +5,7 @@
 # Arguments go to bench/run.py (e.g. --rows 50000 --memory-rows 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/ensure-protoc.sh
 if ! command -v wrk >/dev/null; then
   SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
   $SUDO apt-get install -y -q wrk >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q wrk >/dev/null; }

@@ -3,6 +3,7 @@
 # and prints a few rows of the Delta table it landed (read back with the Python deltalake package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/ensure-protoc.sh
 cargo build -q -p sparkwasm -p testkit
 BIN="${CARGO_TARGET_DIR:-target}/debug"
 VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"

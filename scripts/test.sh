@@ -4,6 +4,7 @@
 # and componentize-py; host/build.rs adds the wasm32-wasip2 target for the guest plugins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/ensure-protoc.sh
 VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -c "import deltalake, pyarrow" 2>/dev/null || "$VENV/bin/pip" install -q "deltalake>=1.1" pyarrow

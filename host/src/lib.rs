@@ -12,6 +12,7 @@ pub mod report;
 pub mod request;
 pub mod sink;
 pub mod source;
+pub mod spark;
 pub mod transport;
 
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use executor::{Gate, RateLimiter, Redactor, Work};
 use plugin::Terminal;
 use report::{Progress, Summary};
 use request::{ApiRequest, RequestPlan};
-use sink::{DeltaSink, Record};
+use sink::{BronzeSink, Record};
 
 /// Why a run could not go on. Nothing was sent unless the source failed mid-way.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +80,7 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
     );
     strategy.prepare().await.map_err(RunError::Auth)?;
     // 3. source: schema checked before any request
-    let rows = source::open(&pipeline.source, &RequestPlan::used_columns(pipeline)).await?;
+    let rows = source::open(pipeline, &RequestPlan::used_columns(pipeline)).await?;
     let plan = RequestPlan::new(pipeline, &rows.schema).map_err(RunError::Endpoint)?;
     let id_column = pipeline
         .source
@@ -87,9 +88,12 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
         .as_ref()
         .and_then(|c| rows.schema.index_of(c).ok());
     // 4. resume: what already landed is skipped
-    let app_id = format!("sparkwasm/{}", pipeline.id);
-    let (mut sink, resume) =
-        DeltaSink::open(&pipeline.sink.path, &app_id, pipeline.sink.mode).await?;
+    // Each shard commits under its own txn app id: N hosts write one table without sharing a version.
+    let app_id = match pipeline.shard {
+        None => format!("sparkwasm/{}", pipeline.id),
+        Some(s) => format!("sparkwasm/{}/shard-{}-of-{}", pipeline.id, s.index, s.count),
+    };
+    let (mut sink, resume) = BronzeSink::open(pipeline, &app_id).await?;
     if resume.resuming || !resume.landed.is_empty() {
         tracing::info!(
             landed = resume.landed.len(),

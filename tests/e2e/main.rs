@@ -12,6 +12,7 @@ use testkit::ApiServer;
 
 mod auth;
 mod plugins;
+mod spark;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -30,6 +30,11 @@ pub enum Command {
         pipeline: PathBuf,
         #[command(flatten)]
         secrets: SecretsArg,
+        /// Run only shard I of N (0-based): the rows with pmod(xxhash64(id_column), N) = I, as
+        /// computed by Spark. N hosts, one per shard, land one table together, each committing under
+        /// its own transaction id; a killed shard resumes on its own. Spark sources only.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<config::Shard>,
     },
     /// Check a pipeline file and report every error with its key path and line:col; sends nothing.
     Validate {
@@ -61,17 +66,22 @@ pub fn main() -> ExitCode {
                     pipeline.display(),
                     p.id,
                     p.middleware.len(),
-                    p.sink.path.display()
+                    p.sink
                 );
                 ExitCode::SUCCESS
             }
             Err(message) => fail(&message),
         },
-        Command::Run { pipeline, secrets } => {
-            let p = match load(&pipeline, &secrets) {
+        Command::Run {
+            pipeline,
+            secrets,
+            shard,
+        } => {
+            let mut p = match load(&pipeline, &secrets) {
                 Ok(p) => p,
                 Err(message) => return fail(&message),
             };
+            p.shard = shard;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -81,9 +91,7 @@ pub fn main() -> ExitCode {
                     let s = &report.summary;
                     println!(
                         "sparkwasm: pipeline `{}` finished, {} batch commit(s) to {}",
-                        p.id,
-                        report.commits,
-                        p.sink.path.display()
+                        p.id, report.commits, p.sink
                     );
                     println!("{s}");
                     if s.failed > 0 {

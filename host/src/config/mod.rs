@@ -31,6 +31,8 @@ pub struct Pipeline {
     pub auth: Auth,
     pub middleware: Vec<MiddlewareSpec>,
     pub spark: Option<Spark>,
+    /// This host's share of the rows (`--shard I/N`); `None`: all of them.
+    pub shard: Option<Shard>,
     /// Every secret value substituted into the config, for redaction of logs, errors and the sink.
     pub secrets: BTreeSet<String>,
 }
@@ -95,9 +97,21 @@ impl FileFormat {
 
 #[derive(Clone, Debug)]
 pub struct Sink {
-    /// The Delta table's location: a local folder.
+    /// The Delta table's location: a local folder (unused when `spark_table` is set).
     pub path: PathBuf,
     pub mode: SinkMode,
+    /// With `spark.remote` and no `path`: the Spark catalog table (`namespace.name`) the bronze batches
+    /// are appended to instead.
+    pub spark_table: Option<String>,
+}
+
+impl std::fmt::Display for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.spark_table {
+            Some(table) => write!(f, "Spark table {table}"),
+            None => write!(f, "{}", self.path.display()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,6 +278,43 @@ pub struct Grants {
 #[derive(Clone, Debug)]
 pub struct Spark {
     pub remote: String,
+}
+
+/// `--shard I/N`: the rows with `pmod(xxhash64(id_column), N) = I`, computed by Spark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not I/N (e.g. 0/4)"))?;
+        let index: u32 = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{i}` is not a shard index"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{n}` is not a shard count"))?;
+        if count == 0 || index >= count {
+            return Err(format!(
+                "shard {index}/{count}: the index runs from 0 to N-1"
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// How a pipeline file is loaded.

@@ -84,8 +84,9 @@ pub fn pipeline(
             "missing required section: tables (with source and sink)",
         );
     }
-    let source = source(&mut w, &tables, spark.is_some(), base_dir);
-    let sink = sink(&mut w, &tables, base_dir);
+    let has_spark = top.has("spark");
+    let source = source(&mut w, &tables, has_spark, base_dir);
+    let sink = sink(&mut w, &tables, has_spark, base_dir);
     let column_mapping = column_mapping(&mut w, &tables);
 
     errors.append(&mut w.errors);
@@ -101,6 +102,7 @@ pub fn pipeline(
         auth: auth?,
         middleware,
         spark,
+        shard: None,
         secrets: Default::default(),
     })
 }
@@ -718,7 +720,7 @@ fn source(
     })
 }
 
-fn sink(w: &mut Walker, tables: &Section<'_>, base_dir: &Path) -> Option<Sink> {
+fn sink(w: &mut Walker, tables: &Section<'_>, has_spark: bool, base_dir: &Path) -> Option<Sink> {
     let s = w.section(
         tables.get("sink"),
         "tables.sink",
@@ -737,8 +739,26 @@ fn sink(w: &mut Walker, tables: &Section<'_>, base_dir: &Path) -> Option<Sink> {
         Some("overwrite") => SinkMode::Overwrite,
         _ => SinkMode::Append,
     };
+    let mut spark_table = None;
     let path = match (w.name(s.get("path")), w.name(s.get("name"))) {
         (Some(path), _) => base_dir.join(path),
+        (None, Some(name)) if has_spark => {
+            let table = match w.name(s.get("namespace")) {
+                Some(ns) => format!("{ns}.{name}"),
+                None => name,
+            };
+            if mode == SinkMode::Overwrite
+                && let Some(f) = s.get("mode")
+            {
+                w.error(
+                    f.path,
+                    f.node.pos,
+                    "a Spark sink is append-only (a rerun resumes from the rows in it); give path: for a Delta table that can be overwritten",
+                );
+            }
+            spark_table = Some(table);
+            PathBuf::new()
+        }
         (None, Some(name)) => {
             let namespace = w
                 .name(s.get("namespace"))
@@ -757,7 +777,11 @@ fn sink(w: &mut Walker, tables: &Section<'_>, base_dir: &Path) -> Option<Sink> {
             return None;
         }
     };
-    Some(Sink { path, mode })
+    Some(Sink {
+        path,
+        mode,
+        spark_table,
+    })
 }
 
 fn column_mapping(w: &mut Walker, tables: &Section<'_>) -> Vec<ColumnMapping> {

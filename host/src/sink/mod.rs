@@ -4,6 +4,7 @@
 //! is kept here, read from the table at start.
 
 mod bronze;
+mod spark;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -15,8 +16,50 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 
 pub use bronze::{Record, bronze_schema, id_key};
+pub use spark::SparkSink;
 
-use crate::config::SinkMode;
+use crate::config::{self, SinkMode};
+
+/// Where the bronze batches go: a Delta table (commits with txn ids) or a Spark catalog table.
+pub enum BronzeSink {
+    Delta(DeltaSink),
+    Spark(Box<SparkSink>),
+}
+
+impl BronzeSink {
+    /// Opens the pipeline's sink; `app_id` names this pipeline (and shard) in a Delta table's log.
+    pub async fn open(
+        pipeline: &config::Pipeline,
+        app_id: &str,
+    ) -> Result<(Self, Resume), SinkError> {
+        let sink = &pipeline.sink;
+        match (&sink.spark_table, &pipeline.spark) {
+            (Some(table), Some(spark)) => {
+                let (s, resume) = SparkSink::open(&spark.remote, table).await?;
+                Ok((BronzeSink::Spark(Box::new(s)), resume))
+            }
+            _ => {
+                let (s, resume) = DeltaSink::open(&sink.path, app_id, sink.mode).await?;
+                Ok((BronzeSink::Delta(s), resume))
+            }
+        }
+    }
+
+    /// Lands one batch (one Delta commit, or one Spark append); returns its version or batch_id.
+    pub async fn commit(&mut self, records: &[Record]) -> Result<i64, SinkError> {
+        match self {
+            BronzeSink::Delta(s) => s.commit(records).await,
+            BronzeSink::Spark(s) => s.commit(records).await,
+        }
+    }
+
+    pub async fn finish(&mut self) -> Result<(), SinkError> {
+        match self {
+            BronzeSink::Delta(s) => s.finish().await,
+            BronzeSink::Spark(_) => Ok(()),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("sink {path}: {message}")]
@@ -65,9 +108,13 @@ impl DeltaSink {
         let table = match deltalake::open_table(url.clone()).await {
             Ok(t) => t,
             Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => {
-                create(url)
-                    .await
-                    .map_err(|e| error(format!("cannot create the table: {e}")))?
+                match create(url.clone()).await {
+                    Ok(t) => t,
+                    // Another host (a shard) created it first: use theirs.
+                    Err(e) => deltalake::open_table(url)
+                        .await
+                        .map_err(|_| error(format!("cannot create the table: {e}")))?,
+                }
             }
             Err(e) => return Err(error(format!("cannot open the table: {e}"))),
         };

@@ -5,6 +5,7 @@
 
 mod cell;
 mod files;
+mod spark;
 
 use std::sync::Arc;
 
@@ -42,19 +43,47 @@ pub struct RowStream {
     pub total_rows: Option<u64>,
 }
 
-/// Opens the configured source and checks `required_columns`, `id_column` and the columns the endpoint
-/// uses against its schema, before anything is sent.
+/// Opens the pipeline's source (this host's shard of it) and checks `required_columns`, `id_column` and
+/// the columns the endpoint uses against its schema, before anything is sent.
 pub async fn open(
-    source: &config::Source,
+    pipeline: &config::Pipeline,
     used_columns: &[String],
 ) -> Result<RowStream, SourceError> {
+    let source = &pipeline.source;
     let stream = match &source.location {
-        SourceLocation::File { path, format } => files::open(path.clone(), *format).await?,
-        SourceLocation::Spark { .. } => {
-            return Err(SourceError::Unsupported(
-                "reading through Spark Connect is not built yet (issue 5); give tables.source.path"
-                    .into(),
-            ));
+        SourceLocation::File { path, format } => {
+            if let Some(shard) = pipeline.shard {
+                return Err(SourceError::Unsupported(format!(
+                    "--shard {shard} splits a Spark source (Spark computes each row's shard); {} is a local file: run it on one host",
+                    path.display()
+                )));
+            }
+            files::open(path.clone(), *format).await?
+        }
+        SourceLocation::Spark { table, query } => {
+            let remote = pipeline
+                .spark
+                .as_ref()
+                .map(|s| s.remote.as_str())
+                .ok_or_else(|| {
+                    SourceError::Unsupported("a Spark source needs spark.remote".into())
+                })?;
+            let shard = match (pipeline.shard, &source.id_column) {
+                (None, _) => None,
+                (Some(s), Some(id)) => Some((s.index, s.count, id.as_str())),
+                (Some(s), None) => {
+                    return Err(SourceError::Unsupported(format!(
+                        "--shard {s} needs tables.source.id_column: a row's shard is the hash of its id"
+                    )));
+                }
+            };
+            spark::open(spark::SparkRead {
+                remote,
+                table: table.as_deref(),
+                query: query.as_deref(),
+                shard,
+            })
+            .await?
         }
     };
     check_columns(&stream.schema, source, used_columns)?;

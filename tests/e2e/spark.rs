@@ -1,0 +1,261 @@
+//! Spark Connect end to end, against the real server of the `pyspark` package (scripts/spark.sh), started
+//! by this test on its own port with a fresh state folder and stopped when it ends. One test so the
+//! server starts once: a Spark table and a query read into Delta; two shards in parallel into one Delta
+//! table, one of them killed and rerun; the bronze table written through Spark, and a rerun that sends
+//! nothing; a 5M-row query read with bounded memory; the errors that stop a run before any request.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use testkit::ApiServer;
+
+use super::{assert_exit, peak_rss, read_bronze, repo_root, sparkwasm, successes_per_id};
+
+const PORT: u16 = 15123;
+
+/// The server, stopped (and its state deleted) on drop.
+struct Spark {
+    state: tempfile::TempDir,
+}
+
+impl Spark {
+    fn script(&self, verb: &str) -> Output {
+        Command::new("bash")
+            .arg(repo_root().join("scripts/spark.sh"))
+            .arg(verb)
+            .env("SPARKWASM_SPARK_PORT", PORT.to_string())
+            .env("SPARKWASM_SPARK_STATE", self.state.path())
+            .output()
+            .expect("run scripts/spark.sh")
+    }
+
+    fn start() -> Self {
+        let spark = Spark {
+            state: tempfile::tempdir().unwrap(),
+        };
+        let out = spark.script("up");
+        assert!(
+            out.status.success(),
+            "spark.sh up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        spark
+    }
+
+    fn remote(&self) -> String {
+        format!("sc://127.0.0.1:{PORT}")
+    }
+
+    /// tests/spark_fixture.py with the server's venv: `create TABLE N` or `count TABLE`.
+    fn fixture(&self, args: &[&str]) -> String {
+        let home = std::env::var("SPARKWASM_SPARK_HOME").map_or_else(
+            |_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sparkwasm/spark"),
+            PathBuf::from,
+        );
+        let out = Command::new(home.join("venv/bin/python"))
+            .arg(repo_root().join("tests/spark_fixture.py"))
+            .arg(self.remote())
+            .args(args)
+            .output()
+            .expect("run the Spark fixture");
+        assert!(
+            out.status.success(),
+            "spark_fixture {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for Spark {
+    fn drop(&mut self) {
+        let _ = self.script("down");
+    }
+}
+
+fn write(dir: &Path, yaml: &str) {
+    std::fs::write(dir.join("p.yaml"), yaml).unwrap();
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    sparkwasm(dir)
+        .args(["run", "p.yaml"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn spark_pipeline(api: &str, remote: &str, url_path: &str, source: &str, sink: &str) -> String {
+    format!(
+        "endpoint: {{name: spark_e2e, method: GET, base_url: \"{api}\", url_path: \"{url_path}\"}}\n\
+         spark: {{remote: \"{remote}\"}}\n\
+         execution: {{batch_size: 250, concurrency_limit: 10}}\n\
+         tables:\n  source: {source}\n  sink: {sink}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spark_connect_sources_sinks_and_shards() {
+    let spark = Spark::start();
+    let remote = spark.remote();
+    assert_eq!(spark.fixture(&["create", "default.rows", "3000"]), "3000");
+    let server = ApiServer::start(0).await.unwrap();
+    let api = server.url();
+
+    // A Spark table into a local Delta table; required_columns and id_column checked against Spark.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &spark_pipeline(
+            &api,
+            &remote,
+            "/items/{id}",
+            "{identifier: default.rows, id_column: id, required_columns: [name, score]}",
+            "{path: out/bronze}",
+        ),
+    );
+    assert_exit(&run(dir.path(), &[]), 0);
+    let rows = read_bronze(&dir.path().join("out/bronze"));
+    assert_eq!(successes_per_id(&rows).len(), 3000);
+
+    // Two shards in parallel into one Delta table, shard 1 killed mid-run and rerun on its own: every
+    // id lands successfully exactly once.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &spark_pipeline(
+            &api,
+            &remote,
+            "/slow/30/{id}",
+            "{namespace: default, name: rows, id_column: id}",
+            "{path: out/bronze}",
+        ),
+    );
+    let shard = |i: u32| {
+        sparkwasm(dir.path())
+            .args(["run", "p.yaml", "--shard", &format!("{i}/2")])
+            .spawn()
+            .unwrap()
+    };
+    let (mut zero, mut one) = (shard(0), shard(1));
+    std::thread::sleep(Duration::from_millis(2000));
+    one.kill().unwrap();
+    one.wait().unwrap();
+    assert!(zero.wait().unwrap().success());
+    let before = read_bronze(&dir.path().join("out/bronze")).len();
+    assert_exit(&run(dir.path(), &["--shard", "1/2"]), 0);
+    let rows = read_bronze(&dir.path().join("out/bronze"));
+    let per_id = successes_per_id(&rows);
+    assert_eq!(per_id.len(), 3000, "{before} rows before the rerun");
+    assert!(per_id.values().all(|n| *n == 1));
+    // Shard 0 alone (plus the part of shard 1 that landed before the kill) is not the whole table.
+    assert!(before < 3000, "{before} rows before shard 1's rerun");
+
+    // A query into a bronze table written through Spark; a rerun resumes from the table itself.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &spark_pipeline(
+            &api,
+            &remote,
+            "/items/{id}",
+            "{query: \"SELECT id, name FROM default.rows WHERE id < 1000\", id_column: id}",
+            "{namespace: default, name: bronze_e2e}",
+        ),
+    );
+    assert_exit(&run(dir.path(), &[]), 0);
+    let before = server.counters.row_requests.load(Ordering::Relaxed);
+    let again = run(dir.path(), &[]);
+    assert_exit(&again, 0);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("1000 already landed"));
+    assert_eq!(server.counters.row_requests.load(Ordering::Relaxed), before);
+    let counted = spark.fixture(&["count", "default.bronze_e2e"]);
+    let mut parts = counted.split(' ');
+    assert_eq!(parts.next(), Some("1000"), "{counted}");
+    assert_eq!(parts.next(), Some("1000"), "{counted}");
+    let columns = parts.next().unwrap();
+    for column in [
+        "request_id",
+        "url",
+        "status_code",
+        "body_text",
+        "success",
+        "error_message",
+        "_request_time",
+        "batch_id",
+    ] {
+        assert!(columns.split(',').any(|c| c == column), "{columns}");
+    }
+
+    // 5M rows from Spark against a slow endpoint: after 3 s the client holds no more than with 50k.
+    let mut peaks = vec![];
+    for n in [50_000, 5_000_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let query = format!(
+            "{{query: \"SELECT id, concat('n', id) AS name FROM range({n})\", id_column: id}}"
+        );
+        write(
+            dir.path(),
+            &spark_pipeline(&api, &remote, "/slow/20/{id}", &query, "{path: out/bronze}"),
+        );
+        let mut child = sparkwasm(dir.path())
+            .args(["run", "p.yaml"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+        peaks.push(peak_rss(child.id()) as f64 / 1048576.0);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    eprintln!(
+        "spark source peak RSS after 4 s: {:.1} MiB (50k rows), {:.1} MiB (5M rows)",
+        peaks[0], peaks[1]
+    );
+    assert!(
+        peaks[1] < peaks[0] + 16.0,
+        "peak RSS {:.1} MiB on 50k rows, {:.1} MiB on 5M",
+        peaks[0],
+        peaks[1]
+    );
+
+    // Errors before any request, each naming what was asked for; exit status 1.
+    let before = server.counters.requests.load(Ordering::Relaxed);
+    let dir = tempfile::tempdir().unwrap();
+    for (source, remote, expected) in [
+        (
+            "{identifier: default.missing, id_column: id}",
+            remote.as_str(),
+            "source Spark table `default.missing` at sc://127.0.0.1:15123: [TABLE_OR_VIEW_NOT_FOUND] The table or view `default`.`missing` cannot be found.",
+        ),
+        (
+            "{identifier: default.rows, id_column: nope}",
+            remote.as_str(),
+            "source column check: missing column `nope` (from id_column); the source has: id, name, score",
+        ),
+        (
+            "{query: \"selec * form x\", id_column: id}",
+            remote.as_str(),
+            "source Spark query `selec * form x` at sc://127.0.0.1:15123: [PARSE_SYNTAX_ERROR] Syntax error at or near 'selec'. (line 1, pos 0)",
+        ),
+        (
+            "{identifier: default.rows, id_column: id}",
+            "sc://127.0.0.1:9",
+            "source Spark table `default.rows` at sc://127.0.0.1:9: [The service is currently unavailable] tcp connect error (is a Spark Connect server listening there?)",
+        ),
+    ] {
+        write(
+            dir.path(),
+            &spark_pipeline(&api, remote, "/items/{id}", source, "{path: out/bronze}"),
+        );
+        let out = run(dir.path(), &[]);
+        assert_exit(&out, 1);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.trim().lines().last(),
+            Some(format!("error: {expected}").as_str())
+        );
+    }
+    assert_eq!(server.counters.requests.load(Ordering::Relaxed), before);
+}
