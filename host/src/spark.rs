@@ -10,6 +10,16 @@ use spark_connect_proto as proto;
 
 pub use proto::Relation;
 
+/// The address for messages: `sc://host:port`, without its `;key=value` parameters (a token may be
+/// among them).
+pub fn display_remote(remote: &str) -> &str {
+    remote
+        .split(';')
+        .next()
+        .unwrap_or(remote)
+        .trim_end_matches('/')
+}
+
 /// A connected client, failing fast: the crate's default retries an unreachable server for about ten
 /// minutes.
 pub async fn connect(remote: &str) -> Result<SparkConnectClient, String> {
@@ -109,6 +119,13 @@ impl Results {
     }
 }
 
+/// Runs a SQL statement (DDL) to its end.
+pub async fn run_sql(client: &SparkConnectClient, statement: &str) -> Result<(), String> {
+    let mut results = query(client, sql(statement)).await?;
+    while results.next().await?.is_some() {}
+    Ok(())
+}
+
 /// Runs a relation and streams its rows.
 pub async fn query(client: &SparkConnectClient, root: Relation) -> Result<Results, String> {
     let stream = execute(client, proto::plan::OpType::Root(root)).await?;
@@ -129,19 +146,19 @@ pub async fn schema(client: &SparkConnectClient, root: &Relation) -> Result<Sche
         .ok_or_else(|| "the server sent no schema for the result".into())
 }
 
-/// Appends a batch to a catalog table (created on the first append, columns matched by name).
-pub async fn append(
-    client: &SparkConnectClient,
-    table: &str,
-    batch: &RecordBatch,
-) -> Result<(), String> {
+/// A batch as one Arrow IPC stream (what a local relation carries).
+pub fn to_ipc(batch: &RecordBatch) -> Result<Vec<u8>, String> {
     let mut ipc = Vec::new();
-    {
-        let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut ipc, &batch.schema())
-            .map_err(|e| e.to_string())?;
-        writer.write(batch).map_err(|e| e.to_string())?;
-        writer.finish().map_err(|e| e.to_string())?;
-    }
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut ipc, &batch.schema())
+        .map_err(|e| e.to_string())?;
+    writer.write(batch).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    drop(writer);
+    Ok(ipc)
+}
+
+/// Appends Arrow IPC data to a catalog table (created on the first append, columns matched by name).
+pub async fn append(client: &SparkConnectClient, table: &str, ipc: Vec<u8>) -> Result<(), String> {
     let write = proto::WriteOperation {
         input: Some(rel(proto::relation::RelType::LocalRelation(
             proto::LocalRelation {
@@ -201,6 +218,13 @@ pub fn message(e: &SparkError) -> String {
         Some(end) => text[..=end].to_owned(),
         None => text.clone(),
     };
+    // A misspelt column: Spark's suggestions are the useful part.
+    if let Some(at) = text.find("Did you mean")
+        && let Some(len) = text[at..].find("].")
+    {
+        short.push(' ');
+        short.push_str(&text[at..at + len + 2]);
+    }
     if let Some(at) = text.find("(line ")
         && let Some(len) = text[at..].find(')')
         && !short.contains("(line ")

@@ -57,6 +57,16 @@ impl Case {
             .expect("start sparkwasm")
     }
 
+    /// Starts a run in the background, its output kept for `wait_with_output`.
+    fn spawn_captured(&self) -> std::process::Child {
+        sparkwasm(self.dir.path())
+            .args(["run", "p.yaml"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sparkwasm")
+    }
+
     fn bronze(&self) -> PathBuf {
         self.dir.path().join("out/bronze")
     }
@@ -300,6 +310,38 @@ async fn a_run_killed_at_any_point_resumes_with_each_row_landed_once() {
     assert_eq!(per_id.len(), rows);
     assert!(per_id.values().all(|&n| n == 1), "some ids landed twice");
     assert_eq!(landed.len(), rows, "every row landed once, failed or not");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_process_on_the_same_pipeline_and_table_is_stopped_not_duplicated() {
+    let (_server, case) = served(
+        600,
+        "/slow/20/{id}",
+        "execution: {batch_size: 50, concurrency_limit: 10}\n",
+    )
+    .await;
+    let first = case.spawn_captured();
+    let second = case.spawn_captured();
+    let outs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let codes: Vec<_> = outs.iter().map(|o| o.status.code()).collect();
+    let stopped: Vec<_> = outs.iter().filter(|o| o.status.code() == Some(1)).collect();
+    assert_eq!(stopped.len(), 1, "exit statuses {codes:?}");
+    let stderr = String::from_utf8_lossy(&stopped[0].stderr);
+    assert!(
+        stderr.contains(
+            "another run committed to this table under the same transaction id `sparkwasm/e2e`"
+        ),
+        "{stderr}"
+    );
+    assert!(codes.contains(&Some(0)), "exit statuses {codes:?}");
+    let per_id = successes_per_id(&read_bronze(&case.bronze()))
+        .into_values()
+        .collect::<Vec<_>>();
+    assert_eq!(per_id.len(), 600);
+    assert!(per_id.iter().all(|n| *n == 1));
 }
 
 #[tokio::test(flavor = "multi_thread")]

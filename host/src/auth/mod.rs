@@ -30,6 +30,11 @@ use crate::transport::HttpTransport;
 /// After a failed acquisition, requests fail with its error for this long before one tries again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// Lifetimes are taken as at least this (a token said to last 0 s would be fetched for every request)
+/// and at most a year (longer is "no expiry" in practice, and would overflow the clock).
+const MIN_LIFETIME: Duration = Duration::from_secs(1);
+const MAX_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
+
 /// A credential as its source hands it over.
 pub struct Fresh {
     pub secret: String,
@@ -120,7 +125,14 @@ impl CredentialCache {
             return Ok(c);
         }
         let arrived = Instant::now();
-        let mut last_failure = self.acquiring.lock().await;
+        // Due for renewal but still good: one request renews, the others go on with it meanwhile.
+        let mut last_failure = match self.acquiring.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => match self.unexpired() {
+                Some(c) => return Ok(c),
+                None => self.acquiring.lock().await,
+            },
+        };
         // Someone else renewed it while this request waited.
         if let Some(c) = self.fresh() {
             return Ok(c);
@@ -137,7 +149,11 @@ impl CredentialCache {
                 let now = Instant::now();
                 let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
                 // A margin as long as the lifetime would renew on every request: at most half.
-                let (refresh_at, expires_at) = match fresh.expires_in {
+                let life = fresh
+                    .expires_in
+                    .filter(|l| *l <= MAX_LIFETIME)
+                    .map(|l| l.max(MIN_LIFETIME));
+                let (refresh_at, expires_at) = match life {
                     Some(life) => (
                         Some(now + life - self.margin.min(life / 2)),
                         Some(now + life),
@@ -219,6 +235,48 @@ pub fn secrets(auth: &config::Auth) -> Vec<String> {
     }
 }
 
+/// The request an authenticator returned, if it still goes where the chain sent it: applying a
+/// credential changes headers and the query, never the method or the host (an auth plugin reaches
+/// other hosts only through its granted outbound fetch).
+fn same_target(
+    sent: &ApiRequest,
+    applied: ApiRequest,
+    auth: &dyn Authenticator,
+) -> Result<ApiRequest, RequestError> {
+    let origin = |u: &str| {
+        url::Url::parse(u).ok().map(|u| {
+            (
+                u.scheme().to_owned(),
+                u.host_str().map(str::to_owned),
+                u.port_or_known_default(),
+                u.path().to_owned(),
+            )
+        })
+    };
+    let mut applied = applied;
+    // Annotations are the chain's: what lands in request/response_metadata is not the auth stage's.
+    applied.metadata = sent.metadata.clone();
+    if applied.method != sent.method || origin(&applied.url) != origin(&sent.url) {
+        return Err(RequestError::of(
+            ErrorKind::Rejected,
+            format!(
+                "{}: apply changed the request's method, host or path; it may only add headers or query parameters",
+                auth.what()
+            ),
+        ));
+    }
+    Ok(applied)
+}
+
+/// A secret and the forms it takes in a URL or a form body.
+fn encodings(secret: &str) -> Vec<String> {
+    let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let percent = form.replace('+', "%20");
+    let mut all = vec![secret.to_owned(), form, percent];
+    all.dedup();
+    all
+}
+
 /// A header or a query parameter that never changes.
 pub enum Static {
     Header { name: String, value: String },
@@ -264,6 +322,13 @@ impl Strategy {
         redactor: Arc<Redactor>,
     ) -> Self {
         use base64::Engine;
+        // As configured, and as they travel (form-encoded, percent-encoded): an API that echoes a
+        // request shows them encoded.
+        for secret in secrets(auth) {
+            for form in encodings(&secret) {
+                redactor.learn(&form);
+            }
+        }
         match auth {
             config::Auth::None => Strategy::None,
             config::Auth::Basic { username, password } => {
@@ -298,6 +363,7 @@ impl Strategy {
             }),
             config::Auth::OAuth2(settings) => {
                 let margin = settings.refresh_margin;
+                redactor.learn(&oauth2::basic_client_auth(settings));
                 let auth = OAuth2::new(settings.clone(), transport);
                 Strategy::Refreshing(Arc::new(CredentialCache::new(
                     Box::new(auth),
@@ -354,7 +420,7 @@ impl AuthGate {
         let failed = |m: String| RequestError::of(ErrorKind::Rejected, m);
         let used = cache.get().await.map_err(failed)?;
         let auth = cache.authenticator();
-        let first = auth.apply(request.clone(), &used).await?;
+        let first = same_target(&request, auth.apply(request.clone(), &used).await?, auth)?;
         let response = self.next.send(first).await?;
         if response.status != 401 {
             return Ok(response);
@@ -364,7 +430,7 @@ impl AuthGate {
         if renewed.generation == used.generation {
             return Ok(response);
         }
-        let second = auth.apply(request, &renewed).await?;
+        let second = same_target(&request, auth.apply(request.clone(), &renewed).await?, auth)?;
         let mut response = self.next.send(second).await?;
         response
             .metadata
@@ -444,11 +510,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_short_lifetime_renews_at_half_of_it_not_every_request() {
-        // Margin 60 s, lifetime 0.4 s: renewed after 0.2 s.
+        // Margin 60 s, lifetime 0.4 s (counted as the 1 s floor): renewed after half of it, 0.5 s.
         let cache = cache(Some(Duration::from_millis(400)));
         assert_eq!(cache.get().await.unwrap().secret, "secret-1");
+        tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(cache.get().await.unwrap().secret, "secret-1");
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(cache.get().await.unwrap().secret, "secret-2");
     }
 

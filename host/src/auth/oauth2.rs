@@ -35,7 +35,11 @@ impl OAuth2 {
             OAuth2Grant::ClientCredentials => "oauth2_client_credentials",
             OAuth2Grant::Password { .. } => "oauth2_password",
         };
-        let what = format!("auth ({grant}): token endpoint {}", settings.token_url);
+        let mut shown = settings.token_url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        shown.set_query(None);
+        let what = format!("auth ({grant}): token endpoint {shown}");
         let client_auth = match settings.client_auth {
             ClientAuth::Auto => AUTO,
             ClientAuth::Basic => BASIC,
@@ -73,14 +77,7 @@ impl OAuth2 {
             ("accept".to_owned(), "application/json".to_owned()),
         ];
         if basic {
-            let pair = format!("{}:{}", s.client_id, s.client_secret);
-            headers.push((
-                "authorization".to_owned(),
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                ),
-            ));
+            headers.push(("authorization".to_owned(), basic_client_auth(s)));
         } else {
             form.append_pair("client_id", &s.client_id)
                 .append_pair("client_secret", &s.client_secret);
@@ -147,6 +144,16 @@ impl Authenticator for OAuth2 {
     }
 }
 
+/// `Basic base64(urlencode(client_id):urlencode(client_secret))` (RFC 6749 §2.3.1).
+pub fn basic_client_auth(s: &OAuth2Settings) -> String {
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", enc(&s.client_id), enc(&s.client_secret));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
 /// The server refused how the client authenticated (RFC 6749 §5.2: 401, or 400 `invalid_client`).
 fn refused_client(response: &ApiResponse) -> bool {
     response.status == 401
@@ -166,8 +173,8 @@ fn parse_token(response: &ApiResponse) -> Result<Fresh, String> {
             .and_then(|v| {
                 let error = v.get("error")?.as_str()?;
                 Some(match v.get("error_description").and_then(|d| d.as_str()) {
-                    Some(d) => format!("{error}: {d}"),
-                    None => error.to_owned(),
+                    Some(d) => excerpt(format!("{error}: {d}").as_bytes()),
+                    None => excerpt(error.as_bytes()),
                 })
             })
             .unwrap_or_else(|| excerpt(&response.body));
@@ -193,7 +200,8 @@ fn parse_token(response: &ApiResponse) -> Result<Fresh, String> {
                 .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
                 .filter(|s: &f64| s.is_finite() && *s >= 0.0)
                 .ok_or_else(|| format!("answered an expires_in that is not a number: {v}"))?;
-            Some(Duration::from_secs_f64(seconds))
+            // Beyond what a Duration holds: as good as no expiry.
+            Duration::try_from_secs_f64(seconds).ok()
         }
     };
     Ok(Fresh {

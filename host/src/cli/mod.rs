@@ -82,6 +82,14 @@ pub fn main() -> ExitCode {
                 Err(message) => return fail(&message),
             };
             p.shard = shard;
+            if shard.is_some()
+                && p.sink.mode == config::SinkMode::Overwrite
+                && p.sink.spark_table.is_none()
+            {
+                return fail(
+                    "--shard with tables.sink.mode: overwrite: each shard would replace the rows the others landed; use mode: append (empty the table before the first shard starts)",
+                );
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -101,7 +109,13 @@ pub fn main() -> ExitCode {
                     }
                 }
                 Err(e) => fail(
-                    &crate::executor::Redactor::new(p.secrets.iter().cloned()).text(&e.to_string()),
+                    &crate::executor::Redactor::new(
+                        p.secrets
+                            .iter()
+                            .cloned()
+                            .chain(crate::auth::secrets(&p.auth)),
+                    )
+                    .text(&e.to_string()),
                 ),
             }
         }

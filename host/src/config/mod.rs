@@ -280,6 +280,15 @@ pub struct Spark {
     pub remote: String,
 }
 
+/// A table name (`name`, `ns.name`, `catalog.ns.name`) as a Spark SQL identifier, each part
+/// backtick-quoted: names with hyphens or reserved words work, and nothing else can ride along.
+pub fn quote_identifier(name: &str) -> String {
+    name.split('.')
+        .map(|part| format!("`{}`", part.trim().trim_matches('`').replace('`', "``")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// `--shard I/N`: the rows with `pmod(xxhash64(id_column), N) = I`, computed by Spark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {

@@ -18,6 +18,9 @@ fn middleware_types() -> Vec<&'static str> {
         .collect()
 }
 
+/// The longest `refresh_margin` (a day): renewing earlier than that is a typo.
+const MAX_REFRESH_MARGIN: f64 = 86_400.0;
+
 const AUTH_TYPES: [&str; 7] = [
     "none",
     "basic",
@@ -352,12 +355,13 @@ fn auth(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Option<Auth> {
                 .map(|(k, node)| (format!("auth.{}", k.name), node)),
             _ => None,
         };
-        let refresh_margin =
-            margin.and_then(|(path, node)| w.number(Some(Field { path: &path, node }), -1.0));
+        let refresh_margin = margin.and_then(|(path, node)| {
+            w.seconds(Some(Field { path: &path, node }), MAX_REFRESH_MARGIN)
+        });
         let plugin = custom_plugin(w, entry, base_dir, &["refresh_margin"])?;
         return Some(Auth::Wasm {
             plugin,
-            refresh_margin: Duration::from_secs_f64(refresh_margin.unwrap_or(60.0)),
+            refresh_margin: refresh_margin.unwrap_or(Duration::from_secs(60)),
         });
     }
     let a = w.section(
@@ -419,7 +423,19 @@ fn auth(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Option<Auth> {
         _ => {
             let token_url = w
                 .require(&a, "token_url", "token_url (for OAuth2)")
-                .and_then(|f| url(w, f));
+                .and_then(|f| {
+                    let u = url(w, f)?;
+                    let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+                    if u.scheme() != "https" && !loopback {
+                        w.error(
+                            f.path,
+                            f.node.pos,
+                            "the client secret would travel in clear text: use https (plain http is allowed on loopback only)",
+                        );
+                        return None;
+                    }
+                    Some(u)
+                });
             let client_id = need(w, "client_id");
             let client_secret = need(w, "client_secret");
             let grant = if kind == "oauth2_password" {
@@ -431,8 +447,9 @@ fn auth(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Option<Auth> {
                 OAuth2Grant::ClientCredentials
             };
             let scope = w.name(a.get("scope"));
-            let refresh_margin =
-                Duration::from_secs_f64(w.number(a.get("refresh_margin"), -1.0).unwrap_or(60.0));
+            let refresh_margin = w
+                .seconds(a.get("refresh_margin"), MAX_REFRESH_MARGIN)
+                .unwrap_or(Duration::from_secs(60));
             let client_auth = match a.get("client_auth") {
                 None => Some(ClientAuth::Auto),
                 f => match w.choice(f, &["basic", "body"])? {

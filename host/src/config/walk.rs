@@ -206,6 +206,21 @@ impl Walker {
         }
     }
 
+    /// A duration in seconds, from 0 to `max`.
+    pub fn seconds(&mut self, f: Option<Field<'_>>, max: f64) -> Option<std::time::Duration> {
+        let field = f?;
+        let v = self.number(f, f64::NEG_INFINITY)?;
+        if !(0.0..=max).contains(&v) {
+            self.error(
+                field.path,
+                field.node.pos,
+                format!("must be between 0 and {max} seconds, found {v}"),
+            );
+            return None;
+        }
+        Some(std::time::Duration::from_secs_f64(v))
+    }
+
     /// A string; numbers and booleans are taken as their text (YAML users write `version: 2`).
     pub fn string(&mut self, f: Option<Field<'_>>) -> Option<String> {
         let f = f?;

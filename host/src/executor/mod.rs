@@ -176,7 +176,7 @@ async fn process(work: &Work, partition: usize, row: RowView) -> Option<Record> 
                     .text(&String::from_utf8_lossy(&response.body))
                     .into_owned(),
             );
-            record.response_metadata = Some(metadata_json(&response.metadata));
+            record.response_metadata = Some(work.redactor.metadata(&response.metadata));
         }
         Err(e) => record.error_message = Some(work.redactor.text(&e.message).into_owned()),
     }
@@ -192,7 +192,7 @@ async fn process(work: &Work, partition: usize, row: RowView) -> Option<Record> 
 fn record_sent(work: &Work, record: &mut Record, request: &ApiRequest) {
     record.url = work.redactor.text(&request.url).into_owned();
     record.request_headers = work.redactor.headers(&request.headers);
-    record.request_metadata = metadata_json(&request.metadata);
+    record.request_metadata = work.redactor.metadata(&request.metadata);
 }
 
 /// Who a row is: its request_id (the id_column's value, else the content hash) and its content hash,
@@ -238,14 +238,6 @@ fn identify(work: &Work, row: &RowView) -> Option<Identity> {
         row_hash,
         problem,
     })
-}
-
-fn metadata_json(metadata: &BTreeMap<String, String>) -> String {
-    json_object(
-        metadata
-            .iter()
-            .map(|(k, v)| (k.as_str(), serde_json::Value::from(v.as_str()))),
-    )
 }
 
 /// Keeps secrets out of the sink and the logs: credentials in sensitive headers, any secret value
@@ -306,6 +298,15 @@ impl Redactor {
             }
         }
         out
+    }
+
+    /// Metadata as a JSON object, secrets redacted.
+    pub fn metadata(&self, metadata: &BTreeMap<String, String>) -> String {
+        json_object(
+            metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), serde_json::Value::from(self.text(v).as_ref()))),
+        )
     }
 
     /// Headers as a JSON object, sensitive values redacted.

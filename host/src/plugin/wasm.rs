@@ -408,6 +408,9 @@ struct PluginState {
     /// Wall time (ns) the call in progress spent waiting in `next` and `sleep`, shared with the
     /// watchdog that bounds a call's wall time outside those waits.
     waited_ns: Arc<AtomicU64>,
+    /// When the wait in progress began ([`clock_ns`]), 0 when none: the watchdog counts a wait that
+    /// has not returned yet as waiting too.
+    waiting_since: Arc<AtomicU64>,
     /// `next` calls made by the call in progress.
     next_calls: u32,
     /// Set when the deadline stopped the guest.
@@ -503,6 +506,7 @@ impl WasmPlugin {
             ran: Duration::ZERO,
             last_check: Instant::now(),
             waited_ns: Arc::new(AtomicU64::new(0)),
+            waiting_since: Arc::new(AtomicU64::new(0)),
             next_calls: 0,
             deadline_hit: false,
             last_next_error: None,
@@ -528,7 +532,7 @@ impl WasmPlugin {
         });
         store.data_mut().begin_call();
         store.set_epoch_deadline(1);
-        let bound = watchdog(&info, store.data().waited_ns.clone());
+        let bound = watchdog(&info, store.data());
         let instantiated = async {
             match &self.pre {
                 Pre::Middleware(pre) => pre
@@ -544,7 +548,7 @@ impl WasmPlugin {
         }
         .map_err(|e| describe_failure(&e, store.data(), "instantiation"))?;
         store.data_mut().begin_call();
-        let bound = watchdog(&info, store.data().waited_ns.clone());
+        let bound = watchdog(&info, store.data());
         let init = async {
             match &guest {
                 Guest::Middleware(g) => g.sparkwasm_plugin_handler().call_init(&mut store).await,
@@ -594,7 +598,7 @@ impl WasmPlugin {
         let Guest::Middleware(guest) = &instance.guest else {
             unreachable!("a middleware plugin's instances are of the middleware world")
         };
-        let bound = watchdog(&self.info, instance.store.data().waited_ns.clone());
+        let bound = watchdog(&self.info, instance.store.data());
         let result = tokio::select! {
             r = guest.sparkwasm_plugin_handler().call_handle(&mut instance.store, &wit_request) => r,
             // Stuck outside guest code (a blocking WASI call): the instance is dropped.
@@ -662,7 +666,7 @@ impl WasmAuth {
         let Guest::Auth(guest) = &instance.guest else {
             unreachable!("an auth plugin's instances are of the auth world")
         };
-        let bound = watchdog(&p.info, instance.store.data().waited_ns.clone());
+        let bound = watchdog(&p.info, instance.store.data());
         let result = tokio::select! {
             r = guest.sparkwasm_plugin_authenticator().call_acquire(&mut instance.store) => r,
             () = bound => return Err(stuck(&p.info, "acquire")),
@@ -702,7 +706,7 @@ impl WasmAuth {
             expires_in: credential.expires_in().map(|d| d.as_secs()),
         };
         let wit_request = to_wit_request(request);
-        let bound = watchdog(&p.info, instance.store.data().waited_ns.clone());
+        let bound = watchdog(&p.info, instance.store.data());
         let result = tokio::select! {
             r = guest.sparkwasm_plugin_authenticator().call_apply(&mut instance.store, &wit_request, &wit_credential) => r,
             () = bound => return Err(fail(ErrorKind::Other, stuck(&p.info, "apply"))),
@@ -753,16 +757,24 @@ impl PluginState {
         self.ran = Duration::ZERO;
         self.last_check = Instant::now();
         self.waited_ns.store(0, Ordering::Relaxed);
+        self.waiting_since.store(0, Ordering::Relaxed);
         self.next_calls = 0;
         self.last_next_error = None;
         self.stderr.lock().expect("stderr lock").clear();
     }
 
-    /// Books a wait in `next` or `sleep`: it is not guest running time.
+    /// Starts a wait in `next`, `sleep` or `fetch`.
+    fn begin_wait(&self) -> Instant {
+        self.waiting_since.store(clock_ns(), Ordering::Relaxed);
+        Instant::now()
+    }
+
+    /// Books a wait in `next`, `sleep` or `fetch`: it is not guest running time.
     fn waited(&mut self, since: Instant) {
         let waited = since.elapsed();
         self.waited_ns
             .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+        self.waiting_since.store(0, Ordering::Relaxed);
         self.last_check = Instant::now();
     }
 }
@@ -772,13 +784,21 @@ impl PluginState {
 /// epochs are not checked.
 fn watchdog(
     info: &PluginInfo,
-    waited_ns: Arc<AtomicU64>,
+    state: &PluginState,
 ) -> impl std::future::Future<Output = ()> + use<> {
     let bound = wall_bound(info);
     let started = Instant::now();
+    let waited_ns = state.waited_ns.clone();
+    let waiting_since = state.waiting_since.clone();
     async move {
         loop {
-            let waited = Duration::from_nanos(waited_ns.load(Ordering::Relaxed));
+            let since = waiting_since.load(Ordering::Relaxed);
+            let ongoing = if since == 0 {
+                0
+            } else {
+                clock_ns().saturating_sub(since)
+            };
+            let waited = Duration::from_nanos(waited_ns.load(Ordering::Relaxed) + ongoing);
             let outside = started.elapsed().saturating_sub(waited);
             if outside > bound {
                 return;
@@ -786,6 +806,12 @@ fn watchdog(
             tokio::time::sleep((bound - outside).max(Duration::from_millis(10))).await;
         }
     }
+}
+
+/// Nanoseconds since the first call, never 0 (0 means "not waiting").
+fn clock_ns() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1
 }
 
 fn wall_bound(info: &PluginInfo) -> Duration {
@@ -863,7 +889,7 @@ impl host::Host for PluginState {
     }
 
     async fn sleep(&mut self, ms: u64) {
-        let started = Instant::now();
+        let started = self.begin_wait();
         tokio::time::sleep(Duration::from_millis(ms).min(MAX_SLEEP)).await;
         self.waited(started);
     }
@@ -908,7 +934,7 @@ impl chain::Host for PluginState {
                 });
             }
         };
-        let started = Instant::now();
+        let started = self.begin_wait();
         let result = next.run(request).await;
         self.waited(started);
         match result {
@@ -949,20 +975,20 @@ impl outbound::Host for PluginState {
         })?;
         let target = url::Url::parse(&request.url)
             .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
             .and_then(|u| Some((u.host_str()?.to_owned(), u.port_or_known_default()?)));
         let Some((host, port)) = target else {
             return Err(refuse(
                 types::ErrorKind::InvalidRequest,
-                format!("outbound fetch to `{}`: not an http(s) URL", request.url),
+                "outbound fetch: not an http(s) URL".to_owned(),
             ));
         };
         let with_port = format!("{host}:{port}");
-        if !self
-            .info
-            .outbound_hosts
-            .iter()
-            .any(|g| g.eq_ignore_ascii_case(&host) || g.eq_ignore_ascii_case(&with_port))
-        {
+        if !self.info.outbound_hosts.iter().any(|g| {
+            // A grant without a port is that host on the web ports only.
+            g.eq_ignore_ascii_case(&with_port)
+                || (g.eq_ignore_ascii_case(&host) && matches!(port, 80 | 443))
+        }) {
             return Err(refuse(
                 types::ErrorKind::Rejected,
                 format!(
@@ -971,7 +997,7 @@ impl outbound::Host for PluginState {
                 ),
             ));
         }
-        let started = Instant::now();
+        let started = self.begin_wait();
         let result = self.info.transport.send(request).await;
         self.waited(started);
         result.map(to_wit_response).map_err(|e| types::Error {

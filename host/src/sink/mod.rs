@@ -241,7 +241,7 @@ impl DeltaSink {
                 .with_actions(actions)
                 .build(Some(snapshot), self.table.log_store(), operation)
                 .await
-                .map_err(|e| self.error(format!("commit failed: {e}")))?;
+                .map_err(|e| self.commit_error(e))?;
         self.table.state = Some(finalized.snapshot());
         Ok(finalized.version() as i64)
     }
@@ -250,6 +250,22 @@ impl DeltaSink {
         SinkError {
             path: self.path.display().to_string(),
             message,
+        }
+    }
+
+    /// A failed commit in words. Another process committing under this run's transaction id (the same
+    /// pipeline, or the same shard, started twice) is named as such: delta-rs refuses the commit
+    /// because the winning one carries the same app id.
+    fn commit_error(&self, e: DeltaTableError) -> SinkError {
+        use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+        match e {
+            DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
+            } => self.error(format!(
+                "another run committed to this table under the same transaction id `{}` while this run was going (the same pipeline or shard started twice); this run stops without committing its last batch, whose rows the next run sends again",
+                self.app_id
+            )),
+            e => self.error(format!("commit failed: {e}")),
         }
     }
 }

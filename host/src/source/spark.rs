@@ -33,7 +33,7 @@ impl SparkRead<'_> {
             (None, Some(q)) => format!("query `{}`", one_line(q, 80)),
             (None, None) => "nothing".into(),
         };
-        format!("Spark {what} at {}", self.remote)
+        format!("Spark {what} at {}", spark::display_remote(self.remote))
     }
 
     fn relation(&self) -> Relation {
