@@ -11,7 +11,8 @@ Called by scripts/bench.sh (which builds the release binaries and installs wrk a
    the whole process: start, read, requests, commits, exit).
 4. The Python reference (bench/legacy_executor.py): the same work the legacy way (asyncio + aiohttp).
 5. Plugins: sparkwasm again with the legacy default chain (retry, logging, timing, json_body as WASM
-   plugins): rows/s, and the CPU each plugin hop adds per request ((CPU with − CPU without) / rows / 4).
+   plugins): rows/s, and the CPU each plugin hop adds per request ((CPU with − CPU without) / rows / 4);
+   then with four `passthrough` fixtures (a guest that only calls next): what a hop costs the host alone.
 6. Memory: sparkwasm's peak RSS on ROWS and on MEMORY_ROWS rows (10× the input, same batch size): memory is
    bounded by batch_size and the queues, not by the input.
 
@@ -19,6 +20,7 @@ Prints a Markdown table (the README's is a copy of one run) and writes it to ben
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -138,6 +140,21 @@ def main():
         print(f"sparkwasm + 4 plugins: {p_rate:,.0f} rows/s, {hop_us:.2f} µs CPU per plugin hop",
               flush=True)
 
+        guest = args.bin_dir.parent / "plugins" / "wasm32-wasip2" / "release" / "passthrough.wasm"
+        digest = hashlib.sha256(guest.read_bytes()).hexdigest()
+        passthrough = work / "bench-passthrough.yaml"
+        passthrough.write_text(CONFIG.read_text() + "middleware:\n" + "".join(
+            f'  - {{type: wasm, name: p{i}, path: "{guest}", sha256: "{digest}"}}\n' for i in range(4)))
+        sparkwasm(args.bin_dir, url, rows_file, work / "warm-pass", args.connections, passthrough)
+        n_rows, n_wall, n_cpu, _ = sparkwasm(args.bin_dir, url, rows_file, work / "sw-pass",
+                                             args.connections, passthrough)
+        if n_rows != args.rows:
+            sys.exit(f"sparkwasm with passthrough plugins landed {n_rows} rows, expected {args.rows}")
+        n_rate = n_rows / n_wall
+        bare_hop_us = (n_cpu - cpu) / args.rows / 4 * 1e6
+        print(f"sparkwasm + 4 passthrough: {n_rate:,.0f} rows/s, {bare_hop_us:.2f} µs CPU per hop",
+              flush=True)
+
         memory = []
         if args.memory_rows:
             big = work / "big.parquet"
@@ -168,9 +185,13 @@ def main():
         f"{py_rate / wrk_rate:.2f} | 1.00 |",
         f"| sparkwasm + retry, logging, timing, json_body (WASM) | {p_rate:,.0f} | "
         f"{p_rate / wrk_rate:.2f} | {p_rate / py_rate:.2f} |",
+        f"| sparkwasm + 4 passthrough guests (host cost of a hop) | {n_rate:,.0f} | "
+        f"{n_rate / wrk_rate:.2f} | {n_rate / py_rate:.2f} |",
         "",
         f"CPU per row: sparkwasm {cpu / args.rows * 1e6:.1f} µs without plugins, "
-        f"{p_cpu / args.rows * 1e6:.1f} µs with the four; **{hop_us:.2f} µs per plugin hop**.",
+        f"{p_cpu / args.rows * 1e6:.1f} µs with the four legacy plugins: **{hop_us:.2f} µs per plugin "
+        f"hop**; {n_cpu / args.rows * 1e6:.1f} µs with four passthrough guests: "
+        f"**{bare_hop_us:.2f} µs per hop of host cost**.",
     ]
     if memory:
         table += ["", "| input rows | sparkwasm peak RSS |", "| ---: | ---: |"]

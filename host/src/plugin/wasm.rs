@@ -30,11 +30,16 @@ use crate::executor::Redactor;
 use crate::request::{ApiRequest, ApiResponse, ErrorKind, RequestError};
 use crate::transport::HttpTransport;
 
+/// Host imports are plain calls on the guest's fiber, except the ones that wait (`next`, `sleep`,
+/// `fetch`): those are async and let other rows run meanwhile.
 mod bindings {
     wasmtime::component::bindgen!({
         world: "middleware",
         path: "../wit",
-        imports: { default: async },
+        imports: {
+            "sparkwasm:plugin/chain.next": async,
+            "sparkwasm:plugin/host.sleep": async,
+        },
         exports: { default: async },
     });
 }
@@ -44,7 +49,9 @@ mod auth_bindings {
     wasmtime::component::bindgen!({
         world: "auth",
         path: "../wit",
-        imports: { default: async },
+        imports: {
+            "sparkwasm:plugin/outbound.fetch": async,
+        },
         exports: { default: async },
         with: {
             "sparkwasm:plugin/types": super::bindings::sparkwasm::plugin::types,
@@ -871,8 +878,18 @@ fn first_line(s: &str) -> &str {
 impl types::Host for PluginState {}
 
 impl host::Host for PluginState {
-    async fn log(&mut self, level: host::Level, message: String) {
+    fn log(&mut self, level: host::Level, message: String) {
         let plugin = self.info.name.as_str();
+        let enabled = match level {
+            host::Level::Trace => tracing::enabled!(tracing::Level::TRACE),
+            host::Level::Debug => tracing::enabled!(tracing::Level::DEBUG),
+            host::Level::Info => tracing::enabled!(tracing::Level::INFO),
+            host::Level::Warn => tracing::enabled!(tracing::Level::WARN),
+            host::Level::Error => tracing::enabled!(tracing::Level::ERROR),
+        };
+        if !enabled {
+            return;
+        }
         let message = self.info.redactor.text(&message);
         match level {
             host::Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -883,7 +900,7 @@ impl host::Host for PluginState {
         }
     }
 
-    async fn monotonic_now(&mut self) -> u64 {
+    fn monotonic_now(&mut self) -> u64 {
         static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
         START.get_or_init(Instant::now).elapsed().as_nanos() as u64
     }
@@ -894,11 +911,11 @@ impl host::Host for PluginState {
         self.waited(started);
     }
 
-    async fn config(&mut self) -> String {
+    fn config(&mut self) -> String {
         self.info.config.clone()
     }
 
-    async fn whoami(&mut self) -> host::Identity {
+    fn whoami(&mut self) -> host::Identity {
         host::Identity {
             process: self.info.process.clone(),
             partition: self.worker.0,
