@@ -207,7 +207,10 @@ impl DeltaSink {
         Ok(version)
     }
 
-    /// Marks the run finished: the next run of an overwrite pipeline starts afresh.
+    /// Marks the run finished (the next run of an overwrite pipeline starts afresh) and writes a
+    /// checkpoint, so readers and the next run do not replay this run's commits one by one. Commits
+    /// during the run write none: delta-rs's snapshot grows with each checkpoint it loads (measured:
+    /// peak RSS 161 MiB with them over 200 commits, 108 MiB without).
     pub async fn finish(&mut self) -> Result<(), SinkError> {
         let last = self.next_version - 1;
         if last > 0 {
@@ -217,6 +220,9 @@ impl DeltaSink {
                 Transaction::new(done_app_id(&self.app_id), last),
             )
             .await?;
+            deltalake::protocol::checkpoints::create_checkpoint(&self.table, None)
+                .await
+                .map_err(|e| self.error(format!("cannot write a checkpoint: {e}")))?;
         }
         Ok(())
     }
@@ -236,12 +242,15 @@ impl DeltaSink {
             partition_by: None,
             predicate: None,
         };
-        let finalized =
-            CommitBuilder::from(CommitProperties::default().with_application_transaction(txn))
-                .with_actions(actions)
-                .build(Some(snapshot), self.table.log_store(), operation)
-                .await
-                .map_err(|e| self.commit_error(e))?;
+        let finalized = CommitBuilder::from(
+            CommitProperties::default()
+                .with_application_transaction(txn)
+                .with_create_checkpoint(false),
+        )
+        .with_actions(actions)
+        .build(Some(snapshot), self.table.log_store(), operation)
+        .await
+        .map_err(|e| self.commit_error(e))?;
         self.table.state = Some(finalized.snapshot());
         Ok(finalized.version() as i64)
     }
