@@ -12,36 +12,21 @@ use sha2::{Digest, Sha256};
 use testkit::ApiServer;
 use testkit::auth::{ClientAuth, TokenMode};
 
-use super::{Case, assert_exit, pipeline, read_bronze, repo_root, served, sparkwasm};
+use super::{
+    Case, assert_exit, bronze_batches, pipeline, read_bronze, repo_root, served, sparkwasm,
+};
 
 /// Every string value of every row of the table, and its transaction log: what a secret must not be in.
 fn everything_in(table: &Path) -> String {
     use arrow::array::{Array, AsArray};
-    let owned = table.to_path_buf();
-    let files = std::thread::spawn(move || {
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(sparkwasm::source::delta_data_files(&owned))
-    })
-    .join()
-    .unwrap()
-    .expect("data files");
     let mut text = String::new();
-    for f in files {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(f).unwrap(),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-        for batch in reader {
-            for column in batch.unwrap().columns() {
-                if let Some(strings) = column.as_string_opt::<i32>() {
-                    for i in 0..strings.len() {
-                        if strings.is_valid(i) {
-                            text.push_str(strings.value(i));
-                            text.push('\n');
-                        }
+    for batch in bronze_batches(table) {
+        for column in batch.columns() {
+            if let Some(strings) = column.as_string_opt::<i32>() {
+                for i in 0..strings.len() {
+                    if strings.is_valid(i) {
+                        text.push_str(strings.value(i));
+                        text.push('\n');
                     }
                 }
             }

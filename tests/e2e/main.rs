@@ -110,9 +110,9 @@ struct Landed {
     attempts: i32,
 }
 
-/// Every row of the table, read with delta-rs (its active files) and the parquet reader.
-fn read_bronze(path: &Path) -> Vec<Landed> {
-    use arrow::array::{Array, AsArray};
+/// The record batches of the table's active files, read with delta-rs (which files) and the parquet
+/// reader.
+fn bronze_batches(path: &Path) -> Vec<arrow::record_batch::RecordBatch> {
     // Tests run inside a tokio runtime; delta-rs gets its own on a plain thread.
     let owned = path.to_path_buf();
     let files = std::thread::spawn(move || {
@@ -123,40 +123,48 @@ fn read_bronze(path: &Path) -> Vec<Landed> {
     .join()
     .unwrap()
     .expect("data files");
+    files
+        .into_iter()
+        .flat_map(|f| {
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(f).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+        })
+        .collect()
+}
+
+/// Every row of the table.
+fn read_bronze(path: &Path) -> Vec<Landed> {
+    use arrow::array::{Array, AsArray};
     let mut out = Vec::new();
-    for f in files {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(f).unwrap(),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-        for batch in reader {
-            let b = batch.unwrap();
-            let col = |n: &str| b.column(b.schema().index_of(n).unwrap()).clone();
-            let (ids, ok, status) = (col("request_id"), col("success"), col("status_code"));
-            let (err, meta) = (col("error_message"), col("response_metadata"));
-            let (req_meta, req_headers) = (col("request_metadata"), col("request_headers"));
-            let (body, attempts) = (col("body_text"), col("attempts"));
-            let attempts = attempts.as_primitive::<arrow::datatypes::Int32Type>();
-            let text = |a: &arrow::array::ArrayRef, i: usize| {
-                let a = a.as_string::<i32>();
-                a.is_valid(i).then(|| a.value(i).to_owned())
-            };
-            let status = status.as_primitive::<arrow::datatypes::Int32Type>();
-            for i in 0..b.num_rows() {
-                out.push(Landed {
-                    request_id: ids.as_string::<i32>().value(i).to_owned(),
-                    success: ok.as_boolean().value(i),
-                    status_code: status.is_valid(i).then(|| status.value(i)),
-                    error_message: text(&err, i),
-                    response_metadata: text(&meta, i),
-                    request_metadata: text(&req_meta, i),
-                    request_headers: text(&req_headers, i),
-                    body_text: text(&body, i),
-                    attempts: attempts.value(i),
-                });
-            }
+    for b in bronze_batches(path) {
+        let col = |n: &str| b.column(b.schema().index_of(n).unwrap()).clone();
+        let (ids, ok, status) = (col("request_id"), col("success"), col("status_code"));
+        let (err, meta) = (col("error_message"), col("response_metadata"));
+        let (req_meta, req_headers) = (col("request_metadata"), col("request_headers"));
+        let (body, attempts) = (col("body_text"), col("attempts"));
+        let attempts = attempts.as_primitive::<arrow::datatypes::Int32Type>();
+        let text = |a: &arrow::array::ArrayRef, i: usize| {
+            let a = a.as_string::<i32>();
+            a.is_valid(i).then(|| a.value(i).to_owned())
+        };
+        let status = status.as_primitive::<arrow::datatypes::Int32Type>();
+        for i in 0..b.num_rows() {
+            out.push(Landed {
+                request_id: ids.as_string::<i32>().value(i).to_owned(),
+                success: ok.as_boolean().value(i),
+                status_code: status.is_valid(i).then(|| status.value(i)),
+                error_message: text(&err, i),
+                response_metadata: text(&meta, i),
+                request_metadata: text(&req_meta, i),
+                request_headers: text(&req_headers, i),
+                body_text: text(&body, i),
+                attempts: attempts.value(i),
+            });
         }
     }
     out
