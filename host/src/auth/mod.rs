@@ -219,20 +219,37 @@ impl CredentialCache {
 }
 
 /// The secret values of an `auth` section (redacted wherever they could show up).
+/// As configured, and as they travel (form-encoded, percent-encoded, in a Basic header): an API that
+/// echoes a request shows them encoded.
 pub fn secrets(auth: &config::Auth) -> Vec<String> {
-    match auth {
-        config::Auth::None | config::Auth::Wasm { .. } => vec![],
-        config::Auth::Basic { password, .. } => vec![password.clone()],
-        config::Auth::Bearer { token } => vec![token.clone()],
-        config::Auth::ApiKey { key, .. } => vec![key.clone()],
+    let (raw, derived) = match auth {
+        config::Auth::None | config::Auth::Wasm { .. } => (vec![], vec![]),
+        config::Auth::Basic { username, password } => (
+            vec![password.clone()],
+            vec![basic_header(username, password)],
+        ),
+        config::Auth::Bearer { token } => (vec![token.clone()], vec![]),
+        config::Auth::ApiKey { key, .. } => (vec![key.clone()], vec![]),
         config::Auth::OAuth2(s) => {
-            let mut v = vec![s.client_secret.clone()];
+            let mut raw = vec![s.client_secret.clone()];
             if let config::OAuth2Grant::Password { password, .. } = &s.grant {
-                v.push(password.clone());
+                raw.push(password.clone());
             }
-            v
+            (raw, vec![oauth2::basic_client_auth(s)])
         }
-    }
+    };
+    raw.iter()
+        .flat_map(|secret| encodings(secret))
+        .chain(derived)
+        .collect()
+}
+
+fn basic_header(username: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+    )
 }
 
 /// The request an authenticator returned, if it still goes where the chain sent it: applying a
@@ -321,28 +338,13 @@ impl Strategy {
         plugin: Option<WasmAuth>,
         redactor: Arc<Redactor>,
     ) -> Self {
-        use base64::Engine;
-        // As configured, and as they travel (form-encoded, percent-encoded): an API that echoes a
-        // request shows them encoded.
-        for secret in secrets(auth) {
-            for form in encodings(&secret) {
-                redactor.learn(&form);
-            }
-        }
+        // The section's own secrets are in the run's redactor from the start (see `secrets`).
         match auth {
             config::Auth::None => Strategy::None,
-            config::Auth::Basic { username, password } => {
-                let pair = format!("{username}:{password}");
-                let value = format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                );
-                redactor.learn(&value);
-                Strategy::Static(Static::Header {
-                    name: "authorization".into(),
-                    value,
-                })
-            }
+            config::Auth::Basic { username, password } => Strategy::Static(Static::Header {
+                name: "authorization".into(),
+                value: basic_header(username, password),
+            }),
             config::Auth::Bearer { token } => Strategy::Static(Static::Header {
                 name: "authorization".into(),
                 value: format!("Bearer {token}"),
@@ -363,7 +365,6 @@ impl Strategy {
             }),
             config::Auth::OAuth2(settings) => {
                 let margin = settings.refresh_margin;
-                redactor.learn(&oauth2::basic_client_auth(settings));
                 let auth = OAuth2::new(settings.clone(), transport);
                 Strategy::Refreshing(Arc::new(CredentialCache::new(
                     Box::new(auth),

@@ -250,8 +250,9 @@ pub struct Redactor {
 }
 
 /// How many run-time credentials are remembered (a long run renews its token many times; a token
-/// older than the last few is no longer in anything the run reads).
-const LEARNED: usize = 32;
+/// older than the last few is no longer in anything the run reads). Each is searched for in every
+/// redacted text, so the list stays short; the config's secrets are kept apart, for the whole run.
+const LEARNED: usize = 8;
 
 const SENSITIVE_HEADERS: [&str; 6] = [
     "authorization",
