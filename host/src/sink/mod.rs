@@ -233,26 +233,46 @@ impl DeltaSink {
         mode: SaveMode,
         txn: Transaction,
     ) -> Result<i64, SinkError> {
-        let snapshot = self
-            .table
-            .snapshot()
-            .map_err(|e| self.error(e.to_string()))?;
-        let operation = DeltaOperation::Write {
-            mode,
-            partition_by: None,
-            predicate: None,
-        };
-        let finalized = CommitBuilder::from(
-            CommitProperties::default()
-                .with_application_transaction(txn)
-                .with_create_checkpoint(false),
-        )
-        .with_actions(actions)
-        .build(Some(snapshot), self.table.log_store(), operation)
-        .await
-        .map_err(|e| self.commit_error(e))?;
-        self.table.state = Some(finalized.snapshot());
-        Ok(finalized.version() as i64)
+        use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+        // Once more on a newer snapshot if another writer changed the table's metadata meanwhile
+        // (two hosts creating a new table at the same moment: delta-rs may land the second create as
+        // a later version). A writer under the same txn app id is still refused then.
+        let mut retried = false;
+        loop {
+            let snapshot = self
+                .table
+                .snapshot()
+                .map_err(|e| self.error(e.to_string()))?;
+            let operation = DeltaOperation::Write {
+                mode,
+                partition_by: None,
+                predicate: None,
+            };
+            let result = CommitBuilder::from(
+                CommitProperties::default()
+                    .with_application_transaction(txn.clone())
+                    .with_create_checkpoint(false),
+            )
+            .with_actions(actions.clone())
+            .build(Some(snapshot), self.table.log_store(), operation)
+            .await;
+            match result {
+                Ok(finalized) => {
+                    self.table.state = Some(finalized.snapshot());
+                    return Ok(finalized.version() as i64);
+                }
+                Err(DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(CommitConflictError::MetadataChanged),
+                }) if !retried => {
+                    retried = true;
+                    self.table
+                        .update_state()
+                        .await
+                        .map_err(|e| self.error(format!("cannot reload the table: {e}")))?;
+                }
+                Err(e) => return Err(self.commit_error(e)),
+            }
+        }
     }
 
     fn error(&self, message: String) -> SinkError {
