@@ -103,13 +103,19 @@ pub struct Sink {
     /// With `spark.remote` and no `path`: the Spark catalog table (`namespace.name`) the bronze batches
     /// are appended to instead.
     pub spark_table: Option<String>,
+    /// With `path`: a Spark catalog table every committed batch is also appended to
+    /// (`tables.sink.also_spark_table`).
+    pub mirror: Option<String>,
 }
 
 impl std::fmt::Display for Sink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.spark_table {
             Some(table) => write!(f, "Spark table {table}"),
-            None => write!(f, "{}", self.path.display()),
+            None => match &self.mirror {
+                Some(table) => write!(f, "{} and Spark table {table}", self.path.display()),
+                None => write!(f, "{}", self.path.display()),
+            },
         }
     }
 }

@@ -742,7 +742,7 @@ fn sink(w: &mut Walker, tables: &Section<'_>, has_spark: bool, base_dir: &Path) 
         tables.get("sink"),
         "tables.sink",
         tables.pos,
-        &["name", "namespace", "mode", "path"],
+        &["name", "namespace", "mode", "path", "also_spark_table"],
     );
     if !tables.has("sink") {
         w.error(
@@ -757,6 +757,25 @@ fn sink(w: &mut Walker, tables: &Section<'_>, has_spark: bool, base_dir: &Path) 
         _ => SinkMode::Append,
     };
     let mut spark_table = None;
+    let mirror = w.name(s.get("also_spark_table"));
+    if let Some(f) = s.get("also_spark_table") {
+        if mode == SinkMode::Overwrite {
+            w.error(
+                f.path,
+                f.node.pos,
+                "an overwrite would replace the Delta table but not the Spark table: use mode: append",
+            );
+        }
+        if !has_spark {
+            w.error(f.path, f.node.pos, "a Spark table needs spark.remote");
+        } else if !s.has("path") {
+            w.error(
+                f.path,
+                f.node.pos,
+                "also_spark_table goes with path (a Delta table written as well); without path, name the Spark table with namespace and name",
+            );
+        }
+    }
     let path = match (w.name(s.get("path")), w.name(s.get("name"))) {
         (Some(path), _) => base_dir.join(path),
         (None, Some(name)) if has_spark => {
@@ -798,6 +817,7 @@ fn sink(w: &mut Walker, tables: &Section<'_>, has_spark: bool, base_dir: &Path) 
         path,
         mode,
         spark_table,
+        mirror,
     })
 }
 

@@ -142,3 +142,48 @@ pub fn successful_ids(files: &[PathBuf]) -> Result<HashSet<u128>, String> {
     }
     Ok(landed)
 }
+
+/// The successful rows of the given data files whose request_id key is in `wanted`, whole (every
+/// bronze column), batch by batch.
+pub fn successful_rows(
+    files: &[PathBuf],
+    wanted: &HashSet<u128>,
+) -> Result<Vec<RecordBatch>, String> {
+    let mut out = Vec::new();
+    for file in files {
+        let err = |e: &dyn std::fmt::Display| format!("reading {}: {e}", file.display());
+        let f = std::fs::File::open(file).map_err(|e| err(&e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+            .and_then(|b| b.build())
+            .map_err(|e| err(&e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| err(&e))?;
+            let column = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .cloned()
+                    .ok_or_else(|| err(&format!("no {name} column")))
+            };
+            let ids = arrow::compute::cast(&column("request_id")?, &DataType::Utf8)
+                .map_err(|e| err(&e))?;
+            let ids = ids.as_string::<i32>();
+            let ok = column("success")?;
+            let ok = ok.as_boolean();
+            let keep: arrow::array::BooleanArray = (0..batch.num_rows())
+                .map(|i| {
+                    Some(
+                        ok.is_valid(i)
+                            && ok.value(i)
+                            && ids.is_valid(i)
+                            && wanted.contains(&id_key(ids.value(i))),
+                    )
+                })
+                .collect();
+            let kept = arrow::compute::filter_record_batch(&batch, &keep).map_err(|e| err(&e))?;
+            if kept.num_rows() > 0 {
+                out.push(kept);
+            }
+        }
+    }
+    Ok(out)
+}

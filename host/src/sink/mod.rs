@@ -20,10 +20,17 @@ pub use spark::SparkSink;
 
 use crate::config::{self, SinkMode};
 
-/// Where the bronze batches go: a Delta table (commits with txn ids) or a Spark catalog table.
+/// Where the bronze batches go: a Delta table (commits with txn ids), a Spark catalog table, or both.
 pub enum BronzeSink {
     Delta(DeltaSink),
     Spark(Box<SparkSink>),
+    /// The Delta table is the record (resume, exactly-once); each batch committed there is then
+    /// appended to the Spark table with the same batch_id. On open, successful rows the Delta table
+    /// has and the Spark table lacks (a run killed between the two) are appended to the Spark table.
+    Both {
+        delta: DeltaSink,
+        mirror: Box<SparkSink>,
+    },
 }
 
 impl BronzeSink {
@@ -33,10 +40,40 @@ impl BronzeSink {
         app_id: &str,
     ) -> Result<(Self, Resume), SinkError> {
         let sink = &pipeline.sink;
-        match (&sink.spark_table, &pipeline.spark) {
-            (Some(table), Some(spark)) => {
+        match (&sink.spark_table, &sink.mirror, &pipeline.spark) {
+            (Some(table), _, Some(spark)) => {
                 let (s, resume) = SparkSink::open(&spark.remote, table).await?;
                 Ok((BronzeSink::Spark(Box::new(s)), resume))
+            }
+            (None, Some(table), Some(spark)) => {
+                let (delta, resume) = DeltaSink::open(&sink.path, app_id, sink.mode).await?;
+                let (mirror, mirrored) = SparkSink::open(&spark.remote, table).await?;
+                let missing: HashSet<u128> = resume
+                    .landed
+                    .difference(&mirrored.landed)
+                    .copied()
+                    .collect();
+                if !missing.is_empty() {
+                    let batches =
+                        landed_rows(&sink.path, missing)
+                            .await
+                            .map_err(|message| SinkError {
+                                path: sink.path.display().to_string(),
+                                message,
+                            })?;
+                    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                    for batch in batches {
+                        mirror.append(batch).await?;
+                    }
+                    tracing::info!(rows, table = %table, "rows landed in Delta but missing from the Spark table appended to it");
+                }
+                Ok((
+                    BronzeSink::Both {
+                        delta,
+                        mirror: Box::new(mirror),
+                    },
+                    resume,
+                ))
             }
             _ => {
                 let (s, resume) = DeltaSink::open(&sink.path, app_id, sink.mode).await?;
@@ -50,12 +87,17 @@ impl BronzeSink {
         match self {
             BronzeSink::Delta(s) => s.commit(records).await,
             BronzeSink::Spark(s) => s.commit(records).await,
+            BronzeSink::Both { delta, mirror } => {
+                let version = delta.commit(records).await?;
+                mirror.commit_as(records, delta.next_version - 1).await?;
+                Ok(version)
+            }
         }
     }
 
     pub async fn finish(&mut self) -> Result<(), SinkError> {
         match self {
-            BronzeSink::Delta(s) => s.finish().await,
+            BronzeSink::Delta(s) | BronzeSink::Both { delta: s, .. } => s.finish().await,
             BronzeSink::Spark(_) => Ok(()),
         }
     }
@@ -312,6 +354,17 @@ async fn create(url: url::Url) -> Result<DeltaTable, DeltaTableError> {
         .with_columns(schema.fields().cloned())
         .with_table_name("bronze")
         .await
+}
+
+/// The successful rows of the table whose request_ids are in `wanted` (keys), as bronze batches.
+async fn landed_rows(
+    path: &Path,
+    wanted: HashSet<u128>,
+) -> Result<Vec<arrow::record_batch::RecordBatch>, String> {
+    let files = crate::source::delta_data_files(path).await?;
+    tokio::task::spawn_blocking(move || bronze::successful_rows(&files, &wanted))
+        .await
+        .map_err(|e| e.to_string())?
 }
 
 /// Reads the request_id and success columns of the table's data files.

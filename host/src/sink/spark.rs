@@ -116,9 +116,16 @@ impl SparkSink {
         Ok(self.next_batch - 1)
     }
 
+    /// Appends a batch committed to the Delta table under `batch_id` (the Delta sink's mirror).
+    pub async fn commit_as(&mut self, records: &[Record], batch_id: i64) -> Result<(), SinkError> {
+        let batch = bronze::to_batch(records, batch_id)
+            .map_err(|e| self.error(format!("cannot build the batch: {e}")))?;
+        self.append(batch).await
+    }
+
     /// Appends `batch`, in halves while its Arrow data is too large for one message (measured
     /// encoded: a slice shares its parent's buffers, so its in-memory size says nothing).
-    async fn append(&self, batch: RecordBatch) -> Result<(), SinkError> {
+    pub async fn append(&self, batch: RecordBatch) -> Result<(), SinkError> {
         let mut pending = vec![batch];
         while let Some(batch) = pending.pop() {
             let ipc = spark::to_ipc(&batch)
