@@ -140,32 +140,25 @@ def main():
         py_rate = py_rows / py_wall
         print(f"python:    {py_rate:,.0f} rows/s ({py_wall:.1f} s)", flush=True)
 
-        chained = work / "bench-plugins.yaml"
-        chained.write_text(CONFIG.read_text() + LEGACY_CHAIN)
-        sparkwasm(args.bin_dir, url, rows_file, work / "warm", args.connections, chained)  # fills the compile cache
-        p_rows, p_wall, p_cpu, _ = median_run(args.bin_dir, url, rows_file, work / "sw-plugins",
-                                              args.connections, chained)
-        if p_rows != args.rows:
-            sys.exit(f"sparkwasm with plugins landed {p_rows} rows, expected {args.rows}")
-        p_rate = p_rows / p_wall
-        hop_us = (p_cpu - cpu) / args.rows / 4 * 1e6
-        print(f"sparkwasm + 4 plugins: {p_rate:,.0f} rows/s, {hop_us:.2f} µs CPU per plugin hop",
-              flush=True)
+        def chain_run(name, middleware):
+            """sparkwasm with a 4-plugin `middleware` block (one warm-up run fills the compile cache):
+            rows/s and µs of CPU per plugin hop over the run without plugins."""
+            config = work / f"bench-{name}.yaml"
+            config.write_text(CONFIG.read_text() + middleware)
+            sparkwasm(args.bin_dir, url, rows_file, work / f"warm-{name}", args.connections, config)
+            c_rows, c_wall, c_cpu, _ = median_run(args.bin_dir, url, rows_file, work / f"sw-{name}",
+                                                  args.connections, config)
+            if c_rows != args.rows:
+                sys.exit(f"sparkwasm with {name} landed {c_rows} rows, expected {args.rows}")
+            c_rate, hop = c_rows / c_wall, (c_cpu - cpu) / args.rows / 4 * 1e6
+            print(f"sparkwasm + 4 {name}: {c_rate:,.0f} rows/s, {hop:.2f} µs CPU per hop", flush=True)
+            return c_rate, c_cpu, hop
 
+        p_rate, p_cpu, hop_us = chain_run("plugins", LEGACY_CHAIN)
         guest = args.bin_dir.parent / "plugins" / "wasm32-wasip2" / "release" / "passthrough.wasm"
         digest = hashlib.sha256(guest.read_bytes()).hexdigest()
-        passthrough = work / "bench-passthrough.yaml"
-        passthrough.write_text(CONFIG.read_text() + "middleware:\n" + "".join(
+        n_rate, n_cpu, bare_hop_us = chain_run("passthrough", "middleware:\n" + "".join(
             f'  - {{type: wasm, name: p{i}, path: "{guest}", sha256: "{digest}"}}\n' for i in range(4)))
-        sparkwasm(args.bin_dir, url, rows_file, work / "warm-pass", args.connections, passthrough)
-        n_rows, n_wall, n_cpu, _ = median_run(args.bin_dir, url, rows_file, work / "sw-pass",
-                                              args.connections, passthrough)
-        if n_rows != args.rows:
-            sys.exit(f"sparkwasm with passthrough plugins landed {n_rows} rows, expected {args.rows}")
-        n_rate = n_rows / n_wall
-        bare_hop_us = (n_cpu - cpu) / args.rows / 4 * 1e6
-        print(f"sparkwasm + 4 passthrough: {n_rate:,.0f} rows/s, {bare_hop_us:.2f} µs CPU per hop",
-              flush=True)
 
         memory = []
         if args.memory_rows:

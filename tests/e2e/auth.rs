@@ -87,6 +87,23 @@ fn oauth2(server: &ApiServer, kind: &str, extra: &str) -> String {
     out
 }
 
+/// A case of `rows` rows calling `url_path` on `server` with OAuth2 of `kind` (`auth_extra`: more
+/// auth keys) and the given `execution` section.
+fn oauth2_case(
+    server: &ApiServer,
+    kind: &str,
+    auth_extra: &str,
+    execution: &str,
+    rows: usize,
+    url_path: &str,
+) -> Case {
+    let extra = format!(
+        "execution: {execution}\n{}",
+        oauth2(server, kind, auth_extra)
+    );
+    Case::new(rows, &pipeline(&server.url(), url_path, &extra))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_oauth2_token_serves_every_worker_and_is_renewed_before_it_expires() {
     let server = ApiServer::start(0).await.unwrap();
@@ -95,17 +112,13 @@ async fn one_oauth2_token_serves_every_worker_and_is_renewed_before_it_expires()
         s.announced_ttl = Some(2.0);
     });
     // 200 consumers, 4000 rows of 300 ms each: about 6 s, three token lifetimes.
-    let extra = format!(
-        "execution: {{partitions: 2, concurrency_limit: 100, batch_size: 1000}}\n{}",
-        oauth2(
-            &server,
-            "oauth2_client_credentials",
-            "  refresh_margin: 0.3\n"
-        )
-    );
-    let case = Case::new(
+    let case = oauth2_case(
+        &server,
+        "oauth2_client_credentials",
+        "  refresh_margin: 0.3\n",
+        "{partitions: 2, concurrency_limit: 100, batch_size: 1000}",
         4000,
-        &pipeline(&server.url(), "/secure/slow/300/{id}", &extra),
+        "/secure/slow/300/{id}",
     );
     let out = case.run();
     assert_exit(&out, 0);
@@ -113,6 +126,7 @@ async fn one_oauth2_token_serves_every_worker_and_is_renewed_before_it_expires()
     assert_eq!(rows.len(), 4000);
     assert!(rows.iter().all(|r| r.success));
     let tokens = server.counters.auth.token_requests.load(Ordering::Relaxed);
+    eprintln!("{tokens} token requests for 4000 rows on 200 consumers");
     // One per lifetime (renewed 0.3 s early): ~4 over 6 s; never one per consumer or per row.
     assert!(
         (2..=8).contains(&tokens),
@@ -131,13 +145,13 @@ async fn a_401_renews_the_token_once_and_sends_the_request_again() {
         s.announced_ttl = Some(3600.0);
         s.client_auth = ClientAuth::Body;
     });
-    let extra = format!(
-        "execution: {{concurrency_limit: 100}}\n{}",
-        oauth2(&server, "oauth2_password", "")
-    );
-    let case = Case::new(
+    let case = oauth2_case(
+        &server,
+        "oauth2_password",
+        "",
+        "{concurrency_limit: 100}",
         1000,
-        &pipeline(&server.url(), "/secure/slow/200/{id}", &extra),
+        "/secure/slow/200/{id}",
     );
     let out = case.run();
     assert_exit(&out, 0);
@@ -206,18 +220,14 @@ async fn a_token_endpoint_that_breaks_mid_run_fails_rows_not_the_process() {
         s.token_ttl = Duration::from_secs(1);
         s.announced_ttl = Some(1.0);
     });
-    let extra = format!(
-        "execution: {{concurrency_limit: 20}}\n{}",
-        oauth2(
-            &server,
-            "oauth2_client_credentials",
-            "  refresh_margin: 0.2\n"
-        )
-    );
     // 600 rows of 100 ms on 20 consumers: 3 s; the endpoint goes down after 0.5 s.
-    let case = Case::new(
+    let case = oauth2_case(
+        &server,
+        "oauth2_client_credentials",
+        "  refresh_margin: 0.2\n",
+        "{concurrency_limit: 20}",
         600,
-        &pipeline(&server.url(), "/secure/slow/100/{id}", &extra),
+        "/secure/slow/100/{id}",
     );
     let counters = server.counters.clone();
     let breaker = tokio::spawn(async move {

@@ -75,6 +75,22 @@ impl Drop for Spark {
     }
 }
 
+/// A fresh folder holding `p.yaml`: `spark_pipeline` of the arguments.
+fn spark_dir(
+    api: &str,
+    remote: &str,
+    url_path: &str,
+    source: &str,
+    sink: &str,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &spark_pipeline(api, remote, url_path, source, sink),
+    );
+    dir
+}
+
 fn write(dir: &Path, yaml: &str) {
     std::fs::write(dir.join("p.yaml"), yaml).unwrap();
 }
@@ -105,16 +121,12 @@ async fn spark_connect_sources_sinks_and_shards() {
     let api = server.url();
 
     // A Spark table into a local Delta table; required_columns and id_column checked against Spark.
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        &spark_pipeline(
-            &api,
-            &remote,
-            "/items/{id}",
-            "{identifier: default.rows, id_column: id, required_columns: [name, score]}",
-            "{path: out/bronze}",
-        ),
+    let dir = spark_dir(
+        &api,
+        &remote,
+        "/items/{id}",
+        "{identifier: default.rows, id_column: id, required_columns: [name, score]}",
+        "{path: out/bronze}",
     );
     assert_exit(&run(dir.path(), &[]), 0);
     let rows = read_bronze(&dir.path().join("out/bronze"));
@@ -122,16 +134,12 @@ async fn spark_connect_sources_sinks_and_shards() {
 
     // Two shards in parallel into one Delta table, shard 1 killed mid-run and rerun on its own: every
     // id lands successfully exactly once.
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        &spark_pipeline(
-            &api,
-            &remote,
-            "/slow/30/{id}",
-            "{namespace: default, name: rows, id_column: id}",
-            "{path: out/bronze}",
-        ),
+    let dir = spark_dir(
+        &api,
+        &remote,
+        "/slow/30/{id}",
+        "{namespace: default, name: rows, id_column: id}",
+        "{path: out/bronze}",
     );
     let shard = |i: u32| {
         sparkwasm(dir.path())
@@ -154,16 +162,12 @@ async fn spark_connect_sources_sinks_and_shards() {
     assert!(before < 3000, "{before} rows before shard 1's rerun");
 
     // A query into a bronze table written through Spark; a rerun resumes from the table itself.
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        &spark_pipeline(
-            &api,
-            &remote,
-            "/items/{id}",
-            "{query: \"SELECT id, name FROM default.rows WHERE id < 1000\", id_column: id}",
-            "{namespace: default, name: bronze_e2e}",
-        ),
+    let dir = spark_dir(
+        &api,
+        &remote,
+        "/items/{id}",
+        "{query: \"SELECT id, name FROM default.rows WHERE id < 1000\", id_column: id}",
+        "{namespace: default, name: bronze_e2e}",
     );
     assert_exit(&run(dir.path(), &[]), 0);
     let before = server.counters.row_requests.load(Ordering::Relaxed);
@@ -226,14 +230,10 @@ async fn spark_connect_sources_sinks_and_shards() {
     // 5M rows from Spark against a slow endpoint: after 3 s the client holds no more than with 50k.
     let mut peaks = vec![];
     for n in [50_000, 5_000_000] {
-        let dir = tempfile::tempdir().unwrap();
         let query = format!(
             "{{query: \"SELECT id, concat('n', id) AS name FROM range({n})\", id_column: id}}"
         );
-        write(
-            dir.path(),
-            &spark_pipeline(&api, &remote, "/slow/20/{id}", &query, "{path: out/bronze}"),
-        );
+        let dir = spark_dir(&api, &remote, "/slow/20/{id}", &query, "{path: out/bronze}");
         let mut child = sparkwasm(dir.path())
             .args(["run", "p.yaml"])
             .spawn()
@@ -256,7 +256,6 @@ async fn spark_connect_sources_sinks_and_shards() {
 
     // Errors before any request, each naming what was asked for; exit status 1.
     let before = server.counters.requests.load(Ordering::Relaxed);
-    let dir = tempfile::tempdir().unwrap();
     for (source, remote, expected) in [
         (
             "{identifier: default.missing, id_column: id}",
@@ -279,10 +278,7 @@ async fn spark_connect_sources_sinks_and_shards() {
             "source Spark table `default.rows` at sc://127.0.0.1:9: [The service is currently unavailable] tcp connect error (is a Spark Connect server listening there?)",
         ),
     ] {
-        write(
-            dir.path(),
-            &spark_pipeline(&api, remote, "/items/{id}", source, "{path: out/bronze}"),
-        );
+        let dir = spark_dir(&api, remote, "/items/{id}", source, "{path: out/bronze}");
         let out = run(dir.path(), &[]);
         assert_exit(&out, 1);
         let stderr = String::from_utf8_lossy(&out.stderr);

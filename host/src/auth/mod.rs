@@ -252,39 +252,6 @@ fn basic_header(username: &str, password: &str) -> String {
     )
 }
 
-/// The request an authenticator returned, if it still goes where the chain sent it: applying a
-/// credential changes headers and the query, never the method or the host (an auth plugin reaches
-/// other hosts only through its granted outbound fetch).
-fn same_target(
-    sent: &ApiRequest,
-    applied: ApiRequest,
-    auth: &dyn Authenticator,
-) -> Result<ApiRequest, RequestError> {
-    let origin = |u: &str| {
-        url::Url::parse(u).ok().map(|u| {
-            (
-                u.scheme().to_owned(),
-                u.host_str().map(str::to_owned),
-                u.port_or_known_default(),
-                u.path().to_owned(),
-            )
-        })
-    };
-    let mut applied = applied;
-    // Annotations are the chain's: what lands in request/response_metadata is not the auth stage's.
-    applied.metadata = sent.metadata.clone();
-    if applied.method != sent.method || origin(&applied.url) != origin(&sent.url) {
-        return Err(RequestError::of(
-            ErrorKind::Rejected,
-            format!(
-                "{}: apply changed the request's method, host or path; it may only add headers or query parameters",
-                auth.what()
-            ),
-        ));
-    }
-    Ok(applied)
-}
-
 /// A secret and the forms it takes in a URL or a form body.
 fn encodings(secret: &str) -> Vec<String> {
     let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
@@ -421,7 +388,7 @@ impl AuthGate {
         let failed = |m: String| RequestError::of(ErrorKind::Rejected, m);
         let used = cache.get().await.map_err(failed)?;
         let auth = cache.authenticator();
-        let first = same_target(&request, auth.apply(request.clone(), &used).await?, auth)?;
+        let first = auth.apply(request.clone(), &used).await?;
         let response = self.next.send(first).await?;
         if response.status != 401 {
             return Ok(response);
@@ -431,7 +398,7 @@ impl AuthGate {
         if renewed.generation == used.generation {
             return Ok(response);
         }
-        let second = same_target(&request, auth.apply(request.clone(), &renewed).await?, auth)?;
+        let second = auth.apply(request, &renewed).await?;
         let mut response = self.next.send(second).await?;
         response
             .metadata

@@ -589,18 +589,40 @@ impl WasmPlugin {
         self.idle.lock().expect("pool lock").push(instance);
     }
 
+    /// An instance ready for a call: from the pool (or new), its per-call state reset.
+    async fn ready(&self) -> Result<Instance, String> {
+        let mut instance = self.checkout().await?;
+        instance.store.data_mut().begin_call();
+        instance.store.set_epoch_deadline(1);
+        Ok(instance)
+    }
+
+    /// A finished call: the instance goes back to the pool, unless the guest trapped (then it is
+    /// dropped, and the trap described; the next row gets a fresh instance).
+    fn settle<T>(
+        &self,
+        instance: Instance,
+        result: wasmtime::Result<T>,
+        during: &str,
+    ) -> Result<T, String> {
+        match result {
+            Ok(value) => {
+                self.give_back(instance);
+                Ok(value)
+            }
+            Err(e) => Err(describe_failure(&e, instance.store.data(), during)),
+        }
+    }
+
     async fn call(&self, request: ApiRequest, next: Next) -> Result<ApiResponse, RequestError> {
         let name = &self.info.name;
         let mut instance = self
-            .checkout()
+            .ready()
             .await
             .map_err(|e| RequestError::new(format!("plugin `{name}`: {e}")))?;
-        let worker = WORKER.try_with(|w| *w).unwrap_or((0, 0));
         let state = instance.store.data_mut();
         state.next = Some(next);
-        state.worker = worker;
-        state.begin_call();
-        instance.store.set_epoch_deadline(1);
+        state.worker = WORKER.try_with(|w| *w).unwrap_or((0, 0));
         let wit_request = to_wit_request(request);
         let Guest::Middleware(guest) = &instance.guest else {
             unreachable!("a middleware plugin's instances are of the middleware world")
@@ -614,13 +636,9 @@ impl WasmPlugin {
         let state = instance.store.data_mut();
         state.next = None;
         let passed_through = state.last_next_error.take();
-        match result {
-            Ok(Ok(response)) => {
-                self.give_back(instance);
-                Ok(from_wit_response(response))
-            }
+        match self.settle(instance, result, "handle") {
+            Ok(Ok(response)) => Ok(from_wit_response(response)),
             Ok(Err(error)) => {
-                self.give_back(instance);
                 let kind = from_wit_kind(error.kind);
                 if passed_through.is_some_and(|m| m == error.message) {
                     Err(RequestError::of(kind, error.message))
@@ -631,13 +649,9 @@ impl WasmPlugin {
                     ))
                 }
             }
-            // A trap: this instance is done for (dropped here); the next row gets a fresh one.
-            Err(e) => Err(RequestError::of(
+            Err(trap) => Err(RequestError::of(
                 ErrorKind::Other,
-                format!(
-                    "plugin `{name}`: {}",
-                    describe_failure(&e, instance.store.data(), "handle")
-                ),
+                format!("plugin `{name}`: {trap}"),
             )),
         }
     }
@@ -667,9 +681,7 @@ pub struct WasmAuth {
 impl WasmAuth {
     async fn acquire_credential(&self) -> Result<Fresh, String> {
         let p = &self.plugin;
-        let mut instance = p.checkout().await?;
-        instance.store.data_mut().begin_call();
-        instance.store.set_epoch_deadline(1);
+        let mut instance = p.ready().await?;
         let Guest::Auth(guest) = &instance.guest else {
             unreachable!("an auth plugin's instances are of the auth world")
         };
@@ -678,20 +690,13 @@ impl WasmAuth {
             r = guest.sparkwasm_plugin_authenticator().call_acquire(&mut instance.store) => r,
             () = bound => return Err(stuck(&p.info, "acquire")),
         };
-        match result {
-            Ok(Ok(credential)) => {
-                p.give_back(instance);
-                Ok(Fresh {
-                    secret: credential.secret,
-                    expires_in: credential.expires_in.map(Duration::from_secs),
-                })
-            }
-            Ok(Err(error)) => {
-                p.give_back(instance);
-                Err(error.message)
-            }
-            Err(e) => Err(describe_failure(&e, instance.store.data(), "acquire")),
-        }
+        let credential = p
+            .settle(instance, result, "acquire")?
+            .map_err(|e| e.message)?;
+        Ok(Fresh {
+            secret: credential.secret,
+            expires_in: credential.expires_in.map(Duration::from_secs),
+        })
     }
 
     async fn apply_credential(
@@ -702,9 +707,7 @@ impl WasmAuth {
         let p = &self.plugin;
         let fail =
             |kind, message: String| RequestError::of(kind, format!("{}: {message}", self.what));
-        let mut instance = p.checkout().await.map_err(|e| fail(ErrorKind::Other, e))?;
-        instance.store.data_mut().begin_call();
-        instance.store.set_epoch_deadline(1);
+        let mut instance = p.ready().await.map_err(|e| fail(ErrorKind::Other, e))?;
         let Guest::Auth(guest) = &instance.guest else {
             unreachable!("an auth plugin's instances are of the auth world")
         };
@@ -712,32 +715,50 @@ impl WasmAuth {
             secret: credential.secret.clone(),
             expires_in: credential.expires_in().map(|d| d.as_secs()),
         };
+        let (method, url, metadata) = (
+            request.method.clone(),
+            request.url.clone(),
+            request.metadata.clone(),
+        );
         let wit_request = to_wit_request(request);
         let bound = watchdog(&p.info, instance.store.data());
         let result = tokio::select! {
             r = guest.sparkwasm_plugin_authenticator().call_apply(&mut instance.store, &wit_request, &wit_credential) => r,
             () = bound => return Err(fail(ErrorKind::Other, stuck(&p.info, "apply"))),
         };
-        match result {
-            Ok(Ok(request)) => {
-                p.give_back(instance);
-                from_wit_request(request).map_err(|m| {
-                    fail(
-                        ErrorKind::InvalidRequest,
-                        format!("apply returned a bad request: {m}"),
-                    )
-                })
-            }
-            Ok(Err(error)) => {
-                p.give_back(instance);
-                Err(fail(from_wit_kind(error.kind), error.message))
-            }
-            Err(e) => Err(fail(
-                ErrorKind::Other,
-                describe_failure(&e, instance.store.data(), "apply"),
-            )),
+        let applied = p
+            .settle(instance, result, "apply")
+            .map_err(|trap| fail(ErrorKind::Other, trap))?
+            .map_err(|e| fail(from_wit_kind(e.kind), e.message))?;
+        let mut applied = from_wit_request(applied).map_err(|m| {
+            fail(
+                ErrorKind::InvalidRequest,
+                format!("apply returned a bad request: {m}"),
+            )
+        })?;
+        // A credential changes headers and the query, never where the request goes: the plugin
+        // reaches other hosts only through its granted outbound fetch.
+        if applied.method != method || target(&applied.url) != target(&url) {
+            return Err(fail(
+                ErrorKind::Rejected,
+                "apply changed the request's method, host or path; it may only add headers or query parameters".into(),
+            ));
         }
+        // Annotations are the chain's: metadata set here does not reach the table.
+        applied.metadata = metadata;
+        Ok(applied)
     }
+}
+
+/// Scheme, host, port and path of a URL: where a request goes.
+fn target(url: &str) -> Option<(String, Option<String>, Option<u16>, String)> {
+    let u = url::Url::parse(url).ok()?;
+    Some((
+        u.scheme().to_owned(),
+        u.host_str().map(str::to_owned),
+        u.port_or_known_default(),
+        u.path().to_owned(),
+    ))
 }
 
 impl Authenticator for WasmAuth {
