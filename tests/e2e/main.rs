@@ -49,20 +49,19 @@ impl Case {
 
     /// Starts a run in the background (to be killed), its output discarded.
     fn spawn(&self) -> std::process::Child {
-        sparkwasm(self.dir.path())
-            .args(["run", "p.yaml"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start sparkwasm")
+        self.spawn_with(Stdio::null)
     }
 
     /// Starts a run in the background, its output kept for `wait_with_output`.
     fn spawn_captured(&self) -> std::process::Child {
+        self.spawn_with(Stdio::piped)
+    }
+
+    fn spawn_with(&self, output: fn() -> Stdio) -> std::process::Child {
         sparkwasm(self.dir.path())
             .args(["run", "p.yaml"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(output())
+            .stderr(output())
             .spawn()
             .expect("start sparkwasm")
     }
