@@ -96,10 +96,17 @@ impl ApiServer {
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match tls {
                         Some(acceptor) => {
-                            if let Ok(stream) = acceptor.accept(stream).await {
-                                let _ = builder
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .await;
+                            match acceptor.accept(stream).into_fallible().await {
+                                Ok(stream) => {
+                                    let _ = builder
+                                        .serve_connection(TokioIo::new(stream), service)
+                                        .await;
+                                }
+                                // The handshake failed (a client without the required
+                                // certificate): its alert is written; close as nginx's lingering
+                                // close does, so that the kernel does not answer the client's
+                                // already-sent request with a reset that discards the alert.
+                                Err((_, tcp)) => lingering_close(tcp).await,
                             }
                         }
                         None => {
@@ -123,6 +130,21 @@ impl ApiServer {
     pub fn url(&self) -> String {
         format!("{}://{}", self.scheme, self.addr)
     }
+}
+
+/// Half-closes `tcp` and reads what the peer still sends (for at most a second) before closing it.
+async fn lingering_close(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        while let Ok(n) = tcp.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// Marker error that makes hyper drop the connection without a response.
