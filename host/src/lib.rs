@@ -21,9 +21,8 @@ use tokio::sync::mpsc;
 
 use config::Pipeline;
 use executor::{Gate, RateLimiter, Redactor, Work};
-use plugin::Terminal;
 use report::{Progress, Summary};
-use request::{ApiRequest, RequestPlan};
+use request::RequestPlan;
 use sink::{BronzeSink, Record};
 
 /// Why a run could not go on. Nothing was sent unless the source failed mid-way.
@@ -59,7 +58,8 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
     // 2. plugins: verified, compiled (or from the cache), initialised before any row is read
     let exec = &pipeline.execution;
     let consumers = exec.partitions * exec.concurrency_limit;
-    let transport = Arc::new(transport::HttpTransport::new(&pipeline.transport)?);
+    let workers = transport::worker_threads(exec.partitions, pipeline.transport.connection_limit);
+    let transport = Arc::new(transport::HttpTransport::new(&pipeline.transport, workers)?);
     // One redactor for the run: the config's secrets, and every credential acquired later.
     let redactor = Arc::new(Redactor::new(
         pipeline
@@ -107,7 +107,12 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
         rate: exec.max_requests_per_second.map(RateLimiter::new),
         transport,
     });
-    warm_up(&gate, pipeline, consumers).await;
+    let warm = executor::WarmUp {
+        gate: gate.clone(),
+        base_url: pipeline.endpoint.base_url.to_string(),
+        timeout: pipeline.transport.warmup_timeout,
+        max: exec.max_requests_per_second.map(|r| r.ceil() as usize),
+    };
     let terminal = Arc::new(auth::AuthGate {
         strategy,
         next: gate,
@@ -123,13 +128,15 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
         redactor,
         progress: progress.clone(),
     });
-    let (results_tx, mut results) =
-        mpsc::channel::<Record>(exec.batch_size.min(consumers * 4).max(64));
+    // Chunks of results from the worker threads (a few per worker in flight).
+    let (results_tx, mut results) = mpsc::channel::<Vec<Record>>(workers * 4);
     let executor = tokio::spawn(executor::run(
         work,
         rows,
         exec.partitions,
         exec.concurrency_limit,
+        workers,
+        warm,
         results_tx,
     ));
 
@@ -145,18 +152,20 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
         Ok::<_, sink::SinkError>((sink, commits))
     });
     let mut batch = Vec::with_capacity(exec.batch_size);
-    while let Some(record) = results.recv().await {
-        batch.push(record);
-        if batch.len() >= exec.batch_size
-            && batches_tx
-                .send(std::mem::replace(
-                    &mut batch,
-                    Vec::with_capacity(exec.batch_size),
-                ))
-                .await
-                .is_err()
-        {
-            break;
+    'collect: while let Some(chunk) = results.recv().await {
+        for record in chunk {
+            batch.push(record);
+            if batch.len() >= exec.batch_size
+                && batches_tx
+                    .send(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(exec.batch_size),
+                    ))
+                    .await
+                    .is_err()
+            {
+                break 'collect;
+            }
         }
     }
     if !batch.is_empty() {
@@ -176,45 +185,4 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
         summary: progress.summary(),
         commits,
     })
-}
-
-/// Opens connections before the first row, within `warmup_timeout`: one HEAD request first; if the
-/// server speaks HTTP/2 that one connection carries everything, else as many HEAD requests at once as
-/// connections will be used. A failure here is only logged; the rows report their own errors.
-async fn warm_up(gate: &Gate, pipeline: &Pipeline, consumers: usize) {
-    let limit = pipeline.transport.connection_limit;
-    let mut n = if limit == 0 {
-        consumers
-    } else {
-        consumers.min(limit)
-    };
-    if let Some(rate) = pipeline.execution.max_requests_per_second {
-        n = n.min(rate.ceil() as usize);
-    }
-    let head = || ApiRequest {
-        method: http::Method::HEAD,
-        url: pipeline.endpoint.base_url.to_string(),
-        headers: vec![],
-        body: None,
-        metadata: Default::default(),
-    };
-    let warm = async {
-        let first = gate.send(head()).await?;
-        if first
-            .metadata
-            .get("http_version")
-            .is_some_and(|v| v == "HTTP/2.0")
-        {
-            return Ok(1);
-        }
-        let rest = futures::future::join_all((1..n).map(|_| gate.send(head()))).await;
-        Ok::<_, request::RequestError>(1 + rest.iter().filter(|r| r.is_ok()).count())
-    };
-    match tokio::time::timeout(pipeline.transport.warmup_timeout, warm).await {
-        Ok(Ok(connections)) => tracing::info!(connections, "warm-up done"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "warm-up: no connection could be opened"),
-        Err(_) => {
-            tracing::warn!(timeout = ?pipeline.transport.warmup_timeout, "warm-up did not finish in time")
-        }
-    }
 }

@@ -4,6 +4,11 @@
 //! `concurrency_limit` consumers. A consumer renders the row's request, sends it through the middleware
 //! chain to the transport (behind the global rate limit) and hands the result to the sink channel. Every
 //! queue is bounded, so a slow API or a slow sink holds the source back instead of filling memory.
+//!
+//! Partitions run on worker threads, each a single-threaded tokio runtime with its own shard of the
+//! connection pool (as each legacy partition ran its own asyncio loop): a request, its connection and
+//! its consumer stay on one thread, so sending a row wakes no other thread. Rows reach a worker and
+//! results leave it in chunks, the only traffic between threads.
 
 mod rate;
 
@@ -53,6 +58,18 @@ pub struct Work {
     pub progress: Arc<Progress>,
 }
 
+/// How the connections are warmed up before the first row (see [`warm_up`]).
+pub struct WarmUp {
+    pub gate: Arc<Gate>,
+    pub base_url: String,
+    pub timeout: std::time::Duration,
+    /// At most this many connections (the rate limit's burst).
+    pub max: Option<usize>,
+}
+
+/// Rows travel to a worker in chunks of up to this many (one cross-thread wake per chunk, not per row).
+const CHUNK: usize = 32;
+
 /// Runs every row of `rows` and sends each result to `results`. Returns when the source is exhausted
 /// and every consumer is done, or with the source's error (already-sent rows are still delivered).
 pub async fn run(
@@ -60,30 +77,39 @@ pub async fn run(
     mut rows: RowStream,
     partitions: usize,
     consumers: usize,
-    results: mpsc::Sender<Record>,
+    workers: usize,
+    warm: WarmUp,
+    results: mpsc::Sender<Vec<Record>>,
 ) -> Result<(), SourceError> {
+    let warm = Arc::new(warm);
     let mut queues = Vec::with_capacity(partitions);
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut receivers: Vec<Vec<(usize, async_channel::Receiver<Vec<RowView>>)>> =
+        (0..workers).map(|_| Vec::new()).collect();
     for partition in 0..partitions {
-        let (tx, rx) = async_channel::bounded::<RowView>(consumers);
+        // Two chunks in flight per partition: one being worked, one waiting.
+        let (tx, rx) = async_channel::bounded::<Vec<RowView>>(2);
         queues.push(tx);
-        for consumer in 0..consumers {
-            let (rx, work, results) = (rx.clone(), work.clone(), results.clone());
-            let slot = (partition as u32, consumer as u32);
-            tasks.spawn(WORKER.scope(slot, async move {
-                while let Ok(row) = rx.recv().await {
-                    if let Some(record) = process(&work, partition, row).await
-                        && results.send(record).await.is_err()
-                    {
-                        return;
-                    }
-                }
-            }));
+        receivers[partition % workers].push((partition, rx));
+    }
+    let mut done = Vec::with_capacity(workers);
+    for (index, mine) in receivers.into_iter().enumerate() {
+        let (work, results, warm) = (work.clone(), results.clone(), warm.clone());
+        let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        done.push(finished_rx);
+        let spawned = std::thread::Builder::new()
+            .name(format!("sparkwasm-worker-{}", index + 1))
+            .spawn(move || {
+                worker(index + 1, mine, consumers, work, warm, results);
+                let _ = finished.send(());
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a worker thread");
         }
     }
     drop(results);
     let mut outcome = Ok(());
     let mut turn = 0;
+    let mut pending: Vec<Vec<RowView>> = (0..partitions).map(|_| Vec::new()).collect();
     'read: while let Some(batch) = rows.batches.recv().await {
         let batch = match batch {
             Ok(b) => Arc::new(b),
@@ -93,22 +119,137 @@ pub async fn run(
             }
         };
         for row in 0..batch.num_rows() {
-            if queues[turn]
-                .send(RowView {
-                    batch: batch.clone(),
-                    row,
-                })
-                .await
-                .is_err()
-            {
-                break 'read;
+            pending[turn].push(RowView {
+                batch: batch.clone(),
+                row,
+            });
+            if pending[turn].len() == CHUNK {
+                let chunk = std::mem::replace(&mut pending[turn], Vec::with_capacity(CHUNK));
+                if queues[turn].send(chunk).await.is_err() {
+                    break 'read;
+                }
             }
             turn = (turn + 1) % partitions;
         }
+        // The end of a source batch: what is left goes now, so that a slow source does not hold
+        // rows back.
+        for (queue, chunk) in queues.iter().zip(pending.iter_mut()) {
+            if !chunk.is_empty() && queue.send(std::mem::take(chunk)).await.is_err() {
+                break 'read;
+            }
+        }
     }
     drop(queues);
-    while tasks.join_next().await.is_some() {}
+    for finished in done {
+        let _ = finished.await;
+    }
     outcome
+}
+
+/// One worker thread: a single-threaded runtime running the consumers of its partitions.
+fn worker(
+    index: usize,
+    partitions: Vec<(usize, async_channel::Receiver<Vec<RowView>>)>,
+    consumers: usize,
+    work: Arc<Work>,
+    warm: Arc<WarmUp>,
+    results: mpsc::Sender<Vec<Record>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a worker runtime");
+            return;
+        }
+    };
+    crate::transport::enter_worker(index);
+    runtime.block_on(async move {
+        warm_up(&warm, index, partitions.len() * consumers).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        // Results leave the thread in chunks: whatever the consumers finished since the last send.
+        let (local, mut finished) = mpsc::channel::<Record>(partitions.len() * consumers + CHUNK);
+        let forward = tokio::spawn(async move {
+            let mut chunk = Vec::with_capacity(CHUNK * 4);
+            while finished.recv_many(&mut chunk, CHUNK * 4).await > 0 {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK * 4));
+                if results.send(full).await.is_err() {
+                    return;
+                }
+            }
+        });
+        for (partition, chunks) in partitions {
+            // The partition's rows, one at a time, to its consumers (same thread: no wake-up cost).
+            let (tx, rx) = async_channel::bounded::<RowView>(consumers);
+            tasks.spawn(async move {
+                while let Ok(chunk) = chunks.recv().await {
+                    for row in chunk {
+                        if tx.send(row).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            for consumer in 0..consumers {
+                let (rx, work, results) = (rx.clone(), work.clone(), local.clone());
+                let slot = (partition as u32, consumer as u32);
+                tasks.spawn(WORKER.scope(slot, async move {
+                    while let Ok(row) = rx.recv().await {
+                        if let Some(record) = process(&work, partition, row).await
+                            && results.send(record).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                }));
+            }
+        }
+        drop(local);
+        while tasks.join_next().await.is_some() {}
+        let _ = forward.await;
+    });
+}
+
+/// Opens this worker's connections before its first row, within `warmup_timeout`: one HEAD request
+/// first; if the server speaks HTTP/2 that one connection carries everything, else as many HEAD
+/// requests at once as connections the worker will use. A failure here is only logged; the rows
+/// report their own errors.
+async fn warm_up(warm: &WarmUp, worker: usize, consumers: usize) {
+    let quota = warm.gate.transport.quota(worker);
+    let mut n = if quota == 0 {
+        consumers
+    } else {
+        consumers.min(quota)
+    };
+    if let Some(max) = warm.max {
+        n = n.min(max.max(1));
+    }
+    let head = || ApiRequest {
+        method: http::Method::HEAD,
+        url: warm.base_url.clone(),
+        headers: vec![],
+        body: None,
+        metadata: Default::default(),
+    };
+    let opened = async {
+        let first = warm.gate.send(head()).await?;
+        if first
+            .metadata
+            .get("http_version")
+            .is_some_and(|v| v == "HTTP/2.0")
+        {
+            return Ok(1);
+        }
+        let rest = futures::future::join_all((1..n).map(|_| warm.gate.send(head()))).await;
+        Ok::<_, RequestError>(1 + rest.iter().filter(|r| r.is_ok()).count())
+    };
+    match tokio::time::timeout(warm.timeout, opened).await {
+        Ok(Ok(connections)) => tracing::info!(worker, connections, "warm-up done"),
+        Ok(Err(e)) => tracing::warn!(worker, error = %e, "warm-up: no connection could be opened"),
+        Err(_) => tracing::warn!(worker, timeout = ?warm.timeout, "warm-up did not finish in time"),
+    }
 }
 
 /// One row, start to finish. `None` when the row already landed in an earlier run.

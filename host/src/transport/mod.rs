@@ -1,6 +1,12 @@
 //! Stage 6c: one process-wide pooled HTTP client (hyper-util), HTTP/1.1 and HTTP/2 by ALPN, rustls with
 //! the platform's roots (plus an optional CA bundle and client certificate), a per-host connection cap.
 //!
+//! The pool is sharded by thread: each executor worker thread (a single-threaded runtime, see
+//! [`crate::executor`]) has its own hyper-util client, so a connection is driven by the thread whose
+//! consumers use it and a request never wakes another thread. The per-host cap is split between the
+//! worker shards; shard 0 serves everything outside the workers (credential fetches before the run,
+//! plugin loading) and keeps no idle connection, so the cap holds for the process as a whole.
+//!
 //! Every failure (refused, reset, timeout, TLS) comes back as a [`RequestError`] with a readable
 //! message: it fails the row, never the process.
 
@@ -28,14 +34,40 @@ type Connector = LimitedConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
 #[error("transport.tls: {0}")]
 pub struct TransportError(String);
 
-/// The pooled client, shared by every consumer.
+/// The pooled client, shared by every consumer: one pool shard per worker thread.
 pub struct HttpTransport {
-    client: Client<Connector, Full<Bytes>>,
+    /// `shards[0]`: outside the workers; `shards[w]`: worker thread `w` (1-based).
+    shards: Vec<Client<Connector, Full<Bytes>>>,
+    /// Each worker shard's share of `tcp_connection.limit` (0: no cap).
+    quotas: Vec<usize>,
     timeout: Duration,
 }
 
+thread_local! {
+    /// The pool shard of the current thread: 0 outside the executor's worker threads.
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes the current thread use worker shard `worker` (1-based) of every transport.
+pub fn enter_worker(worker: usize) {
+    SHARD.with(|s| s.set(worker));
+}
+
+/// How many worker threads serve `partitions` partitions: one per partition (each partition is one
+/// event loop, as in the legacy framework), at most one per core, and no more than the connection cap
+/// (each worker needs a connection of its own).
+pub fn worker_threads(partitions: usize, connection_limit: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut n = partitions.min(cores);
+    if connection_limit > 0 {
+        n = n.min(connection_limit);
+    }
+    n.max(1)
+}
+
 impl HttpTransport {
-    pub fn new(config: &config::Transport) -> Result<Self, TransportError> {
+    /// A transport for `workers` worker threads (see [`worker_threads`]).
+    pub fn new(config: &config::Transport, workers: usize) -> Result<Self, TransportError> {
         let tls = tls_config(&config.tls)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -47,26 +79,49 @@ impl HttpTransport {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let connector = LimitedConnector::new(https, config.connection_limit);
-        let max_idle = if config.connection_limit == 0 {
-            usize::MAX
-        } else {
-            config.connection_limit
+        let limit = config.connection_limit;
+        let workers = workers.max(1);
+        let quotas: Vec<usize> = (0..workers)
+            .map(|w| {
+                if limit == 0 {
+                    0
+                } else {
+                    (limit / workers + usize::from(w < limit % workers)).max(1)
+                }
+            })
+            .collect();
+        let client = |quota: usize, max_idle: usize| {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(max_idle)
+                .build(LimitedConnector::new(https.clone(), quota))
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(max_idle)
-            .build(connector);
+        let mut shards = vec![client(limit, 0)];
+        shards.extend(
+            quotas
+                .iter()
+                .map(|&q| client(q, if q == 0 { usize::MAX } else { q })),
+        );
         Ok(HttpTransport {
-            client,
+            shards,
+            quotas,
             timeout: config.base_timeout,
         })
     }
 
+    /// How many connections worker `worker` (1-based) may open to one host (0: no cap).
+    pub fn quota(&self, worker: usize) -> usize {
+        self.quotas
+            .get(worker.wrapping_sub(1))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Sends one request and reads the whole response, within `base_timeout`.
     pub async fn send(&self, request: ApiRequest) -> Result<ApiResponse, RequestError> {
+        let client = &self.shards[SHARD.with(|s| s.get()).min(self.shards.len() - 1)];
         let mut builder = http::Request::builder()
             .method(request.method)
             .uri(&request.url);
@@ -82,7 +137,7 @@ impl HttpTransport {
                 )
             })?;
         let exchange = async {
-            let response = self.client.request(http_request).await.map_err(|e| {
+            let response = client.request(http_request).await.map_err(|e| {
                 let unclassified = if e.is_connect() {
                     ErrorKind::Connect
                 } else {
@@ -238,5 +293,35 @@ fn tls_config(tls: &config::Tls) -> Result<rustls::ClientConfig, TransportError>
                 .map_err(|e| TransportError(format!("client certificate: {e}")))
         }
         _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(limit: usize, workers: usize) -> HttpTransport {
+        let config = config::Transport {
+            base_timeout: Duration::from_secs(1),
+            warmup_timeout: Duration::from_secs(1),
+            connection_limit: limit,
+            tls: Default::default(),
+        };
+        HttpTransport::new(&config, workers).unwrap()
+    }
+
+    #[test]
+    fn the_connection_cap_is_split_between_the_worker_shards() {
+        let quotas = |limit, workers| {
+            let t = transport(limit, workers);
+            (1..=workers).map(|w| t.quota(w)).collect::<Vec<_>>()
+        };
+        assert_eq!(quotas(3, 2), [2, 1]);
+        assert_eq!(quotas(10, 4), [3, 3, 2, 2]);
+        assert_eq!(quotas(0, 2), [0, 0], "no cap");
+        // Never more workers than connections: each needs one.
+        assert_eq!(worker_threads(8, 1), 1);
+        assert!(worker_threads(8, 0) <= 8);
+        assert_eq!(worker_threads(1, 0), 1);
     }
 }
