@@ -14,6 +14,8 @@ Called by scripts/bench.sh (which builds the release binaries and installs wrk a
 5. Plugins: sparkwasm again with the legacy default chain (retry, logging, timing, json_body as WASM
    plugins): rows/s, and the CPU each plugin hop adds per request ((CPU with − CPU without) / rows / 4);
    then with four `passthrough` fixtures (a guest that only calls next): what a hop costs the host alone.
+   Then both chains in isolation (host/examples/hop.rs: no network, no sink, one thread), where a hop's
+   cost is not mixed with the cache and scheduler effects of a busy 2-core machine.
 6. Memory: sparkwasm's peak RSS on ROWS and on MEMORY_ROWS rows (10× the input, same batch size): memory is
    bounded by batch_size and the queues, not by the input.
 
@@ -160,6 +162,23 @@ def main():
         n_rate, n_cpu, bare_hop_us = chain_run("passthrough", "middleware:\n" + "".join(
             f'  - {{type: wasm, name: p{i}, path: "{guest}", sha256: "{digest}"}}\n' for i in range(4)))
 
+        # The same chains in isolation (host/examples/hop.rs): no network, no sink, one thread.
+        def hop_run(config):
+            env = dict(os.environ, BENCH_API="http://127.0.0.1:9", BENCH_ROWS=str(rows_file),
+                       BENCH_SINK=str(work / "unused"), BENCH_CONSUMERS="32")
+            runs = sorted(
+                json.loads(subprocess.run([args.bin_dir / "examples" / "hop", config], env=env,
+                                          capture_output=True, text=True, check=True)
+                           .stdout.strip().splitlines()[-1])["cpu_us_per_request"]
+                for _ in range(3))
+            return runs[1]
+
+        bare_us = hop_run(CONFIG)
+        iso_hop = (hop_run(work / "bench-plugins.yaml") - bare_us) / 4
+        iso_bare_hop = (hop_run(work / "bench-passthrough.yaml") - bare_us) / 4
+        print(f"in isolation: {iso_hop:.2f} µs per legacy hop, {iso_bare_hop:.2f} µs per passthrough hop",
+              flush=True)
+
         memory = []
         if args.memory_rows:
             big = work / "big.parquet"
@@ -197,7 +216,10 @@ def main():
         f"CPU per row: sparkwasm {cpu / args.rows * 1e6:.1f} µs without plugins, "
         f"{p_cpu / args.rows * 1e6:.1f} µs with the four legacy plugins: **{hop_us:.2f} µs per plugin "
         f"hop**; {n_cpu / args.rows * 1e6:.1f} µs with four passthrough guests: "
-        f"**{bare_hop_us:.2f} µs per hop of host cost**.",
+        f"**{bare_hop_us:.2f} µs per hop of host cost**. The same chains in isolation "
+        f"(`host/examples/hop.rs`: 200k requests through the chain to a terminal that answers at once, "
+        f"one thread, no network, no sink; median of three): **{iso_hop:.2f} µs per legacy plugin hop, "
+        f"{iso_bare_hop:.2f} µs per passthrough hop**.",
     ]
     if memory:
         table += ["", "| input rows | sparkwasm peak RSS |", "| ---: | ---: |"]

@@ -15,4 +15,5 @@ VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 "$VENV/bin/python" -c "import deltalake, pyarrow, aiohttp" 2>/dev/null \
   || "$VENV/bin/pip" install -q "deltalake>=1.1" pyarrow aiohttp
 cargo build -q --release -p sparkwasm -p testkit
+cargo build -q --release -p sparkwasm --example hop
 exec "$VENV/bin/python" bench/run.py "${CARGO_TARGET_DIR:-target}/release" "$@"
