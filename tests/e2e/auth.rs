@@ -313,6 +313,44 @@ async fn basic_bearer_and_api_keys_reach_their_guarded_paths() {
     assert_eq!(server.counters.auth.refused.load(Ordering::Relaxed), 5);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_that_refuses_every_token_does_not_get_one_token_request_per_row() {
+    let server = ApiServer::start(0).await.unwrap();
+    // Tokens the API never accepts (dead on arrival): every request is answered 401.
+    server
+        .counters
+        .auth
+        .configure(|s| s.token_ttl = Duration::ZERO);
+    // 50 consumers, 600 rows (refused before the slow part: the run takes well under a second).
+    let case = oauth2_case(
+        &server,
+        "oauth2_client_credentials",
+        "",
+        "{concurrency_limit: 50}",
+        600,
+        "/secure/slow/200/{id}",
+    );
+    let out = case.run();
+    assert_exit(&out, 2);
+    let rows = read_bronze(&case.bronze());
+    assert_eq!(rows.len(), 600);
+    assert!(
+        rows.iter()
+            .all(|r| !r.success && r.error_message.as_deref() == Some("HTTP 401 Unauthorized"))
+    );
+    // Renewing on each 401 asked for a token once per round of consumers (38 token requests,
+    // measured); a token the API never took is renewed at most once a second.
+    let requests = server.counters.auth.token_requests.load(Ordering::Relaxed);
+    assert!((1..=5).contains(&requests), "{requests} token requests");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the API answered 401 to a credential it has not accepted yet"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_no_secret(&case.bronze(), &out, &server_secrets(&server));
+}
+
 fn base64_encode(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)

@@ -67,6 +67,9 @@ pub struct Credential {
     refresh_at: Option<Instant>,
     /// When it stops working.
     expires_at: Option<Instant>,
+    acquired_at: Instant,
+    /// An API answered a request carrying it with something else than 401.
+    accepted: std::sync::atomic::AtomicBool,
 }
 
 impl Credential {
@@ -91,6 +94,8 @@ pub struct CredentialCache {
     /// requests that waited for it fail with it instead of each trying again.
     acquiring: tokio::sync::Mutex<Option<Failure>>,
     generation: AtomicU64,
+    /// The last generation a refused-while-fresh warning was logged for.
+    warned: AtomicU64,
     redactor: Arc<Redactor>,
 }
 
@@ -102,6 +107,7 @@ impl CredentialCache {
             current: RwLock::new(None),
             acquiring: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
+            warned: AtomicU64::new(0),
             redactor,
         }
     }
@@ -166,6 +172,8 @@ impl CredentialCache {
                     generation,
                     refresh_at,
                     expires_at,
+                    acquired_at: now,
+                    accepted: Default::default(),
                 });
                 *self.current.write().expect("credential lock") = Some(credential.clone());
                 *last_failure = None;
@@ -203,7 +211,24 @@ impl CredentialCache {
     }
 
     /// An API answered 401 to a request that carried `used`: unless a newer one exists, drop it.
+    ///
+    /// A credential the API has not accepted once and that is younger than a second is kept: when
+    /// the API refuses every fresh credential (a wrong scope or audience), renewing on each 401 would
+    /// ask the token endpoint once per request. Such a credential is renewed at most once a second,
+    /// and the 401s fail their rows meanwhile.
     pub fn reject(&self, used: &Credential) {
+        if !used.accepted.load(Ordering::Relaxed)
+            && used.acquired_at.elapsed() < RETRY_AFTER_FAILURE
+        {
+            if self.warned.fetch_max(used.generation, Ordering::Relaxed) < used.generation {
+                tracing::warn!(
+                    generation = used.generation,
+                    "the API answered 401 to a credential it has not accepted yet ({}); it is renewed at most once a second meanwhile",
+                    self.auth.what()
+                );
+            }
+            return;
+        }
         let mut current = self.current.write().expect("credential lock");
         if current
             .as_ref()
@@ -391,6 +416,7 @@ impl AuthGate {
         let first = auth.apply(request.clone(), &used).await?;
         let response = self.next.send(first).await?;
         if response.status != 401 {
+            used.accepted.store(true, Ordering::Relaxed);
             return Ok(response);
         }
         cache.reject(&used);
@@ -400,6 +426,9 @@ impl AuthGate {
         }
         let second = auth.apply(request, &renewed).await?;
         let mut response = self.next.send(second).await?;
+        if response.status != 401 {
+            renewed.accepted.store(true, Ordering::Relaxed);
+        }
         response
             .metadata
             .insert("auth_renewed_after_401".into(), "true".into());
@@ -465,13 +494,34 @@ mod tests {
         assert!(all.iter().all(|s| s.as_ref().unwrap() == "secret-1"));
         assert_eq!(cache.acquisitions(), 1);
         let used = cache.get().await.unwrap();
-        // Many requests rejected with the same credential: one renewal.
+        // The API took it for a while, then many requests were rejected with it: one renewal.
+        used.accepted.store(true, Ordering::Relaxed);
         for _ in 0..100 {
             cache.reject(&used);
         }
         let renewed = cache.get().await.unwrap();
         assert_eq!(renewed.secret, "secret-2");
         cache.reject(&used);
+        assert_eq!(cache.get().await.unwrap().secret, "secret-2");
+        assert_eq!(cache.acquisitions(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_credential_refused_before_the_api_ever_took_it_is_renewed_at_most_once_a_second() {
+        let cache = cache(None);
+        let first = cache.get().await.unwrap();
+        // Refused at once (a wrong scope): renewing would not help; the same one is kept.
+        for _ in 0..50 {
+            cache.reject(&first);
+            assert_eq!(cache.get().await.unwrap().secret, "secret-1");
+        }
+        assert_eq!(cache.acquisitions(), 1);
+        // A second later, a refusal renews it once.
+        tokio::time::sleep(Duration::from_millis(1050)).await;
+        cache.reject(&first);
+        let second = cache.get().await.unwrap();
+        assert_eq!(second.secret, "secret-2");
+        cache.reject(&second);
         assert_eq!(cache.get().await.unwrap().secret, "secret-2");
         assert_eq!(cache.acquisitions(), 2);
     }
