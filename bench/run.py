@@ -161,6 +161,10 @@ def main():
         digest = hashlib.sha256(guest.read_bytes()).hexdigest()
         n_rate, n_cpu, bare_hop_us = chain_run("passthrough", "middleware:\n" + "".join(
             f'  - {{type: wasm, name: p{i}, path: "{guest}", sha256: "{digest}"}}\n' for i in range(4)))
+        guest2 = guest.with_name("passthrough_v2.wasm")
+        digest2 = hashlib.sha256(guest2.read_bytes()).hexdigest()
+        v_rate, v_cpu, v2_hop_us = chain_run("passthrough-v2", "middleware:\n" + "".join(
+            f'  - {{type: wasm, name: p{i}, path: "{guest2}", sha256: "{digest2}"}}\n' for i in range(4)))
 
         # The same chains in isolation (host/examples/hop.rs): no network, no sink, one thread.
         def hop_run(config):
@@ -176,8 +180,9 @@ def main():
         bare_us = hop_run(CONFIG)
         iso_hop = (hop_run(work / "bench-plugins.yaml") - bare_us) / 4
         iso_bare_hop = (hop_run(work / "bench-passthrough.yaml") - bare_us) / 4
-        print(f"in isolation: {iso_hop:.2f} µs per legacy hop, {iso_bare_hop:.2f} µs per passthrough hop",
-              flush=True)
+        iso_v2_hop = (hop_run(work / "bench-passthrough-v2.yaml") - bare_us) / 4
+        print(f"in isolation: {iso_hop:.2f} µs per legacy hop, {iso_bare_hop:.2f} µs per passthrough hop, "
+              f"{iso_v2_hop:.2f} µs per passthrough hop on WIT 0.2", flush=True)
 
         memory = []
         if args.memory_rows:
@@ -212,14 +217,17 @@ def main():
         f"{p_rate / wrk_rate:.2f} | {p_rate / py_rate:.2f} |",
         f"| sparkwasm + 4 passthrough guests (host cost of a hop) | {n_rate:,.0f} | "
         f"{n_rate / wrk_rate:.2f} | {n_rate / py_rate:.2f} |",
+        f"| sparkwasm + 4 passthrough guests, WIT 0.2 (resources) | {v_rate:,.0f} | "
+        f"{v_rate / wrk_rate:.2f} | {v_rate / py_rate:.2f} |",
         "",
         f"CPU per row: sparkwasm {cpu / args.rows * 1e6:.1f} µs without plugins, "
         f"{p_cpu / args.rows * 1e6:.1f} µs with the four legacy plugins: **{hop_us:.2f} µs per plugin "
         f"hop**; {n_cpu / args.rows * 1e6:.1f} µs with four passthrough guests: "
-        f"**{bare_hop_us:.2f} µs per hop of host cost**. The same chains in isolation "
+        f"**{bare_hop_us:.2f} µs per hop of host cost**; {v_cpu / args.rows * 1e6:.1f} µs with four "
+        f"passthrough guests of WIT 0.2: **{v2_hop_us:.2f} µs per hop**. The same chains in isolation "
         f"(`host/examples/hop.rs`: 200k requests through the chain to a terminal that answers at once, "
         f"one thread, no network, no sink; median of three): **{iso_hop:.2f} µs per legacy plugin hop, "
-        f"{iso_bare_hop:.2f} µs per passthrough hop**.",
+        f"{iso_bare_hop:.2f} µs per passthrough hop, {iso_v2_hop:.2f} µs per WIT 0.2 passthrough hop**.",
     ]
     if memory:
         table += ["", "| input rows | sparkwasm peak RSS |", "| ---: | ---: |"]

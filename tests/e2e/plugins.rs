@@ -64,6 +64,82 @@ async fn a_legacy_middleware_list_recovers_from_a_flaky_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_of_the_0_2_contract_edits_requests_and_responses_through_handles() {
+    // editor-v2 (plugins/fixtures/editor-v2) after the built-in (0.1) timing: both contracts in one
+    // chain. It marks each request, resends it after the flaky endpoint's 503 or 429 (the same
+    // request handle, a second `next`), and notes the status it saw.
+    let editor = guest("editor_v2.wasm");
+    let middleware = format!(
+        "middleware:\n  - type: timing\n  - {{type: wasm, name: editor, path: {}, sha256: \"{}\"}}\n",
+        editor.display(),
+        sha256_of(&editor)
+    );
+    let (server, case) = served(
+        60,
+        "/flaky/{id}",
+        &format!("execution: {{concurrency_limit: 20}}\n{middleware}"),
+    )
+    .await;
+    let out = case.run();
+    // No retry plugin: the rows whose first connection was dropped fail (exit 2).
+    assert_exit(&out, 2);
+    let rows = read_bronze(&case.bronze());
+    assert_eq!(rows.len(), 60);
+    let mut resent = 0;
+    for row in &rows {
+        let id: u64 = row.request_id.parse().unwrap();
+        let request_meta: serde_json::Value =
+            serde_json::from_str(row.request_metadata.as_deref().unwrap()).unwrap();
+        assert_eq!(request_meta["edited_by"], "editor-v2", "{request_meta}");
+        // The flaky endpoint drops the first connection of every third id: no response to edit.
+        if id % 3 == 2 {
+            assert!(!row.success);
+            continue;
+        }
+        assert!(row.success, "{:?}", row.error_message);
+        let meta: serde_json::Value =
+            serde_json::from_str(row.response_metadata.as_deref().unwrap()).unwrap();
+        assert!(
+            meta["elapsed_ms"].is_string(),
+            "timing (0.1) around it: {meta}"
+        );
+        assert_eq!(meta["seen_status"], "200", "{meta}");
+        assert_eq!(request_meta["resent"], "true", "{request_meta}");
+        assert_eq!(row.attempts, 2);
+        resent += 1;
+        // The header it set reached the server (the echo) and the request_headers column.
+        let body: serde_json::Value =
+            serde_json::from_str(row.body_text.as_deref().unwrap()).unwrap();
+        assert_eq!(body["headers"]["x-edited"], "v2", "{body}");
+        assert!(
+            row.request_headers
+                .as_deref()
+                .unwrap()
+                .contains(r#""x-edited":"v2""#)
+        );
+    }
+    assert_eq!(resent, 40);
+    // A DELETE is answered by the plugin itself (a response it made): nothing reaches the server.
+    let before = server.counters.row_requests.load(Ordering::SeqCst);
+    let case = Case::new(
+        10,
+        &(pipeline(&server.url(), "/echo/{id}", "").replace("method: GET", "method: DELETE")
+            + &middleware),
+    );
+    assert_exit(&case.run(), 0);
+    let rows = read_bronze(&case.bronze());
+    assert!(rows.iter().all(|r| {
+        r.success
+            && r.status_code == Some(204)
+            && r.response_metadata
+                .as_deref()
+                .unwrap()
+                .contains(r#""answered_by":"editor-v2""#)
+    }));
+    assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn retry_gives_up_after_max_attempts_and_says_so() {
     let (server, case) = served(
         4,

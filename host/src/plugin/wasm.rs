@@ -64,6 +64,8 @@ use auth_bindings::exports::sparkwasm::plugin::authenticator;
 use auth_bindings::sparkwasm::plugin::outbound;
 use bindings::sparkwasm::plugin::{chain, host, types};
 
+mod v2;
+
 /// How often the epoch advances: the granularity of the CPU deadline, and how long a busy guest runs
 /// before it yields its thread to other rows.
 const TICK: Duration = Duration::from_millis(2);
@@ -132,6 +134,7 @@ pub async fn load(
     let process = format!("{}/{}", hostname(), pipeline.id);
     let mut middleware_linker = Linker::<PluginState>::new(&engine);
     let mut auth_linker = Linker::<PluginState>::new(&engine);
+    let mut v2_linker = Linker::<PluginState>::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut middleware_linker)
         .and_then(|()| {
             bindings::Middleware::add_to_linker::<_, HasSelf<PluginState>>(
@@ -142,6 +145,13 @@ pub async fn load(
         .and_then(|()| wasmtime_wasi::p2::add_to_linker_async(&mut auth_linker))
         .and_then(|()| {
             auth_bindings::Auth::add_to_linker::<_, HasSelf<PluginState>>(&mut auth_linker, |s| s)
+        })
+        .and_then(|()| wasmtime_wasi::p2::add_to_linker_async(&mut v2_linker))
+        .and_then(|()| {
+            v2::bindings::Middleware::add_to_linker::<_, HasSelf<PluginState>>(
+                &mut v2_linker,
+                |s| s,
+            )
         })
         .map_err(|e| host_error(format!("cannot link the host interfaces: {e:#}")))?;
     let mut layers: Vec<Arc<dyn Middleware>> = Vec::new();
@@ -160,11 +170,22 @@ pub async fn load(
             .map_err(|e| fail(format!("not a valid WebAssembly component: {e:#}")))?;
         let load_time = started.elapsed();
         let compiled = cache.cache_misses() > misses;
+        // A middleware of the 0.2 contract exports its handler under that version.
+        let contract_v2 = !is_auth
+            && component
+                .component_type()
+                .exports(&engine)
+                .any(|(name, _)| name == v2::HANDLER);
         let pre = if is_auth {
             auth_linker
                 .instantiate_pre(&component)
                 .and_then(auth_bindings::AuthPre::new)
                 .map(Pre::Auth)
+        } else if contract_v2 {
+            v2_linker
+                .instantiate_pre(&component)
+                .and_then(v2::bindings::MiddlewarePre::new)
+                .map(Pre::MiddlewareV2)
         } else {
             middleware_linker
                 .instantiate_pre(&component)
@@ -173,8 +194,13 @@ pub async fn load(
         }
         .map_err(|e| {
             let world = if is_auth { "auth" } else { "middleware" };
+            let wit = if contract_v2 {
+                "@0.2.0 (wit/v0.2/plugin.wit)"
+            } else {
+                " (wit/plugin.wit)"
+            };
             fail(format!(
-                "does not match the sparkwasm:plugin/{world} world (wit/plugin.wit): {e:#}"
+                "does not match the sparkwasm:plugin/{world} world{wit}: {e:#}"
             ))
         })?;
         let plugin = WasmPlugin {
@@ -385,11 +411,13 @@ struct WasmPlugin {
 
 enum Pre {
     Middleware(bindings::MiddlewarePre<PluginState>),
+    MiddlewareV2(v2::bindings::MiddlewarePre<PluginState>),
     Auth(auth_bindings::AuthPre<PluginState>),
 }
 
 enum Guest {
     Middleware(bindings::Middleware),
+    MiddlewareV2(v2::bindings::Middleware),
     Auth(auth_bindings::Auth),
 }
 
@@ -546,6 +574,10 @@ impl WasmPlugin {
                     .instantiate_async(&mut store)
                     .await
                     .map(Guest::Middleware),
+                Pre::MiddlewareV2(pre) => pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(Guest::MiddlewareV2),
                 Pre::Auth(pre) => pre.instantiate_async(&mut store).await.map(Guest::Auth),
             }
         };
@@ -559,6 +591,7 @@ impl WasmPlugin {
         let init = async {
             match &guest {
                 Guest::Middleware(g) => g.sparkwasm_plugin_handler().call_init(&mut store).await,
+                Guest::MiddlewareV2(g) => g.sparkwasm_plugin_handler().call_init(&mut store).await,
                 Guest::Auth(g) => {
                     g.sparkwasm_plugin_authenticator()
                         .call_init(&mut store)
@@ -623,29 +656,59 @@ impl WasmPlugin {
         let state = instance.store.data_mut();
         state.next = Some(next);
         state.worker = WORKER.try_with(|w| *w).unwrap_or((0, 0));
-        let wit_request = to_wit_request(request);
-        let Guest::Middleware(guest) = &instance.guest else {
-            unreachable!("a middleware plugin's instances are of the middleware world")
-        };
         let bound = watchdog(&self.info, instance.store.data());
-        let result = tokio::select! {
-            r = guest.sparkwasm_plugin_handler().call_handle(&mut instance.store, &wit_request) => r,
-            // Stuck outside guest code (a blocking WASI call): the instance is dropped.
-            () = bound => return Err(RequestError::of(ErrorKind::Other, format!("plugin `{name}`: {}", stuck(&self.info, "handle")))),
+        let stuck_error = || {
+            RequestError::of(
+                ErrorKind::Other,
+                format!("plugin `{name}`: {}", stuck(&self.info, "handle")),
+            )
+        };
+        // The guest's answer: a response, or the error it returned (kind, message).
+        let result: wasmtime::Result<Result<ApiResponse, (ErrorKind, String)>> = match &instance
+            .guest
+        {
+            Guest::Middleware(guest) => {
+                let wit_request = to_wit_request(request);
+                tokio::select! {
+                        r = guest.sparkwasm_plugin_handler().call_handle(&mut instance.store, &wit_request) => r,
+                        // Stuck outside guest code (a blocking WASI call): the instance is dropped.
+                        () = bound => return Err(stuck_error()),
+                    }
+                    .map(|r| {
+                        r.map(from_wit_response)
+                            .map_err(|e| (from_wit_kind(e.kind), e.message))
+                    })
+            }
+            Guest::MiddlewareV2(guest) => {
+                let handle = v2::lend(instance.store.data_mut(), request);
+                match handle {
+                        Err(e) => Err(e),
+                        Ok(handle) => tokio::select! {
+                            r = guest.sparkwasm_plugin_handler().call_handle(&mut instance.store, handle) => r,
+                            () = bound => return Err(stuck_error()),
+                        }
+                        .and_then(|r| match r {
+                            Ok(response) => v2::take(instance.store.data_mut(), response).map(Ok),
+                            Err(e) => Ok(Err((v2::from_kind(e.kind), e.message))),
+                        }),
+                    }
+            }
+            Guest::Auth(_) => {
+                unreachable!("a middleware plugin's instances are of a middleware world")
+            }
         };
         let state = instance.store.data_mut();
         state.next = None;
         let passed_through = state.last_next_error.take();
         match self.settle(instance, result, "handle") {
-            Ok(Ok(response)) => Ok(from_wit_response(response)),
-            Ok(Err(error)) => {
-                let kind = from_wit_kind(error.kind);
-                if passed_through.is_some_and(|m| m == error.message) {
-                    Err(RequestError::of(kind, error.message))
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err((kind, message))) => {
+                if passed_through.is_some_and(|m| m == message) {
+                    Err(RequestError::of(kind, message))
                 } else {
                     Err(RequestError::of(
                         kind,
-                        format!("plugin `{name}`: {}", error.message),
+                        format!("plugin `{name}`: {message}"),
                     ))
                 }
             }
@@ -793,17 +856,19 @@ impl PluginState {
 
     /// Starts a wait in `next`, `sleep` or `fetch`.
     fn begin_wait(&self) -> Instant {
-        self.waiting_since.store(clock_ns(), Ordering::Relaxed);
-        Instant::now()
+        let now = Instant::now();
+        self.waiting_since
+            .store(clock_ns_at(now), Ordering::Relaxed);
+        now
     }
 
     /// Books a wait in `next`, `sleep` or `fetch`: it is not guest running time.
     fn waited(&mut self, since: Instant) {
-        let waited = since.elapsed();
+        let now = Instant::now();
         self.waited_ns
-            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add((now - since).as_nanos() as u64, Ordering::Relaxed);
         self.waiting_since.store(0, Ordering::Relaxed);
-        self.last_check = Instant::now();
+        self.last_check = now;
     }
 }
 
@@ -815,10 +880,13 @@ fn watchdog(
     state: &PluginState,
 ) -> impl std::future::Future<Output = ()> + use<> {
     let bound = wall_bound(info);
-    let started = Instant::now();
+    // The call began when its state was reset (`begin_call`): no clock read here.
+    let started = state.last_check;
     let waited_ns = state.waited_ns.clone();
     let waiting_since = state.waiting_since.clone();
     async move {
+        // Nothing to check before the bound could have passed (most calls end long before).
+        tokio::time::sleep_until((started + bound).into()).await;
         loop {
             let since = waiting_since.load(Ordering::Relaxed);
             let ongoing = if since == 0 {
@@ -838,8 +906,15 @@ fn watchdog(
 
 /// Nanoseconds since the first call, never 0 (0 means "not waiting").
 fn clock_ns() -> u64 {
+    clock_ns_at(Instant::now())
+}
+
+/// [`clock_ns`] at `now`.
+fn clock_ns_at(now: Instant) -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1
+    now.saturating_duration_since(*START.get_or_init(Instant::now))
+        .as_nanos() as u64
+        + 1
 }
 
 fn wall_bound(info: &PluginInfo) -> Duration {
@@ -945,24 +1020,37 @@ impl host::Host for PluginState {
     }
 }
 
-impl chain::Host for PluginState {
-    async fn next(&mut self, request: types::Request) -> Result<types::Response, types::Error> {
+impl PluginState {
+    /// A middleware's `next`: sends `request` on through the rest of the chain (both contracts).
+    async fn forward(&mut self, request: ApiRequest) -> Result<ApiResponse, RequestError> {
         let Some(next) = self.next.clone() else {
-            return Err(types::Error {
-                kind: types::ErrorKind::Other,
-                message: "next() called outside of handle()".into(),
-            });
+            return Err(RequestError::of(
+                ErrorKind::Other,
+                "next() called outside of handle()",
+            ));
         };
         self.next_calls += 1;
         if self.next_calls > MAX_NEXT_CALLS {
-            return Err(types::Error {
-                kind: types::ErrorKind::Rejected,
-                message: format!(
+            return Err(RequestError::of(
+                ErrorKind::Rejected,
+                format!(
                     "plugin `{}` called next() more than {MAX_NEXT_CALLS} times for one row",
                     self.info.name
                 ),
-            });
+            ));
         }
+        let started = self.begin_wait();
+        let result = next.run(request).await;
+        self.waited(started);
+        if let Err(e) = &result {
+            self.last_next_error = Some(e.message.clone());
+        }
+        result
+    }
+}
+
+impl chain::Host for PluginState {
+    async fn next(&mut self, request: types::Request) -> Result<types::Response, types::Error> {
         let request = match from_wit_request(request) {
             Ok(r) => r,
             Err(message) => {
@@ -972,20 +1060,13 @@ impl chain::Host for PluginState {
                 });
             }
         };
-        let started = self.begin_wait();
-        let result = next.run(request).await;
-        self.waited(started);
-        match result {
-            Ok(response) => Ok(to_wit_response(response)),
-            Err(e) => {
-                let error = types::Error {
-                    kind: to_wit_kind(e.kind),
-                    message: e.message,
-                };
-                self.last_next_error = Some(error.message.clone());
-                Err(error)
-            }
-        }
+        self.forward(request)
+            .await
+            .map(to_wit_response)
+            .map_err(|e| types::Error {
+                kind: to_wit_kind(e.kind),
+                message: e.message,
+            })
     }
 }
 

@@ -1,0 +1,330 @@
+//! The 0.2 contract (wit/v0.2): the `middleware` world with requests and responses as resources.
+//!
+//! A request or a response a 0.2 plugin holds lives in its instance's resource table as the host's
+//! own [`ApiRequest`] / [`ApiResponse`]; the guest's handle methods read or change one field at a
+//! time. Between plugins (and to the transport) the values move as host values: a hop copies nothing
+//! into the guest unless the guest asks for it. `next` borrows the request: the plugin keeps it for a
+//! retry, the host sends a copy on.
+
+use wasmtime::component::Resource;
+
+use super::{PluginState, host as host_v1};
+use crate::request::{ApiRequest, ApiResponse, ErrorKind};
+
+pub(super) mod bindings {
+    wasmtime::component::bindgen!({
+        world: "middleware",
+        path: "../wit/v0.2",
+        imports: {
+            "sparkwasm:plugin/chain.next": async | trappable,
+            "sparkwasm:plugin/host.sleep": async | trappable,
+            default: trappable,
+        },
+        exports: { default: async },
+        with: {
+            "sparkwasm:plugin/types.request": crate::request::ApiRequest,
+            "sparkwasm:plugin/types.response": crate::request::ApiResponse,
+        },
+    });
+}
+
+use bindings::sparkwasm::plugin::{chain, host, types};
+
+/// The export name that tells a 0.2 middleware from a 0.1 one.
+pub(super) const HANDLER: &str = "sparkwasm:plugin/handler@0.2.0";
+
+type Fields = Vec<(String, String)>;
+
+fn header(fields: &Fields, name: &str) -> Option<String> {
+    fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+}
+
+fn set_header(fields: &mut Fields, name: String, value: String) {
+    fields.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+    fields.push((name, value));
+}
+
+fn remove_header(fields: &mut Fields, name: &str) {
+    fields.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+}
+
+/// Puts a request in the instance's table for a call of `handle`.
+pub(super) fn lend(
+    state: &mut PluginState,
+    request: ApiRequest,
+) -> wasmtime::Result<Resource<ApiRequest>> {
+    Ok(state.table.push(request)?)
+}
+
+/// Takes the response `handle` returned out of the instance's table.
+pub(super) fn take(
+    state: &mut PluginState,
+    response: Resource<ApiResponse>,
+) -> wasmtime::Result<ApiResponse> {
+    Ok(state.table.delete(response)?)
+}
+
+pub(super) fn from_kind(kind: types::ErrorKind) -> ErrorKind {
+    match kind {
+        types::ErrorKind::Connect => ErrorKind::Connect,
+        types::ErrorKind::Tls => ErrorKind::Tls,
+        types::ErrorKind::Reset => ErrorKind::Reset,
+        types::ErrorKind::Timeout => ErrorKind::Timeout,
+        types::ErrorKind::InvalidRequest => ErrorKind::InvalidRequest,
+        types::ErrorKind::Rejected => ErrorKind::Rejected,
+        types::ErrorKind::Other => ErrorKind::Other,
+    }
+}
+
+fn to_kind(kind: ErrorKind) -> types::ErrorKind {
+    match kind {
+        ErrorKind::Connect => types::ErrorKind::Connect,
+        ErrorKind::Tls => types::ErrorKind::Tls,
+        ErrorKind::Reset => types::ErrorKind::Reset,
+        ErrorKind::Timeout => types::ErrorKind::Timeout,
+        ErrorKind::InvalidRequest => types::ErrorKind::InvalidRequest,
+        ErrorKind::Rejected => types::ErrorKind::Rejected,
+        ErrorKind::Other => types::ErrorKind::Other,
+    }
+}
+
+impl types::Host for PluginState {}
+
+impl types::HostRequest for PluginState {
+    fn method(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&r)?.method.to_string())
+    }
+
+    fn set_method(
+        &mut self,
+        r: Resource<ApiRequest>,
+        method: String,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match http::Method::from_bytes(method.as_bytes()) {
+            Ok(m) => {
+                self.table.get_mut(&r)?.method = m;
+                Ok(Ok(()))
+            }
+            Err(_) => Ok(Err(format!("`{method}` is not an HTTP method"))),
+        }
+    }
+
+    fn url(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&r)?.url.clone())
+    }
+
+    fn set_url(&mut self, r: Resource<ApiRequest>, url: String) -> wasmtime::Result<()> {
+        self.table.get_mut(&r)?.url = url;
+        Ok(())
+    }
+
+    fn headers(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<Fields> {
+        Ok(self.table.get(&r)?.headers.clone())
+    }
+
+    fn header(
+        &mut self,
+        r: Resource<ApiRequest>,
+        name: String,
+    ) -> wasmtime::Result<Option<String>> {
+        Ok(header(&self.table.get(&r)?.headers, &name))
+    }
+
+    fn set_header(
+        &mut self,
+        r: Resource<ApiRequest>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        set_header(&mut self.table.get_mut(&r)?.headers, name, value);
+        Ok(())
+    }
+
+    fn remove_header(&mut self, r: Resource<ApiRequest>, name: String) -> wasmtime::Result<()> {
+        remove_header(&mut self.table.get_mut(&r)?.headers, &name);
+        Ok(())
+    }
+
+    fn body(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.table.get(&r)?.body.as_ref().map(|b| b.to_vec()))
+    }
+
+    fn set_body(&mut self, r: Resource<ApiRequest>, body: Option<Vec<u8>>) -> wasmtime::Result<()> {
+        self.table.get_mut(&r)?.body = body.map(bytes::Bytes::from);
+        Ok(())
+    }
+
+    fn metadata(
+        &mut self,
+        r: Resource<ApiRequest>,
+        key: String,
+    ) -> wasmtime::Result<Option<String>> {
+        Ok(self.table.get(&r)?.metadata.get(&key).cloned())
+    }
+
+    fn set_metadata(
+        &mut self,
+        r: Resource<ApiRequest>,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        self.table.get_mut(&r)?.metadata.insert(key, value);
+        Ok(())
+    }
+
+    fn all_metadata(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<Fields> {
+        Ok(self.table.get(&r)?.metadata.clone().into_iter().collect())
+    }
+
+    fn drop(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<()> {
+        self.table.delete(r)?;
+        Ok(())
+    }
+}
+
+impl types::HostResponse for PluginState {
+    fn new(&mut self, status: u16, body: Vec<u8>) -> wasmtime::Result<Resource<ApiResponse>> {
+        Ok(self.table.push(ApiResponse {
+            status,
+            headers: Vec::new(),
+            body: bytes::Bytes::from(body),
+            metadata: Default::default(),
+        })?)
+    }
+
+    fn status(&mut self, r: Resource<ApiResponse>) -> wasmtime::Result<u16> {
+        Ok(self.table.get(&r)?.status)
+    }
+
+    fn set_status(&mut self, r: Resource<ApiResponse>, status: u16) -> wasmtime::Result<()> {
+        self.table.get_mut(&r)?.status = status;
+        Ok(())
+    }
+
+    fn headers(&mut self, r: Resource<ApiResponse>) -> wasmtime::Result<Fields> {
+        Ok(self.table.get(&r)?.headers.clone())
+    }
+
+    fn header(
+        &mut self,
+        r: Resource<ApiResponse>,
+        name: String,
+    ) -> wasmtime::Result<Option<String>> {
+        Ok(header(&self.table.get(&r)?.headers, &name))
+    }
+
+    fn set_header(
+        &mut self,
+        r: Resource<ApiResponse>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        set_header(&mut self.table.get_mut(&r)?.headers, name, value);
+        Ok(())
+    }
+
+    fn remove_header(&mut self, r: Resource<ApiResponse>, name: String) -> wasmtime::Result<()> {
+        remove_header(&mut self.table.get_mut(&r)?.headers, &name);
+        Ok(())
+    }
+
+    fn body(&mut self, r: Resource<ApiResponse>) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.table.get(&r)?.body.to_vec())
+    }
+
+    fn set_body(&mut self, r: Resource<ApiResponse>, body: Vec<u8>) -> wasmtime::Result<()> {
+        self.table.get_mut(&r)?.body = bytes::Bytes::from(body);
+        Ok(())
+    }
+
+    fn metadata(
+        &mut self,
+        r: Resource<ApiResponse>,
+        key: String,
+    ) -> wasmtime::Result<Option<String>> {
+        Ok(self.table.get(&r)?.metadata.get(&key).cloned())
+    }
+
+    fn set_metadata(
+        &mut self,
+        r: Resource<ApiResponse>,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        self.table.get_mut(&r)?.metadata.insert(key, value);
+        Ok(())
+    }
+
+    fn all_metadata(&mut self, r: Resource<ApiResponse>) -> wasmtime::Result<Fields> {
+        Ok(self.table.get(&r)?.metadata.clone().into_iter().collect())
+    }
+
+    fn drop(&mut self, r: Resource<ApiResponse>) -> wasmtime::Result<()> {
+        self.table.delete(r)?;
+        Ok(())
+    }
+}
+
+impl chain::Host for PluginState {
+    async fn next(
+        &mut self,
+        request: Resource<ApiRequest>,
+    ) -> wasmtime::Result<Result<Resource<ApiResponse>, types::Error>> {
+        let request = self.table.get(&request)?.clone();
+        match self.forward(request).await {
+            Ok(response) => match self.table.push(response) {
+                Ok(handle) => Ok(Ok(handle)),
+                Err(_) => Ok(Err(types::Error {
+                    kind: types::ErrorKind::Rejected,
+                    message: format!(
+                        "plugin `{}` holds too many responses (handles it never drops)",
+                        self.info.name
+                    ),
+                })),
+            },
+            Err(e) => Ok(Err(types::Error {
+                kind: to_kind(e.kind),
+                message: e.message,
+            })),
+        }
+    }
+}
+
+impl host::Host for PluginState {
+    fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            host::Level::Trace => host_v1::Level::Trace,
+            host::Level::Debug => host_v1::Level::Debug,
+            host::Level::Info => host_v1::Level::Info,
+            host::Level::Warn => host_v1::Level::Warn,
+            host::Level::Error => host_v1::Level::Error,
+        };
+        host_v1::Host::log(self, level, message);
+        Ok(())
+    }
+
+    fn monotonic_now(&mut self) -> wasmtime::Result<u64> {
+        Ok(host_v1::Host::monotonic_now(self))
+    }
+
+    async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
+        host_v1::Host::sleep(self, ms).await;
+        Ok(())
+    }
+
+    fn config(&mut self) -> wasmtime::Result<String> {
+        Ok(host_v1::Host::config(self))
+    }
+
+    fn whoami(&mut self) -> wasmtime::Result<host::Identity> {
+        let who = host_v1::Host::whoami(self);
+        Ok(host::Identity {
+            process: who.process,
+            partition: who.partition,
+            consumer: who.consumer,
+        })
+    }
+}
