@@ -689,7 +689,7 @@ impl WasmPlugin {
                         }
                         .and_then(|r| match r {
                             Ok(response) => v2::take(instance.store.data_mut(), response).map(Ok),
-                            Err(e) => Ok(Err((v2::from_kind(e.kind), e.message))),
+                            Err(e) => Ok(Err((v2::from_wit_kind(e.kind), e.message))),
                         }),
                     }
             }
@@ -1166,29 +1166,40 @@ fn from_wit_response(r: types::Response) -> ApiResponse {
     }
 }
 
-fn to_wit_kind(kind: ErrorKind) -> types::ErrorKind {
-    match kind {
-        ErrorKind::Connect => types::ErrorKind::Connect,
-        ErrorKind::Tls => types::ErrorKind::Tls,
-        ErrorKind::Reset => types::ErrorKind::Reset,
-        ErrorKind::Timeout => types::ErrorKind::Timeout,
-        ErrorKind::InvalidRequest => types::ErrorKind::InvalidRequest,
-        ErrorKind::Rejected => types::ErrorKind::Rejected,
-        ErrorKind::Other => types::ErrorKind::Other,
-    }
-}
+/// `to_wit_kind` and `from_wit_kind` for a contract's `error-kind` enum (the same names in every
+/// version).
+macro_rules! error_kind_conversions {
+    ($wit:path) => {
+        pub(super) fn to_wit_kind(kind: ErrorKind) -> $wit {
+            use $wit as K;
+            match kind {
+                ErrorKind::Connect => K::Connect,
+                ErrorKind::Tls => K::Tls,
+                ErrorKind::Reset => K::Reset,
+                ErrorKind::Timeout => K::Timeout,
+                ErrorKind::InvalidRequest => K::InvalidRequest,
+                ErrorKind::Rejected => K::Rejected,
+                ErrorKind::Other => K::Other,
+            }
+        }
 
-fn from_wit_kind(kind: types::ErrorKind) -> ErrorKind {
-    match kind {
-        types::ErrorKind::Connect => ErrorKind::Connect,
-        types::ErrorKind::Tls => ErrorKind::Tls,
-        types::ErrorKind::Reset => ErrorKind::Reset,
-        types::ErrorKind::Timeout => ErrorKind::Timeout,
-        types::ErrorKind::InvalidRequest => ErrorKind::InvalidRequest,
-        types::ErrorKind::Rejected => ErrorKind::Rejected,
-        types::ErrorKind::Other => ErrorKind::Other,
-    }
+        pub(super) fn from_wit_kind(kind: $wit) -> ErrorKind {
+            use $wit as K;
+            match kind {
+                K::Connect => ErrorKind::Connect,
+                K::Tls => ErrorKind::Tls,
+                K::Reset => ErrorKind::Reset,
+                K::Timeout => ErrorKind::Timeout,
+                K::InvalidRequest => ErrorKind::InvalidRequest,
+                K::Rejected => ErrorKind::Rejected,
+                K::Other => ErrorKind::Other,
+            }
+        }
+    };
 }
+use error_kind_conversions;
+
+error_kind_conversions!(types::ErrorKind);
 
 /// The wall clock of a plugin without the `wall_clock` grant: always 1970-01-01T00:00:00Z.
 struct FrozenClock;

@@ -67,29 +67,7 @@ pub(super) fn take(
     Ok(state.table.delete(response)?)
 }
 
-pub(super) fn from_kind(kind: types::ErrorKind) -> ErrorKind {
-    match kind {
-        types::ErrorKind::Connect => ErrorKind::Connect,
-        types::ErrorKind::Tls => ErrorKind::Tls,
-        types::ErrorKind::Reset => ErrorKind::Reset,
-        types::ErrorKind::Timeout => ErrorKind::Timeout,
-        types::ErrorKind::InvalidRequest => ErrorKind::InvalidRequest,
-        types::ErrorKind::Rejected => ErrorKind::Rejected,
-        types::ErrorKind::Other => ErrorKind::Other,
-    }
-}
-
-fn to_kind(kind: ErrorKind) -> types::ErrorKind {
-    match kind {
-        ErrorKind::Connect => types::ErrorKind::Connect,
-        ErrorKind::Tls => types::ErrorKind::Tls,
-        ErrorKind::Reset => types::ErrorKind::Reset,
-        ErrorKind::Timeout => types::ErrorKind::Timeout,
-        ErrorKind::InvalidRequest => types::ErrorKind::InvalidRequest,
-        ErrorKind::Rejected => types::ErrorKind::Rejected,
-        ErrorKind::Other => types::ErrorKind::Other,
-    }
-}
+super::error_kind_conversions!(types::ErrorKind);
 
 impl types::Host for PluginState {}
 
@@ -286,7 +264,7 @@ impl chain::Host for PluginState {
                 })),
             },
             Err(e) => Ok(Err(types::Error {
-                kind: to_kind(e.kind),
+                kind: to_wit_kind(e.kind),
                 message: e.message,
             })),
         }
