@@ -973,17 +973,21 @@ fn first_line(s: &str) -> &str {
 
 impl types::Host for PluginState {}
 
+/// Whether the run's log shows a plugin's lines at `level`.
+fn log_enabled(level: host::Level) -> bool {
+    match level {
+        host::Level::Trace => tracing::enabled!(tracing::Level::TRACE),
+        host::Level::Debug => tracing::enabled!(tracing::Level::DEBUG),
+        host::Level::Info => tracing::enabled!(tracing::Level::INFO),
+        host::Level::Warn => tracing::enabled!(tracing::Level::WARN),
+        host::Level::Error => tracing::enabled!(tracing::Level::ERROR),
+    }
+}
+
 impl host::Host for PluginState {
     fn log(&mut self, level: host::Level, message: String) {
         let plugin = self.info.name.as_str();
-        let enabled = match level {
-            host::Level::Trace => tracing::enabled!(tracing::Level::TRACE),
-            host::Level::Debug => tracing::enabled!(tracing::Level::DEBUG),
-            host::Level::Info => tracing::enabled!(tracing::Level::INFO),
-            host::Level::Warn => tracing::enabled!(tracing::Level::WARN),
-            host::Level::Error => tracing::enabled!(tracing::Level::ERROR),
-        };
-        if !enabled {
+        if !log_enabled(level) {
             return;
         }
         let message = self.info.redactor.text(&message);

@@ -10,7 +10,7 @@
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use sparkwasm_plugin::{Error, Middleware, Request, Response, next, set_header};
+use sparkwasm_plugin_v2::{Error, Middleware, Request, Response, next};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,7 +24,7 @@ struct Bearer;
 
 impl Middleware for Bearer {
     fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin::config()?;
+        let c: Config = sparkwasm_plugin_v2::config()?;
         if c.token.trim().is_empty() {
             return Err("token is empty".into());
         }
@@ -32,14 +32,10 @@ impl Middleware for Bearer {
         Ok(())
     }
 
-    fn handle(mut request: Request) -> Result<Response, Error> {
-        set_header(
-            &mut request.headers,
-            "authorization",
-            VALUE.get().expect("init ran"),
-        );
+    fn handle(request: Request) -> Result<Response, Error> {
+        request.set_header("authorization", VALUE.get().expect("init ran"));
         next(&request)
     }
 }
 
-sparkwasm_plugin::export_middleware!(Bearer);
+sparkwasm_plugin_v2::export_middleware!(Bearer);

@@ -12,7 +12,7 @@
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use sparkwasm_plugin::{Error, Middleware, Request, Response, next, set_header};
+use sparkwasm_plugin_v2::{Error, Middleware, Request, Response, next};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,7 +27,7 @@ struct HeaderAuth;
 
 impl Middleware for HeaderAuth {
     fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin::config()?;
+        let c: Config = sparkwasm_plugin_v2::config()?;
         if c.header.is_empty() || !c.header.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
             return Err(format!("header: `{}` is not a valid header name", c.header));
         }
@@ -35,11 +35,11 @@ impl Middleware for HeaderAuth {
         Ok(())
     }
 
-    fn handle(mut request: Request) -> Result<Response, Error> {
+    fn handle(request: Request) -> Result<Response, Error> {
         let c = HEADER.get().expect("init ran");
-        set_header(&mut request.headers, &c.header, &c.value);
+        request.set_header(&c.header, &c.value);
         next(&request)
     }
 }
 
-sparkwasm_plugin::export_middleware!(HeaderAuth);
+sparkwasm_plugin_v2::export_middleware!(HeaderAuth);

@@ -11,9 +11,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use sparkwasm_plugin::{
-    Error, ErrorKind, Middleware, Request, Response, error, header, next, set_header, set_meta,
-};
+use sparkwasm_plugin_v2::{Error, ErrorKind, Middleware, Request, Response, error, next};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,26 +26,27 @@ struct JsonBody;
 
 impl Middleware for JsonBody {
     fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin::config()?;
+        let c: Config = sparkwasm_plugin_v2::config()?;
         let _ = REQUIRE.set(c.require);
         Ok(())
     }
 
-    fn handle(mut request: Request) -> Result<Response, Error> {
-        if request.body.is_some() && header(&request.headers, "content-type").is_none() {
-            set_header(&mut request.headers, "content-type", "application/json");
+    fn handle(request: Request) -> Result<Response, Error> {
+        if request.header("content-type").is_none() && request.body().is_some() {
+            request.set_header("content-type", "application/json");
         }
-        if header(&request.headers, "accept").is_none() {
-            set_header(&mut request.headers, "accept", "application/json");
+        if request.header("accept").is_none() {
+            request.set_header("accept", "application/json");
         }
-        let mut response = next(&request)?;
-        if (200..300).contains(&response.status) {
-            let valid = serde_json::from_slice::<IgnoredAny>(&response.body).is_ok();
-            set_meta(&mut response.metadata, "json_valid", valid.to_string());
+        let response = next(&request)?;
+        let status = response.status();
+        if (200..300).contains(&status) {
+            let valid = serde_json::from_slice::<IgnoredAny>(&response.body()).is_ok();
+            response.set_metadata("json_valid", &valid.to_string());
             if !valid && *REQUIRE.get().expect("init ran") {
                 return Err(error(
                     ErrorKind::Rejected,
-                    format!("response {} body is not JSON", response.status),
+                    format!("response {status} body is not JSON"),
                 ));
             }
         }
@@ -55,4 +54,4 @@ impl Middleware for JsonBody {
     }
 }
 
-sparkwasm_plugin::export_middleware!(JsonBody);
+sparkwasm_plugin_v2::export_middleware!(JsonBody);

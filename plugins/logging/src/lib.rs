@@ -10,7 +10,9 @@
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use sparkwasm_plugin::{Error, Level, Middleware, Request, Response, log, next, now_ns};
+use sparkwasm_plugin_v2::{
+    Error, Level, Middleware, Request, Response, log, log_enabled, next, now_ns,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,7 +31,7 @@ struct Logging;
 
 impl Middleware for Logging {
     fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin::config()?;
+        let c: Config = sparkwasm_plugin_v2::config()?;
         let level = match c.level.as_str() {
             "trace" => Level::Trace,
             "debug" => Level::Debug,
@@ -48,22 +50,28 @@ impl Middleware for Logging {
 
     fn handle(request: Request) -> Result<Response, Error> {
         let level = *LEVEL.get().expect("init ran");
-        log(level, &format!("-> {} {}", request.method, request.url));
+        // Nothing is read from the request or the response unless a line will be written.
+        let (on, warn) = (log_enabled(level), log_enabled(Level::Warn));
+        if !on && !warn {
+            return next(&request);
+        }
+        let url = request.url();
+        if on {
+            log(level, &format!("-> {} {url}", request.method()));
+        }
         let started = now_ns();
         let result = next(&request);
         let ms = (now_ns() - started) as f64 / 1e6;
         match &result {
-            Ok(r) => log(
-                level,
-                &format!("<- {} {} in {ms:.1} ms", r.status, request.url),
-            ),
+            Ok(r) if on => log(level, &format!("<- {} {url} in {ms:.1} ms", r.status())),
+            Ok(_) => {}
             Err(e) => log(
                 Level::Warn,
-                &format!("<- failed {} in {ms:.1} ms: {}", request.url, e.message),
+                &format!("<- failed {url} in {ms:.1} ms: {}", e.message),
             ),
         }
         result
     }
 }
 
-sparkwasm_plugin::export_middleware!(Logging);
+sparkwasm_plugin_v2::export_middleware!(Logging);

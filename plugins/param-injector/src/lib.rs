@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sparkwasm_plugin::{Error, ErrorKind, Middleware, Request, Response, error, next};
+use sparkwasm_plugin_v2::{Error, ErrorKind, Middleware, Request, Response, error, next};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,7 +55,7 @@ struct ParamInjector;
 
 impl Middleware for ParamInjector {
     fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin::config()?;
+        let c: Config = sparkwasm_plugin_v2::config()?;
         let mut query = String::new();
         for (k, v) in &c.params {
             let v = scalar(v)
@@ -74,23 +74,25 @@ impl Middleware for ParamInjector {
         Ok(())
     }
 
-    fn handle(mut request: Request) -> Result<Response, Error> {
+    fn handle(request: Request) -> Result<Response, Error> {
         let p = PREPARED.get().expect("init ran");
         if !p.query.is_empty() {
-            let (base, fragment) = match request.url.split_once('#') {
-                Some((b, f)) => (b.to_owned(), Some(f.to_owned())),
-                None => (request.url.clone(), None),
+            let url = request.url();
+            let (base, fragment) = match url.split_once('#') {
+                Some((b, f)) => (b, Some(f)),
+                None => (url.as_str(), None),
             };
             let sep = if base.contains('?') { '&' } else { '?' };
-            request.url = format!("{base}{sep}{}", p.query);
+            let mut with_query = format!("{base}{sep}{}", p.query);
             if let Some(f) = fragment {
-                request.url = format!("{}#{f}", request.url);
+                with_query = format!("{with_query}#{f}");
             }
+            request.set_url(&with_query);
         }
         if !p.body.is_empty()
-            && let Some(body) = &request.body
+            && let Some(body) = request.body()
         {
-            let mut object: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+            let mut object: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
                 error(
                     ErrorKind::Rejected,
                     format!("body is not a JSON object: {e}"),
@@ -99,10 +101,10 @@ impl Middleware for ParamInjector {
             for (k, v) in &p.body {
                 object.entry(k.clone()).or_insert_with(|| v.clone());
             }
-            request.body = Some(serde_json::to_vec(&object).expect("serializable"));
+            request.set_body(Some(&serde_json::to_vec(&object).expect("serializable")));
         }
         next(&request)
     }
 }
 
-sparkwasm_plugin::export_middleware!(ParamInjector);
+sparkwasm_plugin_v2::export_middleware!(ParamInjector);

@@ -15,9 +15,7 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use sparkwasm_plugin::{
-    ERROR_KINDS, Error, Middleware, Request, Response, header, kind_name, next, set_meta,
-};
+use sparkwasm_plugin_v2::{ERROR_KINDS, Error, Middleware, Request, Response, kind_name, next};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,7 +64,7 @@ fn random() -> f64 {
     SEED.with(|s| {
         let mut state = s.get();
         if state == 0 {
-            state = sparkwasm_plugin::now_ns();
+            state = sparkwasm_plugin_v2::now_ns();
         }
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         s.set(state);
@@ -93,17 +91,14 @@ fn backoff_ms(c: &Config, attempt: u32, retry_after: Option<f64>) -> u64 {
 /// `Retry-After: <seconds>`. (The HTTP-date form needs a wall clock, which plugins are not granted;
 /// it falls back to the backoff.)
 fn retry_after(response: &Response) -> Option<f64> {
-    header(&response.headers, "retry-after")?
-        .trim()
-        .parse::<f64>()
-        .ok()
+    response.header("retry-after")?.trim().parse::<f64>().ok()
 }
 
 struct Retry;
 
 impl Middleware for Retry {
     fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin::config()?;
+        let c: Config = sparkwasm_plugin_v2::config()?;
         if c.max_attempts == 0 {
             return Err("max_attempts must be at least 1".into());
         }
@@ -130,13 +125,9 @@ impl Middleware for Retry {
         loop {
             let last = attempt >= c.max_attempts;
             let wait = match next(&request) {
-                Ok(mut response) => {
-                    if last || !c.retry_status_codes.contains(&response.status) {
-                        set_meta(
-                            &mut response.metadata,
-                            "retry.attempts",
-                            attempt.to_string(),
-                        );
+                Ok(response) => {
+                    if last || !c.retry_status_codes.contains(&response.status()) {
+                        response.set_metadata("retry.attempts", &attempt.to_string());
                         return Ok(response);
                     }
                     backoff_ms(c, attempt, retry_after(&response))
@@ -152,10 +143,10 @@ impl Middleware for Retry {
                     backoff_ms(c, attempt, None)
                 }
             };
-            sparkwasm_plugin::sleep_ms(wait);
+            sparkwasm_plugin_v2::sleep_ms(wait);
             attempt += 1;
         }
     }
 }
 
-sparkwasm_plugin::export_middleware!(Retry);
+sparkwasm_plugin_v2::export_middleware!(Retry);

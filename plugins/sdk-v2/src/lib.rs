@@ -80,6 +80,22 @@ pub fn config<T: serde::de::DeserializeOwned>() -> Result<T, String> {
     serde_json::from_str(&host::config()).map_err(|e| format!("bad config: {e}"))
 }
 
+/// Every error kind by its WIT name, in declaration order.
+pub const ERROR_KINDS: [&str; 7] = [
+    "connect",
+    "tls",
+    "reset",
+    "timeout",
+    "invalid-request",
+    "rejected",
+    "other",
+];
+
+/// The WIT name of an error kind (`connect`, `reset`, ...), as configs spell it.
+pub fn kind_name(kind: ErrorKind) -> &'static str {
+    ERROR_KINDS[kind as usize]
+}
+
 /// A row-failing error of the given kind.
 pub fn error(kind: ErrorKind, message: impl Into<String>) -> Error {
     Error {
@@ -91,6 +107,11 @@ pub fn error(kind: ErrorKind, message: impl Into<String>) -> Error {
 /// Writes to the run's log under the plugin's name.
 pub fn log(level: Level, message: &str) {
     host::log(level, message)
+}
+
+/// Whether the run's log shows lines at `level` (build a costly message only then).
+pub fn log_enabled(level: Level) -> bool {
+    host::enabled(level)
 }
 
 /// Waits without holding up other rows.

@@ -10,7 +10,7 @@
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use sparkwasm_plugin::{Error, Middleware, Request, Response, next, now_ns, set_meta};
+use sparkwasm_plugin_v2::{Error, Middleware, Request, Response, next, now_ns};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,22 +29,18 @@ struct Timing;
 
 impl Middleware for Timing {
     fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin::config()?;
+        let c: Config = sparkwasm_plugin_v2::config()?;
         let _ = KEY.set(c.key);
         Ok(())
     }
 
     fn handle(request: Request) -> Result<Response, Error> {
         let started = now_ns();
-        let mut response = next(&request)?;
+        let response = next(&request)?;
         let ms = (now_ns() - started) as f64 / 1e6;
-        set_meta(
-            &mut response.metadata,
-            KEY.get().expect("init ran"),
-            format!("{ms:.3}"),
-        );
+        response.set_metadata(KEY.get().expect("init ran"), &format!("{ms:.3}"));
         Ok(response)
     }
 }
 
-sparkwasm_plugin::export_middleware!(Timing);
+sparkwasm_plugin_v2::export_middleware!(Timing);

@@ -8,7 +8,7 @@
 //! ```
 
 use serde::Deserialize;
-use sparkwasm_plugin::{Error, Middleware, Request, Response, kind_name, next, now_ns, set_meta};
+use sparkwasm_plugin_v2::{Error, Middleware, Request, Response, kind_name, next, now_ns};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,7 +18,7 @@ struct TransportDiagnostics;
 
 impl Middleware for TransportDiagnostics {
     fn init() -> Result<(), String> {
-        sparkwasm_plugin::config::<Config>().map(|_| ())
+        sparkwasm_plugin_v2::config::<Config>().map(|_| ())
     }
 
     fn handle(request: Request) -> Result<Response, Error> {
@@ -26,14 +26,10 @@ impl Middleware for TransportDiagnostics {
         let result = next(&request);
         let ms = (now_ns() - started) as f64 / 1e6;
         match result {
-            Ok(mut response) => {
-                set_meta(
-                    &mut response.metadata,
-                    "transport.elapsed_ms",
-                    format!("{ms:.3}"),
-                );
-                let class = format!("{}xx", response.status / 100);
-                set_meta(&mut response.metadata, "transport.status_class", class);
+            Ok(response) => {
+                response.set_metadata("transport.elapsed_ms", &format!("{ms:.3}"));
+                let class = format!("{}xx", response.status() / 100);
+                response.set_metadata("transport.status_class", &class);
                 Ok(response)
             }
             Err(mut e) => {
@@ -44,4 +40,4 @@ impl Middleware for TransportDiagnostics {
     }
 }
 
-sparkwasm_plugin::export_middleware!(TransportDiagnostics);
+sparkwasm_plugin_v2::export_middleware!(TransportDiagnostics);

@@ -10,7 +10,7 @@
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use sparkwasm_plugin::{Error, Middleware, Request, Response, host, next, set_header, set_meta};
+use sparkwasm_plugin_v2::{Error, Middleware, Request, Response, host, next};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,20 +29,20 @@ struct WorkerIdentity;
 
 impl Middleware for WorkerIdentity {
     fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin::config()?;
+        let c: Config = sparkwasm_plugin_v2::config()?;
         let _ = HEADER.set(c.header);
         Ok(())
     }
 
-    fn handle(mut request: Request) -> Result<Response, Error> {
+    fn handle(request: Request) -> Result<Response, Error> {
         let me = host::whoami();
         let id = format!("{}/p{}-c{}", me.process, me.partition, me.consumer);
         if let Some(name) = HEADER.get().expect("init ran") {
-            set_header(&mut request.headers, name, &id);
+            request.set_header(name, &id);
         }
-        set_meta(&mut request.metadata, "worker_id", id);
+        request.set_metadata("worker_id", &id);
         next(&request)
     }
 }
 
-sparkwasm_plugin::export_middleware!(WorkerIdentity);
+sparkwasm_plugin_v2::export_middleware!(WorkerIdentity);

@@ -271,17 +271,24 @@ impl chain::Host for PluginState {
     }
 }
 
+fn level_v1(level: host::Level) -> host_v1::Level {
+    match level {
+        host::Level::Trace => host_v1::Level::Trace,
+        host::Level::Debug => host_v1::Level::Debug,
+        host::Level::Info => host_v1::Level::Info,
+        host::Level::Warn => host_v1::Level::Warn,
+        host::Level::Error => host_v1::Level::Error,
+    }
+}
+
 impl host::Host for PluginState {
     fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            host::Level::Trace => host_v1::Level::Trace,
-            host::Level::Debug => host_v1::Level::Debug,
-            host::Level::Info => host_v1::Level::Info,
-            host::Level::Warn => host_v1::Level::Warn,
-            host::Level::Error => host_v1::Level::Error,
-        };
-        host_v1::Host::log(self, level, message);
+        host_v1::Host::log(self, level_v1(level), message);
         Ok(())
+    }
+
+    fn enabled(&mut self, level: host::Level) -> wasmtime::Result<bool> {
+        Ok(super::log_enabled(level_v1(level)))
     }
 
     fn monotonic_now(&mut self) -> wasmtime::Result<u64> {
