@@ -1,10 +1,11 @@
 //! The CPU one plugin hop costs, in isolation (part of `just bench`; not a test).
 //!
-//!     cargo run --release --example hop -- PIPELINE [--requests N] [--concurrency C]
+//!     cargo run --release --example hop -- PIPELINE [--requests N] [--concurrency C] [--yields Y]
 //!
 //! Loads PIPELINE's middleware chain exactly as `sparkwasm run` does (same engine, compile cache,
-//! instance pool, sandbox limits) and sends N requests through it to a terminal that answers at once
-//! with a small 200 (no network, no sink), C at a time on one single-threaded runtime, as a worker
+//! instance pool, sandbox limits) and sends N requests through it to a terminal that answers with a
+//! small 200 at once, or after giving way Y times (as a network exchange wakes its task; no network,
+//! no sink), C at a time on one single-threaded runtime, as a worker
 //! thread runs them. Prints one JSON line: CPU µs per request over the timed requests (a warm-up
 //! round first fills the instance pool). `bench/run.py` runs it with no middleware, the legacy chain
 //! and four passthrough guests: (CPU with - CPU without) / 4 is the cost of a hop.
@@ -18,12 +19,17 @@ use sparkwasm::plugin::{self, Terminal};
 use sparkwasm::request::{ApiRequest, ApiResponse, RequestError};
 use sparkwasm::transport::HttpTransport;
 
-/// Answers every request with the same small JSON document, as the bench's endpoint does.
-struct Canned;
+/// Answers every request with the same small JSON document, as the bench's endpoint does, after
+/// giving way `.0` times (each a wake-up, as a network exchange has: the chain's fibers are suspended
+/// and resumed that many times).
+struct Canned(usize);
 
 impl Terminal for Canned {
     fn send(&self, request: ApiRequest) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
         Box::pin(async move {
+            for _ in 0..self.0 {
+                tokio::task::yield_now().await;
+            }
             Ok(ApiResponse {
                 status: 200,
                 headers: vec![
@@ -53,7 +59,7 @@ fn main() {
     let pipeline = args
         .next()
         .expect("usage: hop PIPELINE [--requests N] [--concurrency C]");
-    let (mut requests, mut concurrency) = (200_000usize, 32usize);
+    let (mut requests, mut concurrency, mut yields) = (200_000usize, 32usize, 0usize);
     while let Some(flag) = args.next() {
         let value: usize = args
             .next()
@@ -62,6 +68,7 @@ fn main() {
         match flag.as_str() {
             "--requests" => requests = value,
             "--concurrency" => concurrency = value,
+            "--yields" => yields = value,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -86,7 +93,7 @@ fn main() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let chain = Arc::new(plugins.chain);
-        let terminal: Arc<dyn Terminal> = Arc::new(Canned);
+        let terminal: Arc<dyn Terminal> = Arc::new(Canned(yields));
         let round = |n: usize| {
             let (chain, terminal) = (chain.clone(), terminal.clone());
             async move {
