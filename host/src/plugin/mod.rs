@@ -22,11 +22,13 @@ pub trait Middleware: Send + Sync {
     /// The name error messages give for this layer.
     fn name(&self) -> &str;
 
+    /// Takes the layer by `Arc` so that its future owns it: the chain hands that future on as it
+    /// is, without wrapping it in another allocation per hop.
     fn handle(
-        &self,
+        self: Arc<Self>,
         request: ApiRequest,
         next: Next,
-    ) -> BoxFuture<'_, Result<ApiResponse, RequestError>>;
+    ) -> BoxFuture<'static, Result<ApiResponse, RequestError>>;
 }
 
 /// The end of the chain: sends a request over the network.
@@ -60,12 +62,11 @@ impl Next {
     ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
         match self.layers.get(self.index) {
             Some(layer) => {
-                let layer = layer.clone();
                 let next = Next {
                     index: self.index + 1,
                     ..self.clone()
                 };
-                Box::pin(async move { layer.handle(request, next).await })
+                layer.clone().handle(request, next)
             }
             None => {
                 self.trip.attempts.fetch_add(1, Ordering::Relaxed);
@@ -172,10 +173,10 @@ mod tests {
             self.0
         }
         fn handle(
-            &self,
+            self: Arc<Self>,
             mut request: ApiRequest,
             next: Next,
-        ) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
+        ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
             let order = request.metadata.entry("order".into()).or_default();
             order.push_str(self.0);
             next.run(request)
@@ -189,10 +190,10 @@ mod tests {
             "retry"
         }
         fn handle(
-            &self,
+            self: Arc<Self>,
             request: ApiRequest,
             next: Next,
-        ) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
+        ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
             Box::pin(async move {
                 loop {
                     let response = next.run(request.clone()).await?;

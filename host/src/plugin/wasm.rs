@@ -670,6 +670,7 @@ impl WasmPlugin {
             Guest::Middleware(guest) => {
                 let wit_request = to_wit_request(request);
                 tokio::select! {
+                        biased;
                         r = guest.sparkwasm_plugin_handler().call_handle(&mut instance.store, &wit_request) => r,
                         // Stuck outside guest code (a blocking WASI call): the instance is dropped.
                         () = bound => return Err(stuck_error()),
@@ -684,6 +685,7 @@ impl WasmPlugin {
                 match handle {
                         Err(e) => Err(e),
                         Ok(handle) => tokio::select! {
+                            biased;
                             r = guest.sparkwasm_plugin_handler().call_handle(&mut instance.store, handle) => r,
                             () = bound => return Err(stuck_error()),
                         }
@@ -726,11 +728,11 @@ impl Middleware for WasmPlugin {
     }
 
     fn handle(
-        &self,
+        self: Arc<Self>,
         request: ApiRequest,
         next: Next,
-    ) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
-        Box::pin(self.call(request, next))
+    ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
+        Box::pin(async move { self.call(request, next).await })
     }
 }
 
@@ -1027,12 +1029,12 @@ impl host::Host for PluginState {
 impl PluginState {
     /// A middleware's `next`: sends `request` on through the rest of the chain (both contracts).
     async fn forward(&mut self, request: ApiRequest) -> Result<ApiResponse, RequestError> {
-        let Some(next) = self.next.clone() else {
+        if self.next.is_none() {
             return Err(RequestError::of(
                 ErrorKind::Other,
                 "next() called outside of handle()",
             ));
-        };
+        }
         self.next_calls += 1;
         if self.next_calls > MAX_NEXT_CALLS {
             return Err(RequestError::of(
@@ -1043,8 +1045,10 @@ impl PluginState {
                 ),
             ));
         }
+        // The rest of the chain, started before the wait is booked (`run` owns what it needs).
+        let sent = self.next.as_ref().expect("checked above").run(request);
         let started = self.begin_wait();
-        let result = next.run(request).await;
+        let result = sent.await;
         self.waited(started);
         if let Err(e) = &result {
             self.last_next_error = Some(e.message.clone());
