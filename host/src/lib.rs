@@ -36,6 +36,8 @@ pub enum RunError {
     #[error(transparent)]
     Source(#[from] source::SourceError),
     #[error(transparent)]
+    Execute(#[from] executor::ExecuteError),
+    #[error(transparent)]
     Sink(#[from] sink::SinkError),
     #[error(transparent)]
     Transport(#[from] transport::TransportError),

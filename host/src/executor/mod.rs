@@ -58,6 +58,17 @@ pub struct Work {
     pub progress: Arc<Progress>,
 }
 
+/// Why the executor stopped early. Rows already sent are still delivered to the sink; the rest are
+/// sent by the next run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A worker thread or its runtime could not start: its partitions' rows could not be sent.
+    #[error("executor: {0}")]
+    Worker(String),
+}
+
 /// How the connections are warmed up before the first row (see [`warm_up`]).
 pub struct WarmUp {
     pub gate: Arc<Gate>,
@@ -80,7 +91,7 @@ pub async fn run(
     workers: usize,
     warm: WarmUp,
     results: mpsc::Sender<Vec<Record>>,
-) -> Result<(), SourceError> {
+) -> Result<(), ExecuteError> {
     let warm = Arc::new(warm);
     let mut queues = Vec::with_capacity(partitions);
     let mut receivers: Vec<Vec<(usize, async_channel::Receiver<Vec<RowView>>)>> =
@@ -94,27 +105,24 @@ pub async fn run(
     let mut done = Vec::with_capacity(workers);
     for (index, mine) in receivers.into_iter().enumerate() {
         let (work, results, warm) = (work.clone(), results.clone(), warm.clone());
-        let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        let (finished, finished_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
         done.push(finished_rx);
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name(format!("sparkwasm-worker-{}", index + 1))
             .spawn(move || {
-                worker(index + 1, mine, consumers, work, warm, results);
-                let _ = finished.send(());
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start a worker thread");
-        }
+                let _ = finished.send(worker(index + 1, mine, consumers, work, warm, results));
+            })
+            .map_err(|e| ExecuteError::Worker(format!("cannot start a worker thread: {e}")))?;
     }
     drop(results);
-    let mut outcome = Ok(());
+    let mut outcome: Result<(), ExecuteError> = Ok(());
     let mut turn = 0;
     let mut pending: Vec<Vec<RowView>> = (0..partitions).map(|_| Vec::new()).collect();
     'read: while let Some(batch) = rows.batches.recv().await {
         let batch = match batch {
             Ok(b) => Arc::new(b),
             Err(e) => {
-                outcome = Err(e);
+                outcome = Err(e.into());
                 break;
             }
         };
@@ -140,8 +148,12 @@ pub async fn run(
         }
     }
     drop(queues);
+    // A worker that could not start dropped its queues (the dispatch above stopped there): its
+    // error is the run's.
     for finished in done {
-        let _ = finished.await;
+        if let Ok(Err(e)) = finished.await {
+            outcome = outcome.and(Err(ExecuteError::Worker(e)));
+        }
     }
     outcome
 }
@@ -154,17 +166,11 @@ fn worker(
     work: Arc<Work>,
     warm: Arc<WarmUp>,
     results: mpsc::Sender<Vec<Record>>,
-) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start a worker runtime");
-            return;
-        }
-    };
+        .map_err(|e| format!("cannot start the runtime of worker {index}: {e}"))?;
     crate::transport::enter_worker(index);
     runtime.block_on(async move {
         warm_up(&warm, index, partitions.len() * consumers).await;
@@ -210,6 +216,7 @@ fn worker(
         while tasks.join_next().await.is_some() {}
         let _ = forward.await;
     });
+    Ok(())
 }
 
 /// Opens this worker's connections before its first row, within `warmup_timeout`: one HEAD request
