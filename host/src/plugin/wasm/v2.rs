@@ -35,20 +35,67 @@ pub(super) const HANDLER: &str = "sparkwasm:plugin/handler@0.2.0";
 
 type Fields = Vec<(String, String)>;
 
-fn header(fields: &Fields, name: &str) -> Option<String> {
-    fields
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.clone())
-}
+/// The methods `request` and `response` share (headers, metadata, drop), for the host type `$t`
+/// that the resource is.
+macro_rules! fields_and_drop {
+    ($t:ty) => {
+        fn headers(&mut self, r: Resource<$t>) -> wasmtime::Result<Fields> {
+            Ok(self.table.get(&r)?.headers.clone())
+        }
 
-fn set_header(fields: &mut Fields, name: String, value: String) {
-    fields.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
-    fields.push((name, value));
-}
+        fn header(&mut self, r: Resource<$t>, name: String) -> wasmtime::Result<Option<String>> {
+            Ok(self
+                .table
+                .get(&r)?
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&name))
+                .map(|(_, v)| v.clone()))
+        }
 
-fn remove_header(fields: &mut Fields, name: &str) {
-    fields.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        fn set_header(
+            &mut self,
+            r: Resource<$t>,
+            name: String,
+            value: String,
+        ) -> wasmtime::Result<()> {
+            let headers = &mut self.table.get_mut(&r)?.headers;
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+            headers.push((name, value));
+            Ok(())
+        }
+
+        fn remove_header(&mut self, r: Resource<$t>, name: String) -> wasmtime::Result<()> {
+            self.table
+                .get_mut(&r)?
+                .headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+            Ok(())
+        }
+
+        fn metadata(&mut self, r: Resource<$t>, key: String) -> wasmtime::Result<Option<String>> {
+            Ok(self.table.get(&r)?.metadata.get(&key).cloned())
+        }
+
+        fn set_metadata(
+            &mut self,
+            r: Resource<$t>,
+            key: String,
+            value: String,
+        ) -> wasmtime::Result<()> {
+            self.table.get_mut(&r)?.metadata.insert(key, value);
+            Ok(())
+        }
+
+        fn all_metadata(&mut self, r: Resource<$t>) -> wasmtime::Result<Fields> {
+            Ok(self.table.get(&r)?.metadata.clone().into_iter().collect())
+        }
+
+        fn drop(&mut self, r: Resource<$t>) -> wasmtime::Result<()> {
+            self.table.delete(r)?;
+            Ok(())
+        }
+    };
 }
 
 /// Puts a request in the instance's table for a call of `handle`.
@@ -72,6 +119,8 @@ super::error_kind_conversions!(types::ErrorKind);
 impl types::Host for PluginState {}
 
 impl types::HostRequest for PluginState {
+    fields_and_drop!(ApiRequest);
+
     fn method(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<String> {
         Ok(self.table.get(&r)?.method.to_string())
     }
@@ -99,33 +148,6 @@ impl types::HostRequest for PluginState {
         Ok(())
     }
 
-    fn headers(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<Fields> {
-        Ok(self.table.get(&r)?.headers.clone())
-    }
-
-    fn header(
-        &mut self,
-        r: Resource<ApiRequest>,
-        name: String,
-    ) -> wasmtime::Result<Option<String>> {
-        Ok(header(&self.table.get(&r)?.headers, &name))
-    }
-
-    fn set_header(
-        &mut self,
-        r: Resource<ApiRequest>,
-        name: String,
-        value: String,
-    ) -> wasmtime::Result<()> {
-        set_header(&mut self.table.get_mut(&r)?.headers, name, value);
-        Ok(())
-    }
-
-    fn remove_header(&mut self, r: Resource<ApiRequest>, name: String) -> wasmtime::Result<()> {
-        remove_header(&mut self.table.get_mut(&r)?.headers, &name);
-        Ok(())
-    }
-
     fn body(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<Option<Vec<u8>>> {
         Ok(self.table.get(&r)?.body.as_ref().map(|b| b.to_vec()))
     }
@@ -134,36 +156,11 @@ impl types::HostRequest for PluginState {
         self.table.get_mut(&r)?.body = body.map(bytes::Bytes::from);
         Ok(())
     }
-
-    fn metadata(
-        &mut self,
-        r: Resource<ApiRequest>,
-        key: String,
-    ) -> wasmtime::Result<Option<String>> {
-        Ok(self.table.get(&r)?.metadata.get(&key).cloned())
-    }
-
-    fn set_metadata(
-        &mut self,
-        r: Resource<ApiRequest>,
-        key: String,
-        value: String,
-    ) -> wasmtime::Result<()> {
-        self.table.get_mut(&r)?.metadata.insert(key, value);
-        Ok(())
-    }
-
-    fn all_metadata(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<Fields> {
-        Ok(self.table.get(&r)?.metadata.clone().into_iter().collect())
-    }
-
-    fn drop(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<()> {
-        self.table.delete(r)?;
-        Ok(())
-    }
 }
 
 impl types::HostResponse for PluginState {
+    fields_and_drop!(ApiResponse);
+
     fn new(&mut self, status: u16, body: Vec<u8>) -> wasmtime::Result<Resource<ApiResponse>> {
         Ok(self.table.push(ApiResponse {
             status,
@@ -182,66 +179,12 @@ impl types::HostResponse for PluginState {
         Ok(())
     }
 
-    fn headers(&mut self, r: Resource<ApiResponse>) -> wasmtime::Result<Fields> {
-        Ok(self.table.get(&r)?.headers.clone())
-    }
-
-    fn header(
-        &mut self,
-        r: Resource<ApiResponse>,
-        name: String,
-    ) -> wasmtime::Result<Option<String>> {
-        Ok(header(&self.table.get(&r)?.headers, &name))
-    }
-
-    fn set_header(
-        &mut self,
-        r: Resource<ApiResponse>,
-        name: String,
-        value: String,
-    ) -> wasmtime::Result<()> {
-        set_header(&mut self.table.get_mut(&r)?.headers, name, value);
-        Ok(())
-    }
-
-    fn remove_header(&mut self, r: Resource<ApiResponse>, name: String) -> wasmtime::Result<()> {
-        remove_header(&mut self.table.get_mut(&r)?.headers, &name);
-        Ok(())
-    }
-
     fn body(&mut self, r: Resource<ApiResponse>) -> wasmtime::Result<Vec<u8>> {
         Ok(self.table.get(&r)?.body.to_vec())
     }
 
     fn set_body(&mut self, r: Resource<ApiResponse>, body: Vec<u8>) -> wasmtime::Result<()> {
         self.table.get_mut(&r)?.body = bytes::Bytes::from(body);
-        Ok(())
-    }
-
-    fn metadata(
-        &mut self,
-        r: Resource<ApiResponse>,
-        key: String,
-    ) -> wasmtime::Result<Option<String>> {
-        Ok(self.table.get(&r)?.metadata.get(&key).cloned())
-    }
-
-    fn set_metadata(
-        &mut self,
-        r: Resource<ApiResponse>,
-        key: String,
-        value: String,
-    ) -> wasmtime::Result<()> {
-        self.table.get_mut(&r)?.metadata.insert(key, value);
-        Ok(())
-    }
-
-    fn all_metadata(&mut self, r: Resource<ApiResponse>) -> wasmtime::Result<Fields> {
-        Ok(self.table.get(&r)?.metadata.clone().into_iter().collect())
-    }
-
-    fn drop(&mut self, r: Resource<ApiResponse>) -> wasmtime::Result<()> {
-        self.table.delete(r)?;
         Ok(())
     }
 }
