@@ -25,7 +25,7 @@ use sparkwasm::transport::HttpTransport;
 struct Canned(usize);
 
 impl Terminal for Canned {
-    fn send(&self, request: ApiRequest) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
+    fn send(&self, request: Arc<ApiRequest>) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
         Box::pin(async move {
             for _ in 0..self.0 {
                 tokio::task::yield_now().await;
@@ -37,7 +37,10 @@ impl Terminal for Canned {
                     ("content-length".into(), "27".into()),
                 ],
                 body: bytes::Bytes::from_static(br#"{"id":"1","echo":"/items/1"}"#),
-                metadata: request.metadata,
+                // As the transport does: the metadata is copied only when the request is shared.
+                metadata: Arc::try_unwrap(request)
+                    .map(|r| r.metadata)
+                    .unwrap_or_else(|shared| shared.metadata.clone()),
             })
         })
     }

@@ -395,10 +395,12 @@ pub struct AuthGate {
 }
 
 impl Terminal for AuthGate {
-    fn send(&self, request: ApiRequest) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
+    fn send(&self, request: Arc<ApiRequest>) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
         match &self.strategy {
             Strategy::None => self.next.send(request),
-            Strategy::Static(s) => self.next.send(s.apply(request)),
+            Strategy::Static(s) => self
+                .next
+                .send(Arc::new(s.apply(Arc::unwrap_or_clone(request)))),
             Strategy::Refreshing(cache) => Box::pin(self.refreshing(cache, request)),
         }
     }
@@ -408,13 +410,13 @@ impl AuthGate {
     async fn refreshing(
         &self,
         cache: &CredentialCache,
-        request: ApiRequest,
+        request: Arc<ApiRequest>,
     ) -> Result<ApiResponse, RequestError> {
         let failed = |m: String| RequestError::of(ErrorKind::Rejected, m);
         let used = cache.get().await.map_err(failed)?;
         let auth = cache.authenticator();
-        let first = auth.apply(request.clone(), &used).await?;
-        let response = self.next.send(first).await?;
+        let first = auth.apply(ApiRequest::clone(&request), &used).await?;
+        let response = self.next.send(Arc::new(first)).await?;
         if response.status != 401 {
             used.accepted.store(true, Ordering::Relaxed);
             return Ok(response);
@@ -424,8 +426,8 @@ impl AuthGate {
         if renewed.generation == used.generation {
             return Ok(response);
         }
-        let second = auth.apply(request, &renewed).await?;
-        let mut response = self.next.send(second).await?;
+        let second = auth.apply(Arc::unwrap_or_clone(request), &renewed).await?;
+        let mut response = self.next.send(Arc::new(second)).await?;
         if response.status != 401 {
             renewed.accepted.store(true, Ordering::Relaxed);
         }

@@ -93,7 +93,7 @@ impl OAuth2 {
 
     async fn post(&self, basic: bool) -> Result<ApiResponse, String> {
         self.transport
-            .send(self.token_request(basic))
+            .send(Arc::new(self.token_request(basic)))
             .await
             .map_err(|e| e.message)
     }

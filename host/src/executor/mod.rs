@@ -36,7 +36,7 @@ pub struct Gate {
 }
 
 impl Terminal for Gate {
-    fn send(&self, request: ApiRequest) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
+    fn send(&self, request: Arc<ApiRequest>) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
         Box::pin(async move {
             if let Some(rate) = &self.rate {
                 rate.acquire().await;
@@ -241,7 +241,7 @@ async fn warm_up(warm: &WarmUp, worker: usize, consumers: usize) {
         metadata: Default::default(),
     };
     let opened = async {
-        let first = warm.gate.send(head()).await?;
+        let first = warm.gate.send(Arc::new(head())).await?;
         if first
             .metadata
             .get("http_version")
@@ -249,7 +249,8 @@ async fn warm_up(warm: &WarmUp, worker: usize, consumers: usize) {
         {
             return Ok(1);
         }
-        let rest = futures::future::join_all((1..n).map(|_| warm.gate.send(head()))).await;
+        let rest =
+            futures::future::join_all((1..n).map(|_| warm.gate.send(Arc::new(head())))).await;
         Ok::<_, RequestError>(1 + rest.iter().filter(|r| r.is_ok()).count())
     };
     match tokio::time::timeout(warm.timeout, opened).await {

@@ -4,6 +4,9 @@
 //! `next` zero times (a cache, a validator), once (a listener) or several times (retry); the innermost
 //! `next` is the transport. The WASM plugin host implements this trait, so the executor never changes
 //! when plugins are added.
+//!
+//! A request moves through the chain as an `Arc<ApiRequest>`: a layer that only passes it on, and the
+//! record of what was sent, share one copy; a layer that edits it copies it first (`Arc::make_mut`).
 
 pub mod builtin;
 mod wasm;
@@ -26,14 +29,14 @@ pub trait Middleware: Send + Sync {
     /// is, without wrapping it in another allocation per hop.
     fn handle(
         self: Arc<Self>,
-        request: ApiRequest,
+        request: Arc<ApiRequest>,
         next: Next,
     ) -> BoxFuture<'static, Result<ApiResponse, RequestError>>;
 }
 
 /// The end of the chain: sends a request over the network.
 pub trait Terminal: Send + Sync {
-    fn send(&self, request: ApiRequest) -> BoxFuture<'_, Result<ApiResponse, RequestError>>;
+    fn send(&self, request: Arc<ApiRequest>) -> BoxFuture<'_, Result<ApiResponse, RequestError>>;
 }
 
 /// The rest of the chain, as seen from one layer. Cheap to clone; a layer may call it any number of
@@ -52,13 +55,13 @@ struct Trip {
     attempts: AtomicU32,
     /// The request as the last attempt sent it (middleware may change url, headers and metadata), or
     /// as it entered the chain when nothing was sent; kept only when the chain has layers.
-    last_sent: Mutex<Option<ApiRequest>>,
+    last_sent: Mutex<Option<Arc<ApiRequest>>>,
 }
 
 impl Next {
     pub fn run(
         &self,
-        request: ApiRequest,
+        request: Arc<ApiRequest>,
     ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
         match self.layers.get(self.index) {
             Some(layer) => {
@@ -71,22 +74,12 @@ impl Next {
             None => {
                 self.trip.attempts.fetch_add(1, Ordering::Relaxed);
                 if !self.layers.is_empty() {
-                    *self.trip.last_sent.lock().expect("trip lock") = Some(without_body(&request));
+                    *self.trip.last_sent.lock().expect("trip lock") = Some(request.clone());
                 }
                 let terminal = self.terminal.clone();
                 Box::pin(async move { terminal.send(request).await })
             }
         }
-    }
-}
-
-fn without_body(request: &ApiRequest) -> ApiRequest {
-    ApiRequest {
-        method: request.method.clone(),
-        url: request.url.clone(),
-        headers: request.headers.clone(),
-        body: None,
-        metadata: request.metadata.clone(),
     }
 }
 
@@ -102,8 +95,8 @@ pub struct Outcome {
     /// How many times the request reached the transport.
     pub attempts: u32,
     /// When the chain has layers: the request as middleware last sent it, or as it entered the chain
-    /// if nothing was sent (body left out). `None` for an empty chain: the request went out as given.
-    pub sent: Option<ApiRequest>,
+    /// if nothing was sent. `None` for an empty chain: the request went out as given.
+    pub sent: Option<Arc<ApiRequest>>,
 }
 
 impl Chain {
@@ -120,8 +113,9 @@ impl Chain {
     /// Sends `request` through every layer to `terminal`.
     pub async fn call(&self, request: ApiRequest, terminal: &Arc<dyn Terminal>) -> Outcome {
         let trip = Arc::new(Trip::default());
+        let request = Arc::new(request);
         if !self.layers.is_empty() {
-            *trip.last_sent.lock().expect("trip lock") = Some(without_body(&request));
+            *trip.last_sent.lock().expect("trip lock") = Some(request.clone());
         }
         let result = Next {
             layers: self.layers.clone(),
@@ -150,11 +144,14 @@ mod tests {
     struct Flaky(Mutex<u32>);
 
     impl Terminal for Flaky {
-        fn send(&self, request: ApiRequest) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
+        fn send(
+            &self,
+            request: Arc<ApiRequest>,
+        ) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
             let mut calls = self.0.lock().unwrap();
             *calls += 1;
             let status = if *calls < 3 { 503 } else { 200 };
-            let metadata = request.metadata;
+            let metadata = request.metadata.clone();
             Box::pin(async move {
                 Ok(ApiResponse {
                     status,
@@ -174,10 +171,13 @@ mod tests {
         }
         fn handle(
             self: Arc<Self>,
-            mut request: ApiRequest,
+            mut request: Arc<ApiRequest>,
             next: Next,
         ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
-            let order = request.metadata.entry("order".into()).or_default();
+            let order = Arc::make_mut(&mut request)
+                .metadata
+                .entry("order".into())
+                .or_default();
             order.push_str(self.0);
             next.run(request)
         }
@@ -191,7 +191,7 @@ mod tests {
         }
         fn handle(
             self: Arc<Self>,
-            request: ApiRequest,
+            request: Arc<ApiRequest>,
             next: Next,
         ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
             Box::pin(async move {

@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -222,7 +223,9 @@ pub async fn load(
             }),
             engine: engine.clone(),
             pre,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..transport.shards())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
         };
         // One instance now: proves it instantiates and that its config is good; it is kept for reuse.
         let instance = plugin.instantiate().await.map_err(fail)?;
@@ -406,7 +409,11 @@ struct WasmPlugin {
     info: Arc<PluginInfo>,
     engine: Engine,
     pre: Pre,
-    idle: Mutex<Vec<Instance>>,
+    /// Idle instances, one pool per worker thread (as the transport's connection pools,
+    /// [`crate::transport::current_shard`]): an instance goes back to the worker that used it, so its
+    /// store, memory and stack stay in that core's caches instead of moving between cores at every
+    /// call.
+    idle: Box<[Mutex<Vec<Instance>>]>,
 }
 
 enum Pre {
@@ -555,15 +562,24 @@ impl WasmPlugin {
         store.epoch_deadline_callback(move |mut cx| {
             let s = cx.data_mut();
             let now = Instant::now();
+            let slice = now - s.last_check;
             // A slice longer than two ticks means the guest was parked (yielded, or its thread
             // preempted): count two ticks, not the time it waited for a thread.
-            s.ran += (now - s.last_check).min(TICK * 2);
+            s.ran += slice.min(TICK * 2);
             s.last_check = now;
             if s.ran > limit {
                 s.deadline_hit = true;
                 return Err(wasmtime::Error::msg("deadline"));
             }
-            Ok(UpdateDeadline::Yield(1))
+            // A guest busy for most of a tick gives its thread to the other rows. One that has just
+            // come back from a wait in `next` or `sleep` (the epoch moved on while the rest of the
+            // chain worked) runs on: yielding it would only suspend and resume every plugin's fiber
+            // on the way down once more.
+            if slice >= TICK / 2 {
+                Ok(UpdateDeadline::Yield(1))
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
         });
         store.data_mut().begin_call();
         store.set_epoch_deadline(1);
@@ -581,11 +597,11 @@ impl WasmPlugin {
                 Pre::Auth(pre) => pre.instantiate_async(&mut store).await.map(Guest::Auth),
             }
         };
-        let guest = tokio::select! {
-            r = instantiated => r,
-            () = bound => return Err(stuck(&info, "instantiation")),
-        }
-        .map_err(|e| describe_failure(&e, store.data(), "instantiation"))?;
+        let guest = bound
+            .run(instantiated)
+            .await
+            .ok_or_else(|| stuck(&info, "instantiation"))?
+            .map_err(|e| describe_failure(&e, store.data(), "instantiation"))?;
         store.data_mut().begin_call();
         let bound = watchdog(&info, store.data());
         let init = async {
@@ -599,10 +615,7 @@ impl WasmPlugin {
                 }
             }
         };
-        let result = tokio::select! {
-            r = init => r,
-            () = bound => return Err(stuck(&info, "init")),
-        };
+        let result = bound.run(init).await.ok_or_else(|| stuck(&info, "init"))?;
         match result {
             Ok(Ok(())) => Ok(Instance { store, guest }),
             Ok(Err(message)) => Err(format!("init refused: {message}")),
@@ -610,16 +623,34 @@ impl WasmPlugin {
         }
     }
 
+    fn shard(&self) -> usize {
+        crate::transport::current_shard().min(self.idle.len() - 1)
+    }
+
     async fn checkout(&self) -> Result<Instance, String> {
-        let idle = self.idle.lock().expect("pool lock").pop();
-        match idle {
+        let mine = self.shard();
+        let take = |shard: &Mutex<Vec<Instance>>| shard.lock().expect("pool lock").pop();
+        if let Some(instance) = take(&self.idle[mine]) {
+            return Ok(instance);
+        }
+        // None idle here: one another worker left idle before a new one (the instances one plugin
+        // may have are bounded by the consumers, not per worker).
+        let other = (0..self.idle.len())
+            .filter(|&k| k != mine)
+            .find_map(|k| take(&self.idle[k]));
+        match other {
             Some(instance) => Ok(instance),
-            None => self.instantiate().await,
+            // Rare (no idle instance anywhere): boxed, so that its large future does not widen
+            // every call's.
+            None => Box::pin(self.instantiate()).await,
         }
     }
 
     fn give_back(&self, instance: Instance) {
-        self.idle.lock().expect("pool lock").push(instance);
+        self.idle[self.shard()]
+            .lock()
+            .expect("pool lock")
+            .push(instance);
     }
 
     /// An instance ready for a call: from the pool (or new), its per-call state reset.
@@ -647,7 +678,11 @@ impl WasmPlugin {
         }
     }
 
-    async fn call(&self, request: ApiRequest, next: Next) -> Result<ApiResponse, RequestError> {
+    async fn call(
+        &self,
+        request: Arc<ApiRequest>,
+        next: Next,
+    ) -> Result<ApiResponse, RequestError> {
         let name = &self.info.name;
         let mut instance = self
             .ready()
@@ -668,13 +703,16 @@ impl WasmPlugin {
             .guest
         {
             Guest::Middleware(guest) => {
-                let wit_request = to_wit_request(request);
-                tokio::select! {
-                        biased;
-                        r = guest.sparkwasm_plugin_handler().call_handle(&mut instance.store, &wit_request) => r,
-                        // Stuck outside guest code (a blocking WASI call): the instance is dropped.
-                        () = bound => return Err(stuck_error()),
-                    }
+                let wit_request = to_wit_request(Arc::unwrap_or_clone(request));
+                // Stuck outside guest code (a blocking WASI call): the instance is dropped.
+                bound
+                    .run(
+                        guest
+                            .sparkwasm_plugin_handler()
+                            .call_handle(&mut instance.store, &wit_request),
+                    )
+                    .await
+                    .ok_or_else(stuck_error)?
                     .map(|r| {
                         r.map(from_wit_response)
                             .map_err(|e| (from_wit_kind(e.kind), e.message))
@@ -683,17 +721,20 @@ impl WasmPlugin {
             Guest::MiddlewareV2(guest) => {
                 let handle = v2::lend(instance.store.data_mut(), request);
                 match handle {
-                        Err(e) => Err(e),
-                        Ok(handle) => tokio::select! {
-                            biased;
-                            r = guest.sparkwasm_plugin_handler().call_handle(&mut instance.store, handle) => r,
-                            () = bound => return Err(stuck_error()),
-                        }
+                    Err(e) => Err(e),
+                    Ok(handle) => bound
+                        .run(
+                            guest
+                                .sparkwasm_plugin_handler()
+                                .call_handle(&mut instance.store, handle),
+                        )
+                        .await
+                        .ok_or_else(stuck_error)?
                         .and_then(|r| match r {
                             Ok(response) => v2::take(instance.store.data_mut(), response).map(Ok),
                             Err(e) => Ok(Err((v2::from_wit_kind(e.kind), e.message))),
                         }),
-                    }
+                }
             }
             Guest::Auth(_) => {
                 unreachable!("a middleware plugin's instances are of a middleware world")
@@ -729,7 +770,7 @@ impl Middleware for WasmPlugin {
 
     fn handle(
         self: Arc<Self>,
-        request: ApiRequest,
+        request: Arc<ApiRequest>,
         next: Next,
     ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
         Box::pin(async move { self.call(request, next).await })
@@ -751,10 +792,14 @@ impl WasmAuth {
             unreachable!("an auth plugin's instances are of the auth world")
         };
         let bound = watchdog(&p.info, instance.store.data());
-        let result = tokio::select! {
-            r = guest.sparkwasm_plugin_authenticator().call_acquire(&mut instance.store) => r,
-            () = bound => return Err(stuck(&p.info, "acquire")),
-        };
+        let result = bound
+            .run(
+                guest
+                    .sparkwasm_plugin_authenticator()
+                    .call_acquire(&mut instance.store),
+            )
+            .await
+            .ok_or_else(|| stuck(&p.info, "acquire"))?;
         let credential = p
             .settle(instance, result, "acquire")?
             .map_err(|e| e.message)?;
@@ -787,10 +832,14 @@ impl WasmAuth {
         );
         let wit_request = to_wit_request(request);
         let bound = watchdog(&p.info, instance.store.data());
-        let result = tokio::select! {
-            r = guest.sparkwasm_plugin_authenticator().call_apply(&mut instance.store, &wit_request, &wit_credential) => r,
-            () = bound => return Err(fail(ErrorKind::Other, stuck(&p.info, "apply"))),
-        };
+        let result = bound
+            .run(guest.sparkwasm_plugin_authenticator().call_apply(
+                &mut instance.store,
+                &wit_request,
+                &wit_credential,
+            ))
+            .await
+            .ok_or_else(|| fail(ErrorKind::Other, stuck(&p.info, "apply")))?;
         let applied = p
             .settle(instance, result, "apply")
             .map_err(|trap| fail(ErrorKind::Other, trap))?
@@ -874,34 +923,65 @@ impl PluginState {
     }
 }
 
-/// A call's wall-time bound outside `next` and `sleep`: ten times `timeout_ms`, at least five seconds
-/// more than it. The epoch deadline stops guest code; this stops a call blocked in a WASI wait, where
-/// epochs are not checked.
-fn watchdog(
-    info: &PluginInfo,
-    state: &PluginState,
-) -> impl std::future::Future<Output = ()> + use<> {
-    let bound = wall_bound(info);
-    // The call began when its state was reset (`begin_call`): no clock read here.
-    let started = state.last_check;
-    let waited_ns = state.waited_ns.clone();
-    let waiting_since = state.waiting_since.clone();
-    async move {
+/// The wall-time bound of one call into a guest, outside its waits in `next` and `sleep` (a guest
+/// blocked in a WASI call, where the epoch deadline cannot reach it).
+struct Bound {
+    bound: Duration,
+    /// When the call began (its state was reset by `begin_call`): no clock read here.
+    started: Instant,
+    waited_ns: Arc<AtomicU64>,
+    waiting_since: Arc<AtomicU64>,
+}
+
+fn watchdog(info: &PluginInfo, state: &PluginState) -> Bound {
+    Bound {
+        bound: wall_bound(info),
+        started: state.last_check,
+        waited_ns: state.waited_ns.clone(),
+        waiting_since: state.waiting_since.clone(),
+    }
+}
+
+impl Bound {
+    /// Runs `call` to its end, or `None` once it spent more than the bound outside its waits.
+    ///
+    /// The timer is armed only when the call is pending outside a wait: a call that ends in its
+    /// first poll, or that is pending only while the rest of the chain works, never touches the
+    /// runtime's timer wheel (four plugins would otherwise register and cancel four timers per
+    /// request).
+    async fn run<T>(self, call: impl std::future::Future<Output = T>) -> Option<T> {
+        let timer = self.expired();
+        let (mut call, mut timer) = (std::pin::pin!(call), std::pin::pin!(timer));
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = call.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            let waiting = self.waiting_since.load(Ordering::Relaxed) != 0;
+            if !waiting && timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Ready once the call has spent more than the bound outside its waits.
+    async fn expired(&self) {
         // Nothing to check before the bound could have passed (most calls end long before).
-        tokio::time::sleep_until((started + bound).into()).await;
+        tokio::time::sleep_until((self.started + self.bound).into()).await;
         loop {
-            let since = waiting_since.load(Ordering::Relaxed);
+            let since = self.waiting_since.load(Ordering::Relaxed);
             let ongoing = if since == 0 {
                 0
             } else {
                 clock_ns().saturating_sub(since)
             };
-            let waited = Duration::from_nanos(waited_ns.load(Ordering::Relaxed) + ongoing);
-            let outside = started.elapsed().saturating_sub(waited);
-            if outside > bound {
+            let waited = Duration::from_nanos(self.waited_ns.load(Ordering::Relaxed) + ongoing);
+            let outside = self.started.elapsed().saturating_sub(waited);
+            if outside > self.bound {
                 return;
             }
-            tokio::time::sleep((bound - outside).max(Duration::from_millis(10))).await;
+            tokio::time::sleep((self.bound - outside).max(Duration::from_millis(10))).await;
         }
     }
 }
@@ -919,6 +999,9 @@ fn clock_ns_at(now: Instant) -> u64 {
         + 1
 }
 
+/// A call's wall-time bound outside `next` and `sleep`: ten times `timeout_ms`, at least five seconds
+/// more than it. The epoch deadline stops guest code; this stops a call blocked in a WASI wait, where
+/// epochs are not checked.
 fn wall_bound(info: &PluginInfo) -> Duration {
     let timeout = Duration::from_millis(info.limits.timeout_ms);
     (timeout * 10).max(timeout + Duration::from_secs(5))
@@ -1028,7 +1111,7 @@ impl host::Host for PluginState {
 
 impl PluginState {
     /// A middleware's `next`: sends `request` on through the rest of the chain (both contracts).
-    async fn forward(&mut self, request: ApiRequest) -> Result<ApiResponse, RequestError> {
+    async fn forward(&mut self, request: Arc<ApiRequest>) -> Result<ApiResponse, RequestError> {
         if self.next.is_none() {
             return Err(RequestError::of(
                 ErrorKind::Other,
@@ -1068,7 +1151,7 @@ impl chain::Host for PluginState {
                 });
             }
         };
-        self.forward(request)
+        self.forward(Arc::new(request))
             .await
             .map(to_wit_response)
             .map_err(|e| types::Error {
@@ -1125,7 +1208,7 @@ impl outbound::Host for PluginState {
             ));
         }
         let started = self.begin_wait();
-        let result = self.info.transport.send(request).await;
+        let result = self.info.transport.send(Arc::new(request)).await;
         self.waited(started);
         result.map(to_wit_response).map_err(|e| types::Error {
             kind: to_wit_kind(e.kind),

@@ -53,6 +53,12 @@ pub fn enter_worker(worker: usize) {
     SHARD.with(|s| s.set(worker));
 }
 
+/// The worker shard of the current thread (0 outside the executor's worker threads). Other per-worker
+/// state (the plugins' instance pools) is sharded the same way.
+pub fn current_shard() -> usize {
+    SHARD.with(|s| s.get())
+}
+
 /// How many worker threads serve `partitions` partitions: one per partition (each partition is one
 /// event loop, as in the legacy framework), at most one per core, and no more than the connection cap
 /// (each worker needs a connection of its own).
@@ -112,6 +118,11 @@ impl HttpTransport {
     }
 
     /// How many connections worker `worker` (1-based) may open to one host (0: no cap).
+    /// How many shards: one per worker thread, and shard 0 for every other thread.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
     pub fn quota(&self, worker: usize) -> usize {
         self.quotas
             .get(worker.wrapping_sub(1))
@@ -120,16 +131,19 @@ impl HttpTransport {
     }
 
     /// Sends one request and reads the whole response, within `base_timeout`.
-    pub async fn send(&self, request: ApiRequest) -> Result<ApiResponse, RequestError> {
-        let client = &self.shards[SHARD.with(|s| s.get()).min(self.shards.len() - 1)];
+    ///
+    /// The request is shared with the chain's record of what was sent: it is read, not taken, and
+    /// its metadata (which the response carries on) is copied only when it is shared.
+    pub async fn send(&self, request: Arc<ApiRequest>) -> Result<ApiResponse, RequestError> {
+        let client = &self.shards[current_shard().min(self.shards.len() - 1)];
         let mut builder = http::Request::builder()
-            .method(request.method)
+            .method(request.method.clone())
             .uri(&request.url);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
         let http_request = builder
-            .body(Full::new(request.body.unwrap_or_default()))
+            .body(Full::new(request.body.clone().unwrap_or_default()))
             .map_err(|e| {
                 RequestError::of(
                     ErrorKind::InvalidRequest,
@@ -161,7 +175,9 @@ impl HttpTransport {
                     )
                 })
                 .collect();
-            let mut metadata = request.metadata;
+            let mut metadata = Arc::try_unwrap(request)
+                .map(|r| r.metadata)
+                .unwrap_or_else(|shared| shared.metadata.clone());
             metadata.insert("http_version".into(), format!("{:?}", parts.version));
             Ok(ApiResponse {
                 status: parts.status.as_u16(),

@@ -4,7 +4,11 @@
 //! own [`ApiRequest`] / [`ApiResponse`]; the guest's handle methods read or change one field at a
 //! time. Between plugins (and to the transport) the values move as host values: a hop copies nothing
 //! into the guest unless the guest asks for it. `next` borrows the request: the plugin keeps it for a
-//! retry, the host sends a copy on.
+//! retry while the rest of the chain gets the same request, shared ([`HeldRequest`]); whoever edits
+//! it first gets a copy of its own.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use wasmtime::component::Resource;
 
@@ -22,7 +26,7 @@ pub(super) mod bindings {
         },
         exports: { default: async },
         with: {
-            "sparkwasm:plugin/types.request": crate::request::ApiRequest,
+            "sparkwasm:plugin/types.request": crate::plugin::wasm::v2::HeldRequest,
             "sparkwasm:plugin/types.response": crate::request::ApiResponse,
         },
     });
@@ -34,6 +38,26 @@ use bindings::sparkwasm::plugin::{chain, host, types};
 pub(super) const HANDLER: &str = "sparkwasm:plugin/handler@0.2.0";
 
 type Fields = Vec<(String, String)>;
+
+/// A request as a 0.2 plugin holds it: shared with the rest of the chain (and the record of what
+/// was sent) until someone changes it. Reads go to the shared request; the first write copies it
+/// (`Arc::make_mut`), so a plugin that passes the request on unchanged copies nothing, and one that
+/// edits it after `next` (a retry that adds a header) never changes what the inner layers saw.
+pub struct HeldRequest(Arc<ApiRequest>);
+
+impl Deref for HeldRequest {
+    type Target = ApiRequest;
+
+    fn deref(&self) -> &ApiRequest {
+        &self.0
+    }
+}
+
+impl DerefMut for HeldRequest {
+    fn deref_mut(&mut self) -> &mut ApiRequest {
+        Arc::make_mut(&mut self.0)
+    }
+}
 
 /// The methods `request` and `response` share (headers, metadata, drop), for the host type `$t`
 /// that the resource is.
@@ -101,9 +125,9 @@ macro_rules! fields_and_drop {
 /// Puts a request in the instance's table for a call of `handle`.
 pub(super) fn lend(
     state: &mut PluginState,
-    request: ApiRequest,
-) -> wasmtime::Result<Resource<ApiRequest>> {
-    Ok(state.table.push(request)?)
+    request: Arc<ApiRequest>,
+) -> wasmtime::Result<Resource<HeldRequest>> {
+    Ok(state.table.push(HeldRequest(request))?)
 }
 
 /// Takes the response `handle` returned out of the instance's table.
@@ -119,15 +143,15 @@ super::error_kind_conversions!(types::ErrorKind);
 impl types::Host for PluginState {}
 
 impl types::HostRequest for PluginState {
-    fields_and_drop!(ApiRequest);
+    fields_and_drop!(HeldRequest);
 
-    fn method(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<String> {
+    fn method(&mut self, r: Resource<HeldRequest>) -> wasmtime::Result<String> {
         Ok(self.table.get(&r)?.method.to_string())
     }
 
     fn set_method(
         &mut self,
-        r: Resource<ApiRequest>,
+        r: Resource<HeldRequest>,
         method: String,
     ) -> wasmtime::Result<Result<(), String>> {
         match http::Method::from_bytes(method.as_bytes()) {
@@ -139,20 +163,24 @@ impl types::HostRequest for PluginState {
         }
     }
 
-    fn url(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<String> {
+    fn url(&mut self, r: Resource<HeldRequest>) -> wasmtime::Result<String> {
         Ok(self.table.get(&r)?.url.clone())
     }
 
-    fn set_url(&mut self, r: Resource<ApiRequest>, url: String) -> wasmtime::Result<()> {
+    fn set_url(&mut self, r: Resource<HeldRequest>, url: String) -> wasmtime::Result<()> {
         self.table.get_mut(&r)?.url = url;
         Ok(())
     }
 
-    fn body(&mut self, r: Resource<ApiRequest>) -> wasmtime::Result<Option<Vec<u8>>> {
+    fn body(&mut self, r: Resource<HeldRequest>) -> wasmtime::Result<Option<Vec<u8>>> {
         Ok(self.table.get(&r)?.body.as_ref().map(|b| b.to_vec()))
     }
 
-    fn set_body(&mut self, r: Resource<ApiRequest>, body: Option<Vec<u8>>) -> wasmtime::Result<()> {
+    fn set_body(
+        &mut self,
+        r: Resource<HeldRequest>,
+        body: Option<Vec<u8>>,
+    ) -> wasmtime::Result<()> {
         self.table.get_mut(&r)?.body = body.map(bytes::Bytes::from);
         Ok(())
     }
@@ -192,9 +220,9 @@ impl types::HostResponse for PluginState {
 impl chain::Host for PluginState {
     async fn next(
         &mut self,
-        request: Resource<ApiRequest>,
+        request: Resource<HeldRequest>,
     ) -> wasmtime::Result<Result<Resource<ApiResponse>, types::Error>> {
-        let request = self.table.get(&request)?.clone();
+        let request = self.table.get(&request)?.0.clone();
         match self.forward(request).await {
             Ok(response) => match self.table.push(response) {
                 Ok(handle) => Ok(Ok(handle)),
