@@ -1397,3 +1397,54 @@ impl tokio::io::AsyncWrite for LogWriter {
         self.poll_flush(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bound(ms: u64, waiting: bool) -> Bound {
+        Bound {
+            bound: Duration::from_millis(ms),
+            started: Instant::now(),
+            waited_ns: Arc::new(AtomicU64::new(0)),
+            waiting_since: Arc::new(AtomicU64::new(if waiting { clock_ns() } else { 0 })),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_wall_bound_stops_a_call_stuck_outside_its_waits() {
+        let stuck = bound(50, false)
+            .run(tokio::time::sleep(Duration::from_secs(5)))
+            .await;
+        assert!(stuck.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_wall_bound_does_not_count_a_wait_in_next() {
+        // Waiting on the rest of the chain (a slow API) for four times the bound is not being stuck:
+        // the timer is not even armed while the wait lasts.
+        let waited = bound(50, true)
+            .run(tokio::time::sleep(Duration::from_millis(200)))
+            .await;
+        assert_eq!(waited, Some(()));
+    }
+
+    #[tokio::test]
+    async fn the_wall_bound_counts_only_the_time_outside_waits() {
+        // 100 ms waiting, then 100 ms stuck outside any wait, against a bound of 150 ms: the wait is
+        // not counted, so the call runs to its end; the same call with no wait is stopped.
+        let b = bound(150, true);
+        let (since, waited) = (b.waiting_since.clone(), b.waited_ns.clone());
+        let call = async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let begun = since.swap(0, Ordering::Relaxed);
+            waited.fetch_add(clock_ns() - begun, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(b.run(call).await, Some(()));
+        let stuck = bound(150, false)
+            .run(tokio::time::sleep(Duration::from_millis(250)))
+            .await;
+        assert!(stuck.is_none());
+    }
+}
