@@ -38,9 +38,7 @@ impl Terminal for Canned {
                 ],
                 body: bytes::Bytes::from_static(br#"{"id":"1","echo":"/items/1"}"#),
                 // As the transport does: the metadata is copied only when the request is shared.
-                metadata: Arc::try_unwrap(request)
-                    .map(|r| r.metadata)
-                    .unwrap_or_else(|shared| shared.metadata.clone()),
+                metadata: ApiRequest::into_metadata(request),
             })
         })
     }

@@ -6,7 +6,8 @@
 //! when plugins are added.
 //!
 //! A request moves through the chain as an `Arc<ApiRequest>`: a layer that only passes it on, and the
-//! record of what was sent, share one copy; a layer that edits it copies it first (`Arc::make_mut`).
+//! record of what was sent, share one copy; a layer that edits it while it is shared copies it first
+//! (`Arc::make_mut`), so no edit reaches another layer's request.
 
 pub mod builtin;
 mod wasm;
@@ -34,7 +35,8 @@ pub trait Middleware: Send + Sync {
     ) -> BoxFuture<'static, Result<ApiResponse, RequestError>>;
 }
 
-/// The end of the chain: sends a request over the network.
+/// The end of the chain: sends a request over the network. Behind middleware the request is shared
+/// (with the record of what was sent): a terminal that changes it copies it first.
 pub trait Terminal: Send + Sync {
     fn send(&self, request: Arc<ApiRequest>) -> BoxFuture<'_, Result<ApiResponse, RequestError>>;
 }
@@ -203,6 +205,52 @@ mod tests {
                 }
             })
         }
+    }
+
+    /// Sends the request on, then edits its own (as a retry that adds a header would).
+    struct EditAfterNext;
+
+    impl Middleware for EditAfterNext {
+        fn name(&self) -> &str {
+            "edit-after-next"
+        }
+        fn handle(
+            self: Arc<Self>,
+            mut request: Arc<ApiRequest>,
+            next: Next,
+        ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
+            Box::pin(async move {
+                let response = next.run(request.clone()).await;
+                Arc::make_mut(&mut request).url.push_str("?edited");
+                Arc::make_mut(&mut request)
+                    .metadata
+                    .insert("edited".into(), "yes".into());
+                response
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_edit_made_after_next_reaches_neither_inner_layers_nor_the_record() {
+        let chain = Chain::new(vec![Arc::new(EditAfterNext), Arc::new(Tag("inner"))]);
+        let request = ApiRequest {
+            method: http::Method::GET,
+            url: "http://x/".into(),
+            headers: vec![],
+            body: None,
+            metadata: BTreeMap::new(),
+        };
+        let terminal: Arc<dyn Terminal> = Arc::new(Flaky(Mutex::new(2)));
+        let outcome = chain.call(request, &terminal).await;
+        let sent = outcome.sent.unwrap();
+        assert_eq!(sent.url, "http://x/");
+        assert_eq!(
+            sent.metadata.get("order").map(String::as_str),
+            Some("inner")
+        );
+        assert!(!sent.metadata.contains_key("edited"));
+        let response = outcome.result.unwrap();
+        assert!(!response.metadata.contains_key("edited"));
     }
 
     #[tokio::test]

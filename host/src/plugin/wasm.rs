@@ -410,7 +410,7 @@ struct WasmPlugin {
     engine: Engine,
     pre: Pre,
     /// Idle instances, one pool per worker thread (as the transport's connection pools,
-    /// [`crate::transport::current_shard`]): an instance goes back to the worker that used it, so its
+    /// [`crate::transport::shard_of`]): an instance goes back to the worker that used it, so its
     /// store, memory and stack stay in that core's caches instead of moving between cores at every
     /// call.
     idle: Box<[Mutex<Vec<Instance>>]>,
@@ -447,8 +447,12 @@ struct PluginState {
     ran: Duration,
     /// When `ran` was last brought up to date.
     last_check: Instant,
-    /// Wall time (ns) the call in progress spent waiting in `next` and `sleep`, shared with the
-    /// watchdog that bounds a call's wall time outside those waits.
+    /// Since when the guest has held its thread: the call's start, its last yield, or the end of a
+    /// wait that gave the thread to other rows. The epoch callback yields a guest that has held it
+    /// for half a tick or more.
+    holding_since: Instant,
+    /// Wall time (ns) the call in progress spent waiting in `next`, `sleep` and `fetch`, shared with
+    /// the watchdog that bounds a call's wall time outside those waits.
     waited_ns: Arc<AtomicU64>,
     /// When the wait in progress began ([`clock_ns`]), 0 when none: the watchdog counts a wait that
     /// has not returned yet as waiting too.
@@ -547,6 +551,7 @@ impl WasmPlugin {
             worker: (0, 0),
             ran: Duration::ZERO,
             last_check: Instant::now(),
+            holding_since: Instant::now(),
             waited_ns: Arc::new(AtomicU64::new(0)),
             waiting_since: Arc::new(AtomicU64::new(0)),
             next_calls: 0,
@@ -562,20 +567,20 @@ impl WasmPlugin {
         store.epoch_deadline_callback(move |mut cx| {
             let s = cx.data_mut();
             let now = Instant::now();
-            let slice = now - s.last_check;
             // A slice longer than two ticks means the guest was parked (yielded, or its thread
             // preempted): count two ticks, not the time it waited for a thread.
-            s.ran += slice.min(TICK * 2);
+            s.ran += (now - s.last_check).min(TICK * 2);
             s.last_check = now;
             if s.ran > limit {
                 s.deadline_hit = true;
                 return Err(wasmtime::Error::msg("deadline"));
             }
-            // A guest busy for most of a tick gives its thread to the other rows. One that has just
-            // come back from a wait in `next` or `sleep` (the epoch moved on while the rest of the
-            // chain worked) runs on: yielding it would only suspend and resume every plugin's fiber
-            // on the way down once more.
-            if slice >= TICK / 2 {
+            // A guest that has held its thread for half a tick or more gives it to the other rows.
+            // One that has just got it back from a wait in `next` (the epoch moved on while the
+            // rest of the chain worked) runs on: yielding it would only suspend and resume every
+            // plugin's fiber on the way down once more.
+            if now - s.holding_since >= TICK / 2 {
+                s.holding_since = now;
                 Ok(UpdateDeadline::Yield(1))
             } else {
                 Ok(UpdateDeadline::Continue(1))
@@ -624,25 +629,28 @@ impl WasmPlugin {
     }
 
     fn shard(&self) -> usize {
-        crate::transport::current_shard().min(self.idle.len() - 1)
+        crate::transport::shard_of(self.idle.len())
+    }
+
+    /// An idle instance, from this worker's pool first, then from the others (starting with the next
+    /// one, so that workers do not all look at the same pool first).
+    fn take_idle(&self) -> Option<Instance> {
+        let mine = self.shard();
+        (0..self.idle.len())
+            .map(|k| (mine + k) % self.idle.len())
+            .find_map(|k| self.idle[k].lock().expect("pool lock").pop())
     }
 
     async fn checkout(&self) -> Result<Instance, String> {
-        let mine = self.shard();
-        let take = |shard: &Mutex<Vec<Instance>>| shard.lock().expect("pool lock").pop();
-        if let Some(instance) = take(&self.idle[mine]) {
+        if let Some(instance) = self.take_idle() {
             return Ok(instance);
         }
-        // None idle here: one another worker left idle before a new one (the instances one plugin
-        // may have are bounded by the consumers, not per worker).
-        let other = (0..self.idle.len())
-            .filter(|&k| k != mine)
-            .find_map(|k| take(&self.idle[k]));
-        match other {
-            Some(instance) => Ok(instance),
-            // Rare (no idle instance anywhere): boxed, so that its large future does not widen
-            // every call's.
-            None => Box::pin(self.instantiate()).await,
+        // Rare (no idle instance anywhere): boxed, so that its large future does not widen every
+        // call's. If the engine's instance pool is full, an instance another worker gave back
+        // meanwhile will do.
+        match Box::pin(self.instantiate()).await {
+            Ok(instance) => Ok(instance),
+            Err(e) => self.take_idle().ok_or(e),
         }
     }
 
@@ -898,6 +906,7 @@ impl PluginState {
     fn begin_call(&mut self) {
         self.ran = Duration::ZERO;
         self.last_check = Instant::now();
+        self.holding_since = self.last_check;
         self.waited_ns.store(0, Ordering::Relaxed);
         self.waiting_since.store(0, Ordering::Relaxed);
         self.next_calls = 0;
@@ -905,28 +914,39 @@ impl PluginState {
         self.stderr.lock().expect("stderr lock").clear();
     }
 
-    /// Starts a wait in `next`, `sleep` or `fetch`.
-    fn begin_wait(&self) -> Instant {
-        let now = Instant::now();
+    /// Awaits `wait` (the rest of the chain, a sleep, a fetch) as a wait of the guest: the guest
+    /// ran until it began (booked now), the time in it is neither guest running time nor counted
+    /// against the wall bound, and if it gave the thread to other rows the guest holds it afresh
+    /// when it returns.
+    async fn wait<T>(&mut self, wait: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        self.ran += (started - self.last_check).min(TICK * 2);
         self.waiting_since
-            .store(clock_ns_at(now), Ordering::Relaxed);
-        now
-    }
-
-    /// Books a wait in `next`, `sleep` or `fetch`: it is not guest running time.
-    fn waited(&mut self, since: Instant) {
+            .store(clock_ns_at(started), Ordering::Relaxed);
+        let mut wait = std::pin::pin!(wait);
+        let mut suspended = false;
+        let result = std::future::poll_fn(|cx| {
+            let poll = wait.as_mut().poll(cx);
+            suspended |= poll.is_pending();
+            poll
+        })
+        .await;
         let now = Instant::now();
         self.waited_ns
-            .fetch_add((now - since).as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add((now - started).as_nanos() as u64, Ordering::Relaxed);
         self.waiting_since.store(0, Ordering::Relaxed);
         self.last_check = now;
+        if suspended {
+            self.holding_since = now;
+        }
+        result
     }
 }
 
-/// The wall-time bound of one call into a guest, outside its waits in `next` and `sleep` (a guest
+/// The wall-time bound of one call into a guest, outside its waits in `next`, `sleep` and `fetch` (a guest
 /// blocked in a WASI call, where the epoch deadline cannot reach it).
 struct Bound {
-    bound: Duration,
+    limit: Duration,
     /// When the call began (its state was reset by `begin_call`): no clock read here.
     started: Instant,
     waited_ns: Arc<AtomicU64>,
@@ -935,7 +955,7 @@ struct Bound {
 
 fn watchdog(info: &PluginInfo, state: &PluginState) -> Bound {
     Bound {
-        bound: wall_bound(info),
+        limit: wall_bound(info),
         started: state.last_check,
         waited_ns: state.waited_ns.clone(),
         waiting_since: state.waiting_since.clone(),
@@ -943,7 +963,7 @@ fn watchdog(info: &PluginInfo, state: &PluginState) -> Bound {
 }
 
 impl Bound {
-    /// Runs `call` to its end, or `None` once it spent more than the bound outside its waits.
+    /// Runs `call` to its end, or `None` once it spent more than the limit outside its waits.
     ///
     /// The timer is armed only when the call is pending outside a wait: a call that ends in its
     /// first poll, or that is pending only while the rest of the chain works, never touches the
@@ -965,10 +985,10 @@ impl Bound {
         .await
     }
 
-    /// Ready once the call has spent more than the bound outside its waits.
+    /// Ready once the call has spent more than the limit outside its waits.
     async fn expired(&self) {
         // Nothing to check before the bound could have passed (most calls end long before).
-        tokio::time::sleep_until((self.started + self.bound).into()).await;
+        tokio::time::sleep_until((self.started + self.limit).into()).await;
         loop {
             let since = self.waiting_since.load(Ordering::Relaxed);
             let ongoing = if since == 0 {
@@ -978,10 +998,10 @@ impl Bound {
             };
             let waited = Duration::from_nanos(self.waited_ns.load(Ordering::Relaxed) + ongoing);
             let outside = self.started.elapsed().saturating_sub(waited);
-            if outside > self.bound {
+            if outside > self.limit {
                 return;
             }
-            tokio::time::sleep((self.bound - outside).max(Duration::from_millis(10))).await;
+            tokio::time::sleep((self.limit - outside).max(Duration::from_millis(10))).await;
         }
     }
 }
@@ -999,7 +1019,7 @@ fn clock_ns_at(now: Instant) -> u64 {
         + 1
 }
 
-/// A call's wall-time bound outside `next` and `sleep`: ten times `timeout_ms`, at least five seconds
+/// A call's wall-time bound outside `next`, `sleep` and `fetch`: ten times `timeout_ms`, at least five seconds
 /// more than it. The epoch deadline stops guest code; this stops a call blocked in a WASI wait, where
 /// epochs are not checked.
 fn wall_bound(info: &PluginInfo) -> Duration {
@@ -1010,7 +1030,7 @@ fn wall_bound(info: &PluginInfo) -> Duration {
 fn stuck(info: &PluginInfo, during: &str) -> String {
     let bound = wall_bound(info);
     format!(
-        "blocked in {during} for more than {:.1} s outside next() and sleep(); stopped",
+        "blocked in {during} for more than {:.1} s outside next(), sleep() and fetch(); stopped",
         bound.as_secs_f64()
     )
 }
@@ -1091,9 +1111,8 @@ impl host::Host for PluginState {
     }
 
     async fn sleep(&mut self, ms: u64) {
-        let started = self.begin_wait();
-        tokio::time::sleep(Duration::from_millis(ms).min(MAX_SLEEP)).await;
-        self.waited(started);
+        self.wait(tokio::time::sleep(Duration::from_millis(ms).min(MAX_SLEEP)))
+            .await;
     }
 
     fn config(&mut self) -> String {
@@ -1128,11 +1147,9 @@ impl PluginState {
                 ),
             ));
         }
-        // The rest of the chain, started before the wait is booked (`run` owns what it needs).
+        // The rest of the chain (`run` owns what it needs).
         let sent = self.next.as_ref().expect("checked above").run(request);
-        let started = self.begin_wait();
-        let result = sent.await;
-        self.waited(started);
+        let result = self.wait(sent).await;
         if let Err(e) = &result {
             self.last_next_error = Some(e.message.clone());
         }
@@ -1207,9 +1224,8 @@ impl outbound::Host for PluginState {
                 ),
             ));
         }
-        let started = self.begin_wait();
-        let result = self.info.transport.send(Arc::new(request)).await;
-        self.waited(started);
+        let transport = self.info.transport.clone();
+        let result = self.wait(transport.send(Arc::new(request))).await;
         result.map(to_wit_response).map_err(|e| types::Error {
             kind: to_wit_kind(e.kind),
             message: e.message,
@@ -1404,7 +1420,7 @@ mod tests {
 
     fn bound(ms: u64, waiting: bool) -> Bound {
         Bound {
-            bound: Duration::from_millis(ms),
+            limit: Duration::from_millis(ms),
             started: Instant::now(),
             waited_ns: Arc::new(AtomicU64::new(0)),
             waiting_since: Arc::new(AtomicU64::new(if waiting { clock_ns() } else { 0 })),
@@ -1421,8 +1437,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_wall_bound_does_not_count_a_wait_in_next() {
-        // Waiting on the rest of the chain (a slow API) for four times the bound is not being stuck:
-        // the timer is not even armed while the wait lasts.
+        // Waiting on the rest of the chain (a slow API) for four times the bound is not being stuck.
         let waited = bound(50, true)
             .run(tokio::time::sleep(Duration::from_millis(200)))
             .await;

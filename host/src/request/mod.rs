@@ -57,6 +57,15 @@ pub struct ApiRequest {
     pub metadata: BTreeMap<String, String>,
 }
 
+impl ApiRequest {
+    /// The request's metadata, moved out when `request` is the only reference, copied otherwise.
+    pub fn into_metadata(request: std::sync::Arc<ApiRequest>) -> BTreeMap<String, String> {
+        std::sync::Arc::try_unwrap(request)
+            .map(|r| r.metadata)
+            .unwrap_or_else(|shared| shared.metadata.clone())
+    }
+}
+
 /// An HTTP response as middleware sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiResponse {

@@ -53,10 +53,10 @@ pub fn enter_worker(worker: usize) {
     SHARD.with(|s| s.set(worker));
 }
 
-/// The worker shard of the current thread (0 outside the executor's worker threads). Other per-worker
-/// state (the plugins' instance pools) is sharded the same way.
-pub fn current_shard() -> usize {
-    SHARD.with(|s| s.get())
+/// The shard of the current thread among `shards` (0 outside the executor's worker threads). Other
+/// per-worker state (the plugins' instance pools) is sharded the same way.
+pub fn shard_of(shards: usize) -> usize {
+    SHARD.with(|s| s.get()).min(shards.saturating_sub(1))
 }
 
 /// How many worker threads serve `partitions` partitions: one per partition (each partition is one
@@ -117,12 +117,12 @@ impl HttpTransport {
         })
     }
 
-    /// How many connections worker `worker` (1-based) may open to one host (0: no cap).
     /// How many shards: one per worker thread, and shard 0 for every other thread.
     pub fn shards(&self) -> usize {
         self.shards.len()
     }
 
+    /// How many connections worker `worker` (1-based) may open to one host (0: no cap).
     pub fn quota(&self, worker: usize) -> usize {
         self.quotas
             .get(worker.wrapping_sub(1))
@@ -132,10 +132,11 @@ impl HttpTransport {
 
     /// Sends one request and reads the whole response, within `base_timeout`.
     ///
-    /// The request is shared with the chain's record of what was sent: it is read, not taken, and
-    /// its metadata (which the response carries on) is copied only when it is shared.
+    /// The request is read, not taken: behind middleware it is shared with the chain's record of
+    /// what was sent (its metadata, which the response carries on, is then copied); without
+    /// middleware it is the only reference and its metadata moves into the response.
     pub async fn send(&self, request: Arc<ApiRequest>) -> Result<ApiResponse, RequestError> {
-        let client = &self.shards[current_shard().min(self.shards.len() - 1)];
+        let client = &self.shards[shard_of(self.shards.len())];
         let mut builder = http::Request::builder()
             .method(request.method.clone())
             .uri(&request.url);
@@ -175,9 +176,7 @@ impl HttpTransport {
                     )
                 })
                 .collect();
-            let mut metadata = Arc::try_unwrap(request)
-                .map(|r| r.metadata)
-                .unwrap_or_else(|shared| shared.metadata.clone());
+            let mut metadata = ApiRequest::into_metadata(request);
             metadata.insert("http_version".into(), format!("{:?}", parts.version));
             Ok(ApiResponse {
                 status: parts.status.as_u16(),

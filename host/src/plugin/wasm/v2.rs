@@ -1,11 +1,11 @@
 //! The 0.2 contract (wit/v0.2): the `middleware` world with requests and responses as resources.
 //!
-//! A request or a response a 0.2 plugin holds lives in its instance's resource table as the host's
-//! own [`ApiRequest`] / [`ApiResponse`]; the guest's handle methods read or change one field at a
+//! A request or a response a 0.2 plugin holds lives in its instance's resource table as a host value
+//! (a [`HeldRequest`], an [`ApiResponse`]); the guest's handle methods read or change one field at a
 //! time. Between plugins (and to the transport) the values move as host values: a hop copies nothing
 //! into the guest unless the guest asks for it. `next` borrows the request: the plugin keeps it for a
-//! retry while the rest of the chain gets the same request, shared ([`HeldRequest`]); whoever edits
-//! it first gets a copy of its own.
+//! retry while the rest of the chain gets the same request, shared; whoever edits it while it is
+//! shared gets a copy of its own.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -90,10 +90,11 @@ macro_rules! fields_and_drop {
         }
 
         fn remove_header(&mut self, r: Resource<$t>, name: String) -> wasmtime::Result<()> {
-            self.table
-                .get_mut(&r)?
-                .headers
-                .retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+            let named = |(k, _): &(String, String)| k.eq_ignore_ascii_case(&name);
+            // Only a change copies a shared request.
+            if self.table.get(&r)?.headers.iter().any(named) {
+                self.table.get_mut(&r)?.headers.retain(|h| !named(h));
+            }
             Ok(())
         }
 
