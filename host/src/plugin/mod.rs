@@ -207,6 +207,16 @@ mod tests {
         }
     }
 
+    fn get(url: &str) -> ApiRequest {
+        ApiRequest {
+            method: http::Method::GET,
+            url: url.into(),
+            headers: vec![],
+            body: None,
+            metadata: BTreeMap::new(),
+        }
+    }
+
     /// Sends the request on, then edits its own (as a retry that adds a header would).
     struct EditAfterNext;
 
@@ -233,13 +243,7 @@ mod tests {
     #[tokio::test]
     async fn an_edit_made_after_next_reaches_neither_inner_layers_nor_the_record() {
         let chain = Chain::new(vec![Arc::new(EditAfterNext), Arc::new(Tag("inner"))]);
-        let request = ApiRequest {
-            method: http::Method::GET,
-            url: "http://x/".into(),
-            headers: vec![],
-            body: None,
-            metadata: BTreeMap::new(),
-        };
+        let request = get("http://x/");
         let terminal: Arc<dyn Terminal> = Arc::new(Flaky(Mutex::new(2)));
         let outcome = chain.call(request, &terminal).await;
         let sent = outcome.sent.unwrap();
@@ -260,13 +264,7 @@ mod tests {
             Arc::new(RetryUntilOk),
             Arc::new(Tag("b")),
         ]);
-        let request = ApiRequest {
-            method: http::Method::GET,
-            url: "http://x/".into(),
-            headers: vec![],
-            body: None,
-            metadata: BTreeMap::new(),
-        };
+        let request = get("http://x/");
         let terminal: Arc<dyn Terminal> = Arc::new(Flaky(Mutex::new(0)));
         let outcome = chain.call(request, &terminal).await;
         assert_eq!(outcome.attempts, 3);
