@@ -137,7 +137,6 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
         rows,
         exec.partitions,
         exec.concurrency_limit,
-        workers,
         warm,
         results_tx,
     ));

@@ -30,6 +30,9 @@ use crate::transport::HttpTransport;
 /// After a failed acquisition, requests fail with its error for this long before one tries again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// A credential the API refused before ever accepting it is renewed at most this often.
+const RENEW_UNACCEPTED_AFTER: Duration = Duration::from_secs(1);
+
 /// Lifetimes are taken as at least this (a token said to last 0 s would be fetched for every request)
 /// and at most a year (longer is "no expiry" in practice, and would overflow the clock).
 const MIN_LIFETIME: Duration = Duration::from_secs(1);
@@ -73,6 +76,14 @@ pub struct Credential {
 }
 
 impl Credential {
+    /// Notes that an API took it. Read before written: every worker reads this flag on every
+    /// request, and a write per request would take its cache line from the other cores each time.
+    pub fn accept(&self) {
+        if !self.accepted.load(Ordering::Relaxed) {
+            self.accepted.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// How long it stays good from now; `None`: until an API rejects it.
     pub fn expires_in(&self) -> Option<Duration> {
         self.expires_at
@@ -218,7 +229,7 @@ impl CredentialCache {
     /// and the 401s fail their rows meanwhile.
     pub fn reject(&self, used: &Credential) {
         if !used.accepted.load(Ordering::Relaxed)
-            && used.acquired_at.elapsed() < RETRY_AFTER_FAILURE
+            && used.acquired_at.elapsed() < RENEW_UNACCEPTED_AFTER
         {
             if self.warned.fetch_max(used.generation, Ordering::Relaxed) < used.generation {
                 tracing::warn!(
@@ -418,7 +429,7 @@ impl AuthGate {
         let first = auth.apply(ApiRequest::clone(&request), &used).await?;
         let response = self.next.send(Arc::new(first)).await?;
         if response.status != 401 {
-            used.accepted.store(true, Ordering::Relaxed);
+            used.accept();
             return Ok(response);
         }
         cache.reject(&used);
@@ -429,7 +440,7 @@ impl AuthGate {
         let second = auth.apply(Arc::unwrap_or_clone(request), &renewed).await?;
         let mut response = self.next.send(Arc::new(second)).await?;
         if response.status != 401 {
-            renewed.accepted.store(true, Ordering::Relaxed);
+            renewed.accept();
         }
         response
             .metadata
@@ -497,7 +508,7 @@ mod tests {
         assert_eq!(cache.acquisitions(), 1);
         let used = cache.get().await.unwrap();
         // The API took it for a while, then many requests were rejected with it: one renewal.
-        used.accepted.store(true, Ordering::Relaxed);
+        used.accept();
         for _ in 0..100 {
             cache.reject(&used);
         }

@@ -52,7 +52,6 @@ pub struct SecretsArg {
     pub secrets_file: Option<PathBuf>,
 }
 
-/// Parses the arguments, runs, prints, and returns the exit status.
 /// glibc gives each thread that allocates its own malloc arena and keeps what they free: with the
 /// worker threads, the sink and tokio's blocking pool, a long run's RSS crept up with every commit
 /// (2M rows: 82 -> 140 MiB). Two arenas hold it flat (84 MiB) at the same rows/s (`just bench`).

@@ -88,10 +88,11 @@ pub async fn run(
     mut rows: RowStream,
     partitions: usize,
     consumers: usize,
-    workers: usize,
     warm: WarmUp,
     results: mpsc::Sender<Vec<Record>>,
 ) -> Result<(), ExecuteError> {
+    // One worker thread per shard of the transport's connection pool.
+    let workers = warm.gate.transport.workers();
     let warm = Arc::new(warm);
     let mut queues = Vec::with_capacity(partitions);
     let mut receivers: Vec<Vec<(usize, async_channel::Receiver<Vec<RowView>>)>> =

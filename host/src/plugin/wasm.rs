@@ -451,12 +451,8 @@ struct PluginState {
     /// wait that gave the thread to other rows. The epoch callback yields a guest that has held it
     /// for half a tick or more.
     holding_since: Instant,
-    /// Wall time (ns) the call in progress spent waiting in `next`, `sleep` and `fetch`, shared with
-    /// the watchdog that bounds a call's wall time outside those waits.
-    waited_ns: Arc<AtomicU64>,
-    /// When the wait in progress began ([`clock_ns`]), 0 when none: the watchdog counts a wait that
-    /// has not returned yet as waiting too.
-    waiting_since: Arc<AtomicU64>,
+    /// The call's waits, shared with the watchdog that bounds its wall time outside them.
+    waits: Arc<Waits>,
     /// `next` calls made by the call in progress.
     next_calls: u32,
     /// Set when the deadline stopped the guest.
@@ -552,8 +548,7 @@ impl WasmPlugin {
             ran: Duration::ZERO,
             last_check: Instant::now(),
             holding_since: Instant::now(),
-            waited_ns: Arc::new(AtomicU64::new(0)),
-            waiting_since: Arc::new(AtomicU64::new(0)),
+            waits: Arc::default(),
             next_calls: 0,
             deadline_hit: false,
             last_next_error: None,
@@ -567,10 +562,7 @@ impl WasmPlugin {
         store.epoch_deadline_callback(move |mut cx| {
             let s = cx.data_mut();
             let now = Instant::now();
-            // A slice longer than two ticks means the guest was parked (yielded, or its thread
-            // preempted): count two ticks, not the time it waited for a thread.
-            s.ran += (now - s.last_check).min(TICK * 2);
-            s.last_check = now;
+            s.book_run(now);
             if s.ran > limit {
                 s.deadline_hit = true;
                 return Err(wasmtime::Error::msg("deadline"));
@@ -907,8 +899,7 @@ impl PluginState {
         self.ran = Duration::ZERO;
         self.last_check = Instant::now();
         self.holding_since = self.last_check;
-        self.waited_ns.store(0, Ordering::Relaxed);
-        self.waiting_since.store(0, Ordering::Relaxed);
+        self.waits.reset();
         self.next_calls = 0;
         self.last_next_error = None;
         self.stderr.lock().expect("stderr lock").clear();
@@ -920,9 +911,8 @@ impl PluginState {
     /// when it returns.
     async fn wait<T>(&mut self, wait: impl std::future::Future<Output = T>) -> T {
         let started = Instant::now();
-        self.ran += (started - self.last_check).min(TICK * 2);
-        self.waiting_since
-            .store(clock_ns_at(started), Ordering::Relaxed);
+        self.book_run(started);
+        self.waits.begin(started);
         let mut wait = std::pin::pin!(wait);
         let mut suspended = false;
         let result = std::future::poll_fn(|cx| {
@@ -932,14 +922,61 @@ impl PluginState {
         })
         .await;
         let now = Instant::now();
-        self.waited_ns
-            .fetch_add((now - started).as_nanos() as u64, Ordering::Relaxed);
-        self.waiting_since.store(0, Ordering::Relaxed);
+        self.waits.end(started, now);
         self.last_check = now;
         if suspended {
             self.holding_since = now;
         }
         result
+    }
+
+    /// Books the guest's running time up to `now`. A slice longer than two ticks means the guest
+    /// was parked (yielded, or its thread preempted): two ticks count, not the time it waited for a
+    /// thread.
+    fn book_run(&mut self, now: Instant) {
+        self.ran += (now - self.last_check).min(TICK * 2);
+        self.last_check = now;
+    }
+}
+
+/// The waits of a call in `next`, `sleep` and `fetch`: what the wall bound does not count.
+#[derive(Default)]
+struct Waits {
+    /// Wall time (ns) of the waits that ended.
+    waited_ns: AtomicU64,
+    /// When the wait in progress began ([`clock_ns`]), 0 when none.
+    since: AtomicU64,
+}
+
+impl Waits {
+    fn reset(&self) {
+        self.waited_ns.store(0, Ordering::Relaxed);
+        self.since.store(0, Ordering::Relaxed);
+    }
+
+    fn begin(&self, now: Instant) {
+        self.since.store(clock_ns_at(now), Ordering::Relaxed);
+    }
+
+    fn end(&self, started: Instant, now: Instant) {
+        self.waited_ns
+            .fetch_add((now - started).as_nanos() as u64, Ordering::Relaxed);
+        self.since.store(0, Ordering::Relaxed);
+    }
+
+    fn in_progress(&self) -> bool {
+        self.since.load(Ordering::Relaxed) != 0
+    }
+
+    /// All the call's waiting so far, the one in progress included.
+    fn total(&self) -> Duration {
+        let since = self.since.load(Ordering::Relaxed);
+        let ongoing = if since == 0 {
+            0
+        } else {
+            clock_ns().saturating_sub(since)
+        };
+        Duration::from_nanos(self.waited_ns.load(Ordering::Relaxed) + ongoing)
     }
 }
 
@@ -949,16 +986,14 @@ struct Bound {
     limit: Duration,
     /// When the call began (its state was reset by `begin_call`): no clock read here.
     started: Instant,
-    waited_ns: Arc<AtomicU64>,
-    waiting_since: Arc<AtomicU64>,
+    waits: Arc<Waits>,
 }
 
 fn watchdog(info: &PluginInfo, state: &PluginState) -> Bound {
     Bound {
         limit: wall_bound(info),
         started: state.last_check,
-        waited_ns: state.waited_ns.clone(),
-        waiting_since: state.waiting_since.clone(),
+        waits: state.waits.clone(),
     }
 }
 
@@ -976,8 +1011,7 @@ impl Bound {
             if let Poll::Ready(result) = call.as_mut().poll(cx) {
                 return Poll::Ready(Some(result));
             }
-            let waiting = self.waiting_since.load(Ordering::Relaxed) != 0;
-            if !waiting && timer.as_mut().poll(cx).is_ready() {
+            if !self.waits.in_progress() && timer.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);
             }
             Poll::Pending
@@ -990,14 +1024,7 @@ impl Bound {
         // Nothing to check before the bound could have passed (most calls end long before).
         tokio::time::sleep_until((self.started + self.limit).into()).await;
         loop {
-            let since = self.waiting_since.load(Ordering::Relaxed);
-            let ongoing = if since == 0 {
-                0
-            } else {
-                clock_ns().saturating_sub(since)
-            };
-            let waited = Duration::from_nanos(self.waited_ns.load(Ordering::Relaxed) + ongoing);
-            let outside = self.started.elapsed().saturating_sub(waited);
+            let outside = self.started.elapsed().saturating_sub(self.waits.total());
             if outside > self.limit {
                 return;
             }
@@ -1422,8 +1449,10 @@ mod tests {
         Bound {
             limit: Duration::from_millis(ms),
             started: Instant::now(),
-            waited_ns: Arc::new(AtomicU64::new(0)),
-            waiting_since: Arc::new(AtomicU64::new(if waiting { clock_ns() } else { 0 })),
+            waits: Arc::new(Waits {
+                waited_ns: AtomicU64::new(0),
+                since: AtomicU64::new(if waiting { clock_ns() } else { 0 }),
+            }),
         }
     }
 
@@ -1448,12 +1477,13 @@ mod tests {
     async fn the_wall_bound_counts_only_the_time_outside_waits() {
         // 100 ms waiting, then 100 ms stuck outside any wait, against a bound of 150 ms: the wait is
         // not counted, so the call runs to its end; the same call with no wait is stopped.
-        let b = bound(150, true);
-        let (since, waited) = (b.waiting_since.clone(), b.waited_ns.clone());
+        let b = bound(150, false);
+        let waits = b.waits.clone();
         let call = async move {
+            let started = Instant::now();
+            waits.begin(started);
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let begun = since.swap(0, Ordering::Relaxed);
-            waited.fetch_add(clock_ns() - begun, Ordering::Relaxed);
+            waits.end(started, Instant::now());
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         assert_eq!(b.run(call).await, Some(()));

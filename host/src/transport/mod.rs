@@ -122,6 +122,11 @@ impl HttpTransport {
         self.shards.len()
     }
 
+    /// How many worker threads the transport was made for.
+    pub fn workers(&self) -> usize {
+        self.shards.len() - 1
+    }
+
     /// How many connections worker `worker` (1-based) may open to one host (0: no cap).
     pub fn quota(&self, worker: usize) -> usize {
         self.quotas
