@@ -44,16 +44,7 @@ pub use bindings::sparkwasm::plugin::chain::next;
 pub use bindings::sparkwasm::plugin::host::{self, Identity, Level};
 pub use bindings::sparkwasm::plugin::types::{Error, ErrorKind, Fields, Request, Response};
 
-/// A middleware: sees each row's request, calls [`next`] zero or more times, returns the response.
-pub trait Middleware {
-    /// Once per instance before the first `handle`; check the config here. An error stops the run
-    /// before its first request.
-    fn init() -> Result<(), String> {
-        Ok(())
-    }
-
-    fn handle(request: Request) -> Result<Response, Error>;
-}
+include!("../../sdk/src/common.rs");
 
 /// Exports a [`Middleware`] implementation as the component's `handler`.
 #[macro_export]
@@ -74,52 +65,7 @@ macro_rules! export_middleware {
     };
 }
 
-/// The plugin's config (the pipeline entry's `config`), deserialized. Unknown keys are the plugin's
-/// to refuse (`#[serde(deny_unknown_fields)]`).
-pub fn config<T: serde::de::DeserializeOwned>() -> Result<T, String> {
-    serde_json::from_str(&host::config()).map_err(|e| format!("bad config: {e}"))
-}
-
-/// Every error kind by its WIT name, in declaration order.
-pub const ERROR_KINDS: [&str; 7] = [
-    "connect",
-    "tls",
-    "reset",
-    "timeout",
-    "invalid-request",
-    "rejected",
-    "other",
-];
-
-/// The WIT name of an error kind (`connect`, `reset`, ...), as configs spell it.
-pub fn kind_name(kind: ErrorKind) -> &'static str {
-    ERROR_KINDS[kind as usize]
-}
-
-/// A row-failing error of the given kind.
-pub fn error(kind: ErrorKind, message: impl Into<String>) -> Error {
-    Error {
-        kind,
-        message: message.into(),
-    }
-}
-
-/// Writes to the run's log under the plugin's name.
-pub fn log(level: Level, message: &str) {
-    host::log(level, message)
-}
-
 /// Whether the run's log shows lines at `level` (build a costly message only then).
 pub fn log_enabled(level: Level) -> bool {
     host::enabled(level)
-}
-
-/// Waits without holding up other rows.
-pub fn sleep_ms(ms: u64) {
-    host::sleep(ms)
-}
-
-/// Monotonic nanoseconds.
-pub fn now_ns() -> u64 {
-    host::monotonic_now()
 }

@@ -40,16 +40,7 @@ pub use bindings::sparkwasm::plugin::chain::next as next_raw;
 pub use bindings::sparkwasm::plugin::host::{self, Identity, Level};
 pub use bindings::sparkwasm::plugin::types::{Error, ErrorKind, Fields, Request, Response};
 
-/// A middleware: sees each row's request, calls [`next`] zero or more times, returns the response.
-pub trait Middleware {
-    /// Once per instance before the first `handle`; check the config here. An error stops the run
-    /// before its first request.
-    fn init() -> Result<(), String> {
-        Ok(())
-    }
-
-    fn handle(request: Request) -> Result<Response, Error>;
-}
+include!("common.rs");
 
 /// Exports a [`Middleware`] implementation as the component's `handler`.
 #[macro_export]
@@ -75,12 +66,6 @@ pub fn next(request: &Request) -> Result<Response, Error> {
     next_raw(request)
 }
 
-/// The plugin's config (the pipeline entry's keys, or a custom plugin's `config`), deserialized.
-/// Unknown keys are the plugin's to refuse (`#[serde(deny_unknown_fields)]`).
-pub fn config<T: serde::de::DeserializeOwned>() -> Result<T, String> {
-    serde_json::from_str(&host::config()).map_err(|e| format!("bad config: {e}"))
-}
-
 /// The first value of header `name` (case-insensitive).
 pub fn header<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
     fields
@@ -102,51 +87,4 @@ pub fn set_meta(fields: &mut Fields, key: &str, value: impl Into<String>) {
         Some(entry) => entry.1 = value,
         None => fields.push((key.to_owned(), value)),
     }
-}
-
-/// Every error kind by its WIT name, in declaration order.
-pub const ERROR_KINDS: [&str; 7] = [
-    "connect",
-    "tls",
-    "reset",
-    "timeout",
-    "invalid-request",
-    "rejected",
-    "other",
-];
-
-/// The WIT name of an error kind (`connect`, `reset`, ...), as configs spell it.
-pub fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Connect => "connect",
-        ErrorKind::Tls => "tls",
-        ErrorKind::Reset => "reset",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::InvalidRequest => "invalid-request",
-        ErrorKind::Rejected => "rejected",
-        ErrorKind::Other => "other",
-    }
-}
-
-/// A row-failing error of the given kind.
-pub fn error(kind: ErrorKind, message: impl Into<String>) -> Error {
-    Error {
-        kind,
-        message: message.into(),
-    }
-}
-
-/// Writes to the run's log under the plugin's name.
-pub fn log(level: Level, message: &str) {
-    host::log(level, message)
-}
-
-/// Waits without holding up other rows.
-pub fn sleep_ms(ms: u64) {
-    host::sleep(ms)
-}
-
-/// Monotonic nanoseconds.
-pub fn now_ns() -> u64 {
-    host::monotonic_now()
 }
