@@ -59,7 +59,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let pipeline = args
         .next()
-        .expect("usage: hop PIPELINE [--requests N] [--concurrency C]");
+        .expect("usage: hop PIPELINE [--requests N] [--concurrency C] [--yields Y]");
     let (mut requests, mut concurrency, mut yields) = (200_000usize, 32usize, 0usize);
     while let Some(flag) = args.next() {
         let value: usize = args

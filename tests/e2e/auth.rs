@@ -126,7 +126,6 @@ async fn one_oauth2_token_serves_every_worker_and_is_renewed_before_it_expires()
     assert_eq!(rows.len(), 4000);
     assert!(rows.iter().all(|r| r.success));
     let tokens = server.counters.auth.token_requests.load(Ordering::Relaxed);
-    eprintln!("{tokens} token requests for 4000 rows on 200 consumers");
     // One per lifetime (renewed 0.3 s early): ~4 over 6 s; never one per consumer or per row.
     assert!(
         (2..=8).contains(&tokens),

@@ -14,6 +14,11 @@ fn guest(file: &str) -> PathBuf {
     Path::new(env!("SPARKWASM_PLUGIN_DIR")).join(file)
 }
 
+/// A JSON column of a bronze row (metadata, headers, an echoed body), parsed.
+fn json(column: &Option<String>) -> serde_json::Value {
+    serde_json::from_str(column.as_deref().unwrap()).unwrap()
+}
+
 fn sha256_of(path: &Path) -> String {
     format!("{:x}", Sha256::digest(std::fs::read(path).unwrap()))
 }
@@ -44,18 +49,15 @@ async fn a_legacy_middleware_list_recovers_from_a_flaky_endpoint() {
     for row in &rows {
         assert!(row.success, "{row:?}", row = row.error_message);
         assert_eq!(row.attempts, 2, "row {}", row.request_id);
-        let meta: serde_json::Value =
-            serde_json::from_str(row.response_metadata.as_deref().unwrap()).unwrap();
+        let meta = json(&row.response_metadata);
         assert_eq!(meta["retry.attempts"], "2", "{meta}");
         assert_eq!(meta["json_valid"], "true", "{meta}");
         let elapsed: f64 = meta["elapsed_ms"].as_str().unwrap().parse().unwrap();
         assert!(elapsed > 0.0);
         // worker_identity's header reached the server, and its metadata the table.
-        let body: serde_json::Value =
-            serde_json::from_str(row.body_text.as_deref().unwrap()).unwrap();
+        let body = json(&row.body_text);
         let sent = body["headers"]["x-worker-id"].as_str().unwrap();
-        let request_meta: serde_json::Value =
-            serde_json::from_str(row.request_metadata.as_deref().unwrap()).unwrap();
+        let request_meta = json(&row.request_metadata);
         assert_eq!(request_meta["worker_id"], sent);
         assert!(sent.contains("/p") && sent.contains("-c"), "{sent}");
     }
@@ -65,12 +67,16 @@ async fn a_legacy_middleware_list_recovers_from_a_flaky_endpoint() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_of_the_0_2_contract_edits_requests_and_responses_through_handles() {
-    // editor-v2 (plugins/fixtures/editor-v2) after the built-in (0.1) timing: both contracts in one
-    // chain. It marks each request, resends it after the flaky endpoint's 503 or 429 (the same
-    // request handle, a second `next`), and notes the status it saw.
-    let editor = guest("editor_v2.wasm");
+    // editor-v2 (plugins/fixtures/editor-v2) behind the built-in timing (0.2) and the passthrough
+    // fixture (0.1): both contracts in one chain. It marks each request, resends it after the flaky
+    // endpoint's 503 or 429 (the same request handle, a second `next`), notes the status it saw, and
+    // marks its request once more after its last `next`, which must not reach the record of what was
+    // sent (the request is shared with it until edited).
+    let (editor, passthrough) = (guest("editor_v2.wasm"), guest("passthrough.wasm"));
     let middleware = format!(
-        "middleware:\n  - type: timing\n  - {{type: wasm, name: editor, path: {}, sha256: \"{}\"}}\n",
+        "middleware:\n  - type: timing\n  - {{type: wasm, name: p01, path: {}, sha256: \"{}\"}}\n  - {{type: wasm, name: editor, path: {}, sha256: \"{}\"}}\n",
+        passthrough.display(),
+        sha256_of(&passthrough),
         editor.display(),
         sha256_of(&editor)
     );
@@ -88,28 +94,23 @@ async fn a_plugin_of_the_0_2_contract_edits_requests_and_responses_through_handl
     let mut resent = 0;
     for row in &rows {
         let id: u64 = row.request_id.parse().unwrap();
-        let request_meta: serde_json::Value =
-            serde_json::from_str(row.request_metadata.as_deref().unwrap()).unwrap();
+        let request_meta = json(&row.request_metadata);
         assert_eq!(request_meta["edited_by"], "editor-v2", "{request_meta}");
+        assert!(request_meta["late"].is_null(), "{request_meta}");
         // The flaky endpoint drops the first connection of every third id: no response to edit.
         if id % 3 == 2 {
             assert!(!row.success);
             continue;
         }
         assert!(row.success, "{:?}", row.error_message);
-        let meta: serde_json::Value =
-            serde_json::from_str(row.response_metadata.as_deref().unwrap()).unwrap();
-        assert!(
-            meta["elapsed_ms"].is_string(),
-            "timing (0.1) around it: {meta}"
-        );
+        let meta = json(&row.response_metadata);
+        assert!(meta["elapsed_ms"].is_string(), "timing around it: {meta}");
         assert_eq!(meta["seen_status"], "200", "{meta}");
         assert_eq!(request_meta["resent"], "true", "{request_meta}");
         assert_eq!(row.attempts, 2);
         resent += 1;
         // The header it set reached the server (the echo) and the request_headers column.
-        let body: serde_json::Value =
-            serde_json::from_str(row.body_text.as_deref().unwrap()).unwrap();
+        let body = json(&row.body_text);
         assert_eq!(body["headers"]["x-edited"], "v2", "{body}");
         assert!(
             row.request_headers
@@ -128,6 +129,7 @@ async fn a_plugin_of_the_0_2_contract_edits_requests_and_responses_through_handl
     );
     assert_exit(&case.run(), 0);
     let rows = read_bronze(&case.bronze());
+    assert_eq!(rows.len(), 10);
     assert!(rows.iter().all(|r| {
         r.success
             && r.status_code == Some(204)
@@ -384,8 +386,7 @@ async fn auth_plugins_send_credentials_that_never_land() {
     let mut seen = String::from_utf8_lossy(&out.stderr).into_owned();
     seen.push_str(&String::from_utf8_lossy(&out.stdout));
     for row in read_bronze(&case.bronze()) {
-        let headers: serde_json::Value =
-            serde_json::from_str(row.request_headers.as_deref().unwrap()).unwrap();
+        let headers = json(&row.request_headers);
         assert_eq!(headers["authorization"], "***", "{headers}");
         assert_eq!(headers["X-API-Key"], "***", "{headers}");
         // The echo server saw the real values; the table holds them redacted.
