@@ -13,9 +13,12 @@ Called by scripts/bench.sh (which builds the release binaries and installs wrk a
 4. The Python reference (bench/legacy_executor.py): the same work the legacy way (asyncio + aiohttp).
 5. Plugins: sparkwasm again with the legacy default chain (retry, logging, timing, json_body as WASM
    plugins): rows/s, and the CPU each plugin hop adds per request ((CPU with − CPU without) / rows / 4);
-   then with four `passthrough` fixtures (a guest that only calls next): what a hop costs the host alone.
-   Then both chains in isolation (host/examples/hop.rs: no network, no sink, one thread), where a hop's
-   cost is not mixed with the cache and scheduler effects of a busy 2-core machine.
+   then with four `passthrough` fixtures (a guest that asks for every hook and changes nothing): what a
+   hop costs the host alone. Then both chains in isolation (host/examples/hop.rs: no network, no sink,
+   one thread), where a hop's cost is not mixed with the cache and scheduler effects of a busy 2-core
+   machine. Then the legacy chain with 1,000, 4,000 (the legacy default, 200 × 20) and 10,000 requests in
+   flight against an endpoint that answers after 50 ms, beside wrk with as many connections: rows/s and
+   peak RSS (memory must not grow with requests in flight).
 6. Memory: sparkwasm's peak RSS on ROWS and on MEMORY_ROWS rows (10× the input, same batch size): memory is
    bounded by batch_size and the queues, not by the input.
 
@@ -69,9 +72,9 @@ def serve(bin_dir):
     return proc, url
 
 
-def wrk(url, connections, seconds):
+def wrk(url, connections, seconds, path="/items/1"):
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", f"{url}/items/1"],
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", f"{url}{path}"],
         capture_output=True, text=True, check=True,
     ).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -116,7 +119,15 @@ def main():
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--wrk-seconds", type=int, default=10)
     p.add_argument("--python", default=sys.executable)
+    p.add_argument("--in-flight", default="2x500,200x20,10x1000",
+                   help="partitions x consumers for the 50 ms endpoint runs ('' for none)")
     args = p.parse_args()
+    args.in_flight = [tuple(int(v) for v in c.split("x")) for c in args.in_flight.split(",") if c]
+    # Thousands of connections at once: the soft limit of open files up to the hard one, for every
+    # child (wrk, the server, sparkwasm, which also raises its own).
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     work = Path(tempfile.mkdtemp(prefix="sparkwasm-bench-"))
     server, url = serve(args.bin_dir)
@@ -161,11 +172,6 @@ def main():
         digest = hashlib.sha256(guest.read_bytes()).hexdigest()
         n_rate, n_cpu, bare_hop_us, n_config = chain_run("passthrough", "middleware:\n" + "".join(
             f'  - {{type: wasm, name: p{i}, path: "{guest}", sha256: "{digest}"}}\n' for i in range(4)))
-        guest2 = guest.with_name("passthrough_v2.wasm")
-        digest2 = hashlib.sha256(guest2.read_bytes()).hexdigest()
-        v_rate, v_cpu, v2_hop_us, v_config = chain_run("passthrough-v2", "middleware:\n" + "".join(
-            f'  - {{type: wasm, name: p{i}, path: "{guest2}", sha256: "{digest2}"}}\n' for i in range(4)))
-
         # The same chains in isolation (host/examples/hop.rs): no network, no sink, one thread.
         def hop_run(config):
             env = dict(os.environ, BENCH_API="http://127.0.0.1:9", BENCH_ROWS=str(rows_file),
@@ -183,9 +189,33 @@ def main():
         bare_us = hop_run(CONFIG)
         iso_hop = (hop_run(p_config) - bare_us) / 4
         iso_bare_hop = (hop_run(n_config) - bare_us) / 4
-        iso_v2_hop = (hop_run(v_config) - bare_us) / 4
-        print(f"in isolation: {iso_hop:.2f} µs per legacy hop, {iso_bare_hop:.2f} µs per passthrough hop, "
-              f"{iso_v2_hop:.2f} µs per passthrough hop on WIT 0.2", flush=True)
+        print(f"in isolation: {iso_hop:.2f} µs per legacy hop, {iso_bare_hop:.2f} µs per passthrough hop",
+              flush=True)
+
+        # Requests in flight: the legacy chain against an endpoint that answers after 50 ms, at the
+        # concurrency of a big legacy job, beside wrk with as many connections.
+        in_flight = []
+        for partitions, per_partition in args.in_flight:
+            n = partitions * per_partition
+            rows_n = max(args.rows, n * 20)
+            many = work / f"rows-{rows_n}.parquet"
+            if not many.exists():
+                subprocess.run([args.bin_dir / "testkit", "rows", str(rows_n), many], check=True)
+            cfg = work / f"bench-inflight-{n}.yaml"
+            cfg.write_text(CONFIG.read_text()
+                           .replace("url_path: /items/{id}", "url_path: /slow/50/{id}")
+                           .replace("partitions: 2", f"partitions: {partitions}")
+                           + LEGACY_CHAIN)
+            w = wrk(url, n, args.wrk_seconds, path="/slow/50/1")
+            r_rows, r_wall, _, r_rss = median_run(args.bin_dir, url, many, work / f"sw-inflight-{n}",
+                                                   2 * per_partition, cfg)
+            if r_rows != rows_n:
+                sys.exit(f"sparkwasm at {n} in flight landed {r_rows} rows, expected {rows_n}")
+            rate = r_rows / r_wall
+            in_flight.append((partitions, per_partition, w, rate, r_rss))
+            print(f"{n:,} in flight ({partitions} × {per_partition}), legacy chain, 50 ms API: "
+                  f"{rate:,.0f} rows/s = {rate / w:.2f}× wrk ({w:,.0f}), peak RSS {r_rss:.0f} MiB",
+                  flush=True)
 
         memory = []
         if args.memory_rows:
@@ -220,18 +250,22 @@ def main():
         f"{p_rate / wrk_rate:.2f} | {p_rate / py_rate:.2f} |",
         f"| sparkwasm + 4 passthrough guests (host cost of a hop) | {n_rate:,.0f} | "
         f"{n_rate / wrk_rate:.2f} | {n_rate / py_rate:.2f} |",
-        f"| sparkwasm + 4 passthrough guests, WIT 0.2 (resources) | {v_rate:,.0f} | "
-        f"{v_rate / wrk_rate:.2f} | {v_rate / py_rate:.2f} |",
         "",
         f"CPU per row: sparkwasm {cpu / args.rows * 1e6:.1f} µs without plugins, "
         f"{p_cpu / args.rows * 1e6:.1f} µs with the four legacy plugins: **{hop_us:.2f} µs per plugin "
-        f"hop**; {n_cpu / args.rows * 1e6:.1f} µs with four passthrough guests: "
-        f"**{bare_hop_us:.2f} µs per hop of host cost**; {v_cpu / args.rows * 1e6:.1f} µs with four "
-        f"passthrough guests of WIT 0.2: **{v2_hop_us:.2f} µs per hop**. The same chains in isolation "
-        f"(`host/examples/hop.rs`: 200k requests through the chain to a terminal that answers at once, "
-        f"one thread, no network, no sink; median of three): **{iso_hop:.2f} µs per legacy plugin hop, "
-        f"{iso_bare_hop:.2f} µs per passthrough hop, {iso_v2_hop:.2f} µs per WIT 0.2 passthrough hop**.",
+        f"hop**; {n_cpu / args.rows * 1e6:.1f} µs with four passthrough guests (each called on the way "
+        f"in and on the way out): **{bare_hop_us:.2f} µs per hop of host cost**. The same chains in "
+        f"isolation (`host/examples/hop.rs`: 200k requests through the chain to a terminal that answers "
+        f"at once, one thread, no network, no sink; median of three): **{iso_hop:.2f} µs per legacy "
+        f"plugin hop, {iso_bare_hop:.2f} µs per passthrough hop**.",
     ]
+    if in_flight:
+        table += ["", "Requests in flight, legacy chain (retry, logging, timing, json_body), an endpoint that "
+                  "answers after 50 ms, wrk with as many connections:", "",
+                  "| in flight (partitions × consumers) | wrk req/s | sparkwasm rows/s | × wrk | peak RSS |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        table += [f"| {p * c:,} ({p} × {c}) | {w:,.0f} | {r:,.0f} | {r / w:.2f} | {m:.0f} MiB |"
+                  for p, c, w, r, m in in_flight]
     if memory:
         table += ["", "| input rows | sparkwasm peak RSS |", "| ---: | ---: |"]
         table += [f"| {n:,} | {m:.0f} MiB |" for n, m in memory]

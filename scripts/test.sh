@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and end-to-end tests (cargo test).
 # Installs what it needs: a Python venv with `deltalake` (the independent second reader of the tests)
-# and componentize-py; host/build.rs adds the wasm32-wasip2 target for the guest plugins.
+# and componentize-py, componentize-js from npm; host/build.rs adds the wasm32-wasip2 target for the
+# guest plugins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-protoc.sh
@@ -9,8 +10,11 @@ VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -c "import deltalake, pyarrow" 2>/dev/null || "$VENV/bin/pip" install -q "deltalake>=1.1" pyarrow
 export SPARKWASM_PYTHON="$VENV/bin/python"
-# The polyglot example: a middleware written in Python, built from source with componentize-py.
-export SPARKWASM_PYTHON_PLUGIN="$(bash scripts/build-python-plugin.sh)"
+# The polyglot examples: middleware written in Python (componentize-py) and JavaScript
+# (componentize-js), built from source. A failed build stops the suite here.
+SPARKWASM_PYTHON_PLUGIN="$(bash scripts/build-python-plugin.sh)"
+SPARKWASM_JS_PLUGIN="$(bash scripts/build-js-plugin.sh)"
+export SPARKWASM_PYTHON_PLUGIN SPARKWASM_JS_PLUGIN
 cargo fmt --all --check
 cargo fmt --all --check --manifest-path plugins/Cargo.toml
 cargo clippy --workspace --all-targets -- -D warnings

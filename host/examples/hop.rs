@@ -5,27 +5,31 @@
 //! Loads PIPELINE's middleware chain exactly as `sparkwasm run` does (same engine, compile cache,
 //! instance pool, sandbox limits) and sends N requests through it to a terminal that answers with a
 //! small 200 at once, or after giving way Y times (as a network exchange wakes its task; no network,
-//! no sink), C at a time on one single-threaded runtime, as a worker
-//! thread runs them. Prints one JSON line: CPU µs per request over the timed requests (a warm-up
+//! no sink), C at a time on one single-threaded runtime, as a worker thread runs them. Prints one JSON line: CPU µs per request over the timed requests (a warm-up
 //! round first fills the instance pool). `bench/run.py` runs it with no middleware, the legacy chain
 //! and four passthrough guests: (CPU with - CPU without) / 4 is the cost of a hop.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use sparkwasm::api::{ApiRequest, ApiResponse, RequestError};
+use sparkwasm::chain::{Chain, Destination, Terminal};
 use sparkwasm::config::{self, LoadOptions, SecretStore};
-use sparkwasm::executor::Redactor;
-use sparkwasm::plugin::{self, Terminal};
-use sparkwasm::request::{ApiRequest, ApiResponse, RequestError};
+use sparkwasm::plugin;
+use sparkwasm::redact::Redactor;
 use sparkwasm::transport::HttpTransport;
 
 /// Answers every request with the same small JSON document, as the bench's endpoint does, after
-/// giving way `.0` times (each a wake-up, as a network exchange has: the chain's fibers are suspended
+/// giving way `.0` times (each a wake-up, as a network exchange has: the row task is suspended
 /// and resumed that many times).
 struct Canned(usize);
 
 impl Terminal for Canned {
-    fn send(&self, request: Arc<ApiRequest>) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
+    fn send(
+        &self,
+        request: Arc<ApiRequest>,
+        _: Destination,
+    ) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
         Box::pin(async move {
             for _ in 0..self.0 {
                 tokio::task::yield_now().await;
@@ -90,10 +94,11 @@ fn main() {
     let report = runtime.block_on(async {
         let transport = Arc::new(HttpTransport::new(&pipeline.transport, 1).expect("transport"));
         let redactor = Arc::new(Redactor::default());
-        let plugins = plugin::load(&pipeline, concurrency, &transport, &redactor)
+        let plugins = plugin::load(&pipeline, &transport, &redactor)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let chain = Arc::new(plugins.chain);
+        let endpoint = sparkwasm::chain::Origin::of("http://127.0.0.1:9/").ok();
+        let chain = Arc::new(Chain::new(plugins.layers, endpoint));
         let terminal: Arc<dyn Terminal> = Arc::new(Canned(yields));
         let round = |n: usize| {
             let (chain, terminal) = (chain.clone(), terminal.clone());
@@ -112,7 +117,7 @@ fn main() {
                                 body: None,
                                 metadata: [("partition".to_owned(), "0".to_owned())].into(),
                             };
-                            let outcome = chain.call(request, &terminal).await;
+                            let outcome = chain.call(request, &*terminal).await;
                             failed += usize::from(outcome.result.is_err());
                         }
                         failed

@@ -3,13 +3,16 @@
 //! [`run`] reads top to bottom as the stages of a run: config → plugins → source → resume → execute →
 //! sink → report. Each stage is a module of the same name.
 
+pub mod api;
 pub mod auth;
+pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod executor;
 pub mod plugin;
+pub mod redact;
+pub mod render;
 pub mod report;
-pub mod request;
 pub mod sink;
 pub mod source;
 pub mod spark;
@@ -19,20 +22,22 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use chain::{Chain, Origin};
 use config::Pipeline;
-use executor::{Gate, RateLimiter, Redactor, Work};
+use executor::{Gate, RateLimiter, Work};
+use redact::Redactor;
+use render::RequestPlan;
 use report::{Progress, Summary};
-use request::RequestPlan;
 use sink::{BronzeSink, Record};
 
 /// Why a run could not go on. Nothing was sent unless the source failed mid-way.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{0}")]
-    Plugin(String),
+    #[error(transparent)]
+    Plugin(#[from] plugin::PluginError),
     /// The first credential could not be acquired (token endpoint down, refused, garbage).
-    #[error("{0}")]
-    Auth(String),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
     #[error(transparent)]
     Source(#[from] source::SourceError),
     #[error(transparent)]
@@ -59,28 +64,21 @@ pub struct RunReport {
 pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
     // 2. plugins: verified, compiled (or from the cache), initialised before any row is read
     let exec = &pipeline.execution;
-    let consumers = exec.partitions * exec.concurrency_limit;
     let workers = transport::worker_threads(exec.partitions, pipeline.transport.connection_limit);
     let transport = Arc::new(transport::HttpTransport::new(&pipeline.transport, workers)?);
     // One redactor for the run: the config's secrets, and every credential acquired later.
-    let redactor = Arc::new(Redactor::new(
-        pipeline
-            .secrets
-            .iter()
-            .cloned()
-            .chain(auth::secrets(&pipeline.auth)),
-    ));
-    let plugins = plugin::load(pipeline, consumers, &transport, &redactor)
-        .await
-        .map_err(|e| RunError::Plugin(e.to_string()))?;
+    let redactor = Arc::new(Redactor::for_pipeline(pipeline));
+    let plugins = plugin::load(pipeline, &transport, &redactor).await?;
     // auth: the first credential before anything else (a token endpoint that is down stops the run)
     let strategy = auth::Strategy::new(
         &pipeline.auth,
         transport.clone(),
-        plugins.auth,
+        plugins
+            .auth
+            .map(|a| Box::new(a) as Box<dyn auth::Authenticator>),
         redactor.clone(),
-    );
-    strategy.prepare().await.map_err(RunError::Auth)?;
+    )?;
+    strategy.prepare().await?;
     // 3. source: schema checked before any request
     let rows = source::open(pipeline, &RequestPlan::used_columns(pipeline)).await?;
     let plan = RequestPlan::new(pipeline, &rows.schema).map_err(RunError::Endpoint)?;
@@ -117,13 +115,15 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
     };
     let terminal = Arc::new(auth::AuthGate {
         strategy,
+        credentials: auth::Static::headers(&pipeline.credentials),
         next: gate,
     });
+    let endpoint = Origin::of(pipeline.endpoint.base_url.as_str()).ok();
     let progress = Arc::new(Progress::default());
     let display = progress.show(rows.total_rows);
     let work = Arc::new(Work {
         plan,
-        chain: plugins.chain,
+        chain: Chain::new(plugins.layers, endpoint),
         terminal,
         id_column,
         landed: resume.landed,

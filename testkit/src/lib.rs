@@ -40,6 +40,33 @@ pub struct Counters {
     pub flaky: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// The token endpoint, the key service and the guarded paths (see [`auth`]).
     pub auth: auth::AuthState,
+    /// Set to keep every non-HEAD request in `arrivals` (off by default: the bench's server keeps
+    /// nothing).
+    pub record: std::sync::atomic::AtomicBool,
+    pub arrivals: std::sync::Mutex<Vec<Arrival>>,
+}
+
+/// A request as the server received it (kept when [`Counters::record`] is set).
+#[derive(Clone, Debug)]
+pub struct Arrival {
+    pub at: std::time::Instant,
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Header names in lower case, with their values.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Counters {
+    /// Starts keeping every request (see [`Arrival`]).
+    pub fn keep_arrivals(&self) {
+        self.record.store(true, Ordering::SeqCst);
+    }
+
+    /// The requests kept so far.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.arrivals.lock().expect("arrivals lock").clone()
+    }
 }
 
 /// A running local API; stops when dropped.
@@ -173,6 +200,22 @@ async fn handle(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if c.record.load(Ordering::Relaxed) && parts.method != hyper::Method::HEAD {
+        c.arrivals.lock().expect("arrivals lock").push(Arrival {
+            at: std::time::Instant::now(),
+            method: parts.method.to_string(),
+            target: parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                .collect(),
+        });
+    }
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let mut path = parts.uri.path().to_owned();
     let reply = |status: u16, body: String| {

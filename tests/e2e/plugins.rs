@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use testkit::ApiServer;
@@ -66,15 +67,14 @@ async fn a_legacy_middleware_list_recovers_from_a_flaky_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_plugin_of_the_0_2_contract_edits_requests_and_responses_through_handles() {
-    // editor-v2 (plugins/fixtures/editor-v2) behind the built-in timing (0.2) and the passthrough
-    // fixture (0.1): both contracts in one chain. It marks each request, resends it after the flaky
-    // endpoint's 503 or 429 (the same request handle, a second `next`), notes the status it saw, and
-    // marks its request once more after its last `next`, which must not reach the record of what was
-    // sent (the request is shared with it until edited).
-    let (editor, passthrough) = (guest("editor_v2.wasm"), guest("passthrough.wasm"));
+async fn a_plugin_edits_requests_and_responses_through_handles_and_resends() {
+    // editor (plugins/fixtures/editor) behind the built-in timing and the passthrough fixture. It
+    // marks each request, asks for a resend after the flaky endpoint's 503 or 429 (the host sends
+    // its request through the inner layers again), notes the status it saw, and marks its request
+    // once more after the last response, which must not reach the record of what was sent.
+    let (editor, passthrough) = (guest("editor.wasm"), guest("passthrough.wasm"));
     let middleware = format!(
-        "middleware:\n  - type: timing\n  - {{type: wasm, name: p01, path: {}, sha256: \"{}\"}}\n  - {{type: wasm, name: editor, path: {}, sha256: \"{}\"}}\n",
+        "middleware:\n  - type: timing\n  - {{type: wasm, name: pass, path: {}, sha256: \"{}\"}}\n  - {{type: wasm, name: editor, path: {}, sha256: \"{}\"}}\n",
         passthrough.display(),
         sha256_of(&passthrough),
         editor.display(),
@@ -95,7 +95,7 @@ async fn a_plugin_of_the_0_2_contract_edits_requests_and_responses_through_handl
     for row in &rows {
         let id: u64 = row.request_id.parse().unwrap();
         let request_meta = json(&row.request_metadata);
-        assert_eq!(request_meta["edited_by"], "editor-v2", "{request_meta}");
+        assert_eq!(request_meta["edited_by"], "editor", "{request_meta}");
         assert!(request_meta["late"].is_null(), "{request_meta}");
         // The flaky endpoint drops the first connection of every third id: no response to edit.
         if id % 3 == 2 {
@@ -111,15 +111,17 @@ async fn a_plugin_of_the_0_2_contract_edits_requests_and_responses_through_handl
         resent += 1;
         // The header it set reached the server (the echo) and the request_headers column.
         let body = json(&row.body_text);
-        assert_eq!(body["headers"]["x-edited"], "v2", "{body}");
+        assert_eq!(body["headers"]["x-edited"], "v1", "{body}");
         assert!(
             row.request_headers
                 .as_deref()
                 .unwrap()
-                .contains(r#""x-edited":"v2""#)
+                .contains(r#""x-edited":"v1""#)
         );
     }
     assert_eq!(resent, 40);
+    // 60 first attempts, and one resend for each of the 40 rows answered 503 or 429.
+    assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), 100);
     // A DELETE is answered by the plugin itself (a response it made): nothing reaches the server.
     let before = server.counters.row_requests.load(Ordering::SeqCst);
     let case = Case::new(
@@ -133,10 +135,11 @@ async fn a_plugin_of_the_0_2_contract_edits_requests_and_responses_through_handl
     assert!(rows.iter().all(|r| {
         r.success
             && r.status_code == Some(204)
+            && r.attempts == 0
             && r.response_metadata
                 .as_deref()
                 .unwrap()
-                .contains(r#""answered_by":"editor-v2""#)
+                .contains(r#""answered_by":"editor""#)
     }));
     assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), before);
 }
@@ -168,6 +171,73 @@ async fn retry_gives_up_after_max_attempts_and_says_so() {
     assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), 12);
 }
 
+/// The ways `plugins/fixtures/hostile` attacks, with its config, its limits and what the row's
+/// error must say.
+const ATTACKS: [(&str, &str, &str, &str); 12] = [
+    (
+        "spin",
+        "{}",
+        "{timeout_ms: 200}",
+        "ran past its deadline of 200 ms in on-request",
+    ),
+    (
+        "grow",
+        "{}",
+        "{memory_mb: 16}",
+        "out of memory in on-request: its cap is 16 MiB",
+    ),
+    ("trap", "{}", "{}", "hostile plugin panics on purpose"),
+    (
+        "bad-result",
+        "{}",
+        "{}",
+        "returned a malformed result from on-request: invalid utf-8",
+    ),
+    ("file", "{}", "{}", "file denied"),
+    ("env", "{}", "{}", "env empty"),
+    ("clock", "{}", "{}", "clock frozen at 0"),
+    (
+        "block",
+        "{}",
+        "{timeout_ms: 200}",
+        "blocked in on-request for more than 5.2 s",
+    ),
+    (
+        "crlf",
+        "{}",
+        "{}",
+        "broke a rule in on-request: set-header x-note: the value has a character HTTP does not allow",
+    ),
+    (
+        "big-body",
+        "{bytes: 5000}",
+        "{max_body_bytes: 1000}",
+        "broke a rule in on-request: response: a body of 5000 bytes is over its limits.max_body_bytes (1000)",
+    ),
+    (
+        "resend-forever",
+        "{}",
+        "{max_requests: 3}",
+        "asked to send the row's request more than 3 times (limits.max_requests)",
+    ),
+    (
+        "rewrite",
+        "{target: \"http://127.0.0.1:9\"}",
+        "{}",
+        "sent the request to http://127.0.0.1:9, which is neither the endpoint's origin",
+    ),
+];
+
+/// `config` for the hostile fixture in `mode`, with `extra` keys (a flow mapping's inside).
+fn attack(mode: &str, extra: &str) -> String {
+    let extra = extra.trim_matches(['{', '}']);
+    if extra.is_empty() {
+        format!("{{mode: {mode}}}")
+    } else {
+        format!("{{mode: {mode}, {extra}}}")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_plugins_fail_their_rows_and_the_run_goes_on() {
     let server = ApiServer::start(0).await.unwrap();
@@ -175,27 +245,14 @@ async fn hostile_plugins_fail_their_rows_and_the_run_goes_on() {
     trap_door.set_nonblocking(true).unwrap();
     let door = trap_door.local_addr().unwrap();
     let hostile = guest("hostile.wasm");
-    let cases = [
-        ("spin", "ran past its deadline of 200 ms"),
-        ("grow", "out of memory in handle: its cap is 16 MiB"),
-        ("trap", "hostile plugin panics on purpose"),
-        (
-            "bad-result",
-            "returned a malformed result from handle: invalid utf-8",
-        ),
-        ("file", "file denied"),
-        ("socket", "socket denied"),
-        ("env", "env empty"),
-        ("clock", "clock frozen at 0"),
-        ("block", "blocked in handle for more than 5.2 s"),
-    ];
-    for (mode, expected) in cases {
+    let socket = format!("{{target: \"{door}\"}}");
+    let cases = ATTACKS
+        .iter()
+        .map(|&(mode, extra, limits, expected)| (mode, extra.to_owned(), limits, expected))
+        .chain([("socket", socket, "{}", "socket denied")]);
+    for (mode, extra, limits, expected) in cases {
         let yaml = pipeline(&server.url(), "/echo/{id}", "")
-            + &custom(
-                &hostile,
-                &format!("{{mode: {mode}, target: \"{door}\"}}"),
-                "{memory_mb: 16, timeout_ms: 200}",
-            );
+            + &custom(&hostile, &attack(mode, &extra), limits);
         let case = Case::new(3, &yaml);
         let out = case.run();
         assert_exit(&out, 2);
@@ -215,49 +272,161 @@ async fn hostile_plugins_fail_their_rows_and_the_run_goes_on() {
         trap_door.accept().is_err(),
         "a plugin reached a socket it was not granted"
     );
-    assert_eq!(
-        server.counters.row_requests.load(Ordering::SeqCst),
-        0,
-        "no hostile mode calls next"
-    );
+    // Only resend-forever lets requests out: 3 rows, 3 sends each.
+    assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), 9);
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_slow_plugin_does_not_hold_up_other_rows() {
-    // sleep() yields to tokio: 40 rows that each sleep 300 ms in the plugin, 40 consumers, finish in
-    // about one sleep, not forty. Checked by the server's view, not by timing: all 40 were in flight
-    // before the first finished.
+async fn a_hostile_plugin_among_healthy_rows_fails_exactly_its_rows() {
+    // Every 10th row is attacked, 200 rows, two consumers: each failure forces the next row onto
+    // another instance (or a fresh one after a trap), and the healthy rows around it must land.
+    let server = ApiServer::start(0).await.unwrap();
+    let hostile = guest("hostile.wasm");
+    for &(mode, extra, limits, expected) in &ATTACKS {
+        if mode == "block" {
+            continue; // 20 rows × 5 s of watchdog: its containment is shown above
+        }
+        let every = match extra.trim_matches(['{', '}']) {
+            "" => "every: 10".to_owned(),
+            keys => format!("{keys}, every: 10"),
+        };
+        let yaml = pipeline(
+            &server.url(),
+            "/echo/{id}",
+            "execution: {partitions: 1, concurrency_limit: 2}\n",
+        ) + &custom(&hostile, &attack(mode, &every), limits);
+        let case = Case::new(200, &yaml);
+        let out = case.run();
+        assert_exit(&out, 2);
+        let rows = read_bronze(&case.bronze());
+        assert_eq!(rows.len(), 200, "{mode}");
+        let mut instances = std::collections::HashSet::new();
+        for row in &rows {
+            let id: u64 = row.request_id.parse().unwrap();
+            if id.is_multiple_of(10) {
+                let err = row.error_message.as_deref().unwrap_or_default();
+                assert!(!row.success, "{mode}: row {id}");
+                assert!(
+                    err.starts_with("plugin `guest`: ") && err.contains(expected),
+                    "{mode}: {err}"
+                );
+            } else {
+                assert!(row.success, "{mode}: row {id}: {:?}", row.error_message);
+                instances.insert(
+                    json(&row.response_metadata)["instance"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+        }
+        // A guest that trapped is replaced by a fresh instance; one that only broke a rule or
+        // returned an error is reused. Either way a few instances serve the run, not one per row.
+        let trapped = matches!(mode, "spin" | "grow" | "trap" | "bad-result");
+        if trapped {
+            assert!(
+                instances.len() > 1,
+                "{mode}: trapped instances were reused: {instances:?}"
+            );
+        }
+        assert!(
+            instances.len() <= 25,
+            "{mode}: {} instances",
+            instances.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spinning_plugin_does_not_starve_the_healthy_rows_on_its_worker() {
+    // Row 0 spins for its whole 4 s deadline on the only worker thread; the other consumer's 99
+    // healthy rows must be answered meanwhile (a guest yields its thread every tick), not after.
     let (server, case) = served(
-        40,
+        100,
         "/echo/{id}",
         &format!(
-            "execution: {{concurrency_limit: 40}}\n{}",
+            "execution: {{partitions: 1, concurrency_limit: 2}}\n{}",
             custom(
                 &guest("hostile.wasm"),
-                "{mode: sleep, ms: 300}",
-                "{timeout_ms: 100}"
+                "{mode: spin, every: 1000}",
+                "{timeout_ms: 4000}"
             )
         ),
     )
     .await;
+    let started = Instant::now();
     let mut child = case.spawn();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while server.counters.row_requests.load(Ordering::SeqCst) == 0
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(1));
+    let deadline = started + Duration::from_secs(60);
+    while server.counters.row_requests.load(Ordering::SeqCst) < 99 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
-    // The first requests arrive after one 300 ms sleep; by then every row is sleeping at once, so
-    // they arrive together.
-    std::thread::sleep(std::time::Duration::from_millis(150));
-    let burst = server.counters.row_requests.load(Ordering::SeqCst);
-    assert!(child.wait().unwrap().success());
+    let healthy_done = started.elapsed();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+    // The spinner ran 4 s of guest time (at least 4 s of wall clock) after it started with the first
+    // rows: the healthy rows were all answered well before that.
     assert!(
-        burst >= 30,
-        "only {burst} of 40 rows had slept concurrently"
+        healthy_done < Duration::from_secs(3),
+        "the healthy rows took {healthy_done:?}: they waited for the spinning guest"
     );
-    // The sleep (300 ms) exceeded timeout_ms (100): waiting does not count against the deadline.
-    assert!(read_bronze(&case.bronze()).iter().all(|r| r.success));
+    let rows = read_bronze(&case.bronze());
+    assert_eq!(rows.iter().filter(|r| r.success).count(), 99);
+    assert!(rows.iter().any(|r| {
+        r.request_id == "0"
+            && r.error_message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("ran past its deadline of 4000 ms")
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_in_flight_share_a_few_instances_of_each_plugin() {
+    // 400 rows, 200 in flight at once against an endpoint that answers after 300 ms: the plugin's
+    // instances are held only while a hook runs, so a few per worker thread serve them all (the 0.2
+    // contract held one per row in flight: 200 here, 4,000 at the legacy default).
+    let (server, case) = served(
+        400,
+        "/slow/300/{id}",
+        &format!(
+            "execution: {{partitions: 2, concurrency_limit: 100}}\ntransport: {{tcp_connection: {{limit: 0}}}}\n{}",
+            custom(&guest("hostile.wasm"), "{mode: pass}", "{}")
+        ),
+    )
+    .await;
+    server.counters.keep_arrivals();
+    let out = case.run();
+    assert_exit(&out, 0);
+    let rows = read_bronze(&case.bronze());
+    assert_eq!(rows.len(), 400);
+    let instances: std::collections::HashSet<String> = rows
+        .iter()
+        .map(|r| {
+            json(&r.response_metadata)["instance"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    // Two worker threads × at most 4 instances each, plus the one made at load.
+    assert!(
+        instances.len() <= 9,
+        "{} instances served 400 rows",
+        instances.len()
+    );
+    // And the rows really were in flight together: the server saw 150 arrive within one answer's time.
+    let arrivals: Vec<Instant> = server.counters.arrivals().iter().map(|a| a.at).collect();
+    let most = arrivals
+        .iter()
+        .map(|t| {
+            arrivals
+                .iter()
+                .filter(|u| **u >= *t && **u < *t + Duration::from_millis(300))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(most >= 150, "only {most} requests were in flight at once");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -275,7 +444,11 @@ async fn plugins_that_cannot_load_stop_the_run_before_any_request() {
         (tampered, "does not match its sha256: expected 0000"),
         (
             custom(&guest("wrong_contract.wasm"), "{}", "{}"),
-            "does not match the sparkwasm:plugin/middleware world",
+            "is not a plugin of the sparkwasm:plugin/middleware@1.0.0 world (wit/plugin.wit): it does not export sparkwasm:plugin/handler@1.0.0",
+        ),
+        (
+            custom(&guest("auth_hmac.wasm"), "{}", "{}"),
+            "is not a plugin of the sparkwasm:plugin/middleware@1.0.0 world",
         ),
         (
             custom(&not_wasm, "{}", "{}"),
@@ -367,51 +540,288 @@ fn cached_modules(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn auth_plugins_send_credentials_that_never_land() {
-    let (server, case) = served(
-        3,
-        "/echo/{id}",
-        "middleware:\n  - type: bearer\n    token: \"{{secret.api:token}}\"\n  - type: header_auth\n    header: X-API-Key\n    value: \"{{secret.api:key}}\"\n",
-    )
-    .await;
+async fn credential_middleware_is_added_by_the_host_and_never_lands() {
+    // `bearer` and `header_auth` entries are credentials the host adds after the chain: the guarded
+    // path accepts the real token (so it was sent), no plugin sees it (the `peek` guest records the
+    // header names it saw), and the table never holds it, not even under a redacted key.
+    let server = ApiServer::start(0).await.unwrap();
+    let s = server.counters.auth.settings.lock().unwrap().clone();
+    let (_, minted) = server.counters.auth.token(
+        Some(&format!(
+            "Basic {}",
+            base64_encode(&format!("{}:{}", s.client_id, s.client_secret))
+        )),
+        b"grant_type=client_credentials",
+    );
+    let token: serde_json::Value = serde_json::from_str(&minted).unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let middleware = format!(
+        "middleware:\n  - type: bearer\n    token: \"{{{{secret.api:token}}}}\"\n  - type: header_auth\n    header: X-Extra-Key\n    value: \"{{{{secret.api:key}}}}\"\n{}",
+        custom(&guest("hostile.wasm"), "{mode: peek}", "{}").replace("middleware:\n", "")
+    );
+    let case = Case::new(3, &pipeline(&server.url(), "/secure/{id}", &middleware));
     let out = sparkwasm(case.dir.path())
         .args(["run", "p.yaml"])
-        .env("SPARKWASM_SECRET_API_TOKEN", "tok-3141592653")
+        .env("SPARKWASM_SECRET_API_TOKEN", &token)
         .env("SPARKWASM_SECRET_API_KEY", "key-2718281828")
         .env("RUST_LOG", "debug")
         .output()
         .unwrap();
     assert_exit(&out, 0);
     assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), 3);
+    assert_eq!(server.counters.auth.refused.load(Ordering::Relaxed), 0);
     let mut seen = String::from_utf8_lossy(&out.stderr).into_owned();
     seen.push_str(&String::from_utf8_lossy(&out.stdout));
     for row in read_bronze(&case.bronze()) {
+        assert!(row.success);
         let headers = json(&row.request_headers);
-        assert_eq!(headers["authorization"], "***", "{headers}");
-        assert_eq!(headers["X-API-Key"], "***", "{headers}");
-        // The echo server saw the real values; the table holds them redacted.
-        let body = row.body_text.unwrap();
-        assert!(body.contains("Bearer ***"), "{body}");
-        seen.push_str(&body);
+        assert!(headers.get("authorization").is_none(), "{headers}");
+        assert!(headers.get("X-Extra-Key").is_none(), "{headers}");
+        let peeked = json(&row.request_metadata)["seen_headers"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            !peeked.to_ascii_lowercase().contains("authorization")
+                && !peeked.to_ascii_lowercase().contains("x-extra-key"),
+            "a plugin saw a credential header: {peeked}"
+        );
+        // The echo shows what the server got: the credentials, redacted in the table.
+        let body = json(&row.body_text);
+        assert_eq!(body["headers"]["authorization"], "***", "{body}");
+        assert_eq!(body["headers"]["x-extra-key"], "***", "{body}");
+        seen.push_str(&row.body_text.unwrap());
         seen.push_str(&headers.to_string());
     }
     assert!(
-        !seen.contains("tok-3141592653") && !seen.contains("key-2718281828"),
+        !seen.contains(&token) && !seen.contains("key-2718281828"),
         "a secret leaked"
     );
 }
 
-/// The Python example plugin, built by scripts/build-python-plugin.sh (scripts/test.sh sets
-/// SPARKWASM_PYTHON_PLUGIN). `None` only outside CI when it was not built.
-fn python_plugin() -> Option<PathBuf> {
-    match std::env::var_os("SPARKWASM_PYTHON_PLUGIN") {
+fn base64_encode(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The pipeline's credential for each way it can be given, the guarded path that checks it, and
+/// what it looks like on the wire (a header name, or a query parameter).
+fn credential_cases(server: &ApiServer) -> Vec<(&'static str, String, &'static str, &'static str)> {
+    let s = server.counters.auth.settings.lock().unwrap().clone();
+    let (_, minted) = server.counters.auth.token(
+        Some(&format!(
+            "Basic {}",
+            base64_encode(&format!("{}:{}", s.client_id, s.client_secret))
+        )),
+        b"grant_type=client_credentials",
+    );
+    let token: serde_json::Value = serde_json::from_str(&minted).unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    vec![
+        (
+            "basic",
+            format!(
+                "auth: {{type: basic, username: {}, password: {}}}\n",
+                s.username, s.password
+            ),
+            "/basic/{id}",
+            "authorization",
+        ),
+        (
+            "bearer",
+            format!("auth: {{type: bearer, token: {token}}}\n"),
+            "/secure/{id}",
+            "authorization",
+        ),
+        (
+            "api_key header",
+            format!("auth: {{type: api_key, api_key: {}}}\n", s.api_key),
+            "/apikey/{id}",
+            "x-api-key",
+        ),
+        (
+            "api_key query",
+            format!(
+                "auth: {{type: api_key, api_key: {}, query_param: api_key}}\n",
+                s.api_key
+            ),
+            "/apikey/{id}",
+            "api_key=",
+        ),
+        (
+            "oauth2",
+            format!(
+                "auth:\n  type: oauth2_client_credentials\n  token_url: {}/oauth/token\n  client_id: {}\n  client_secret: {}\n",
+                server.url(),
+                s.client_id,
+                s.client_secret
+            ),
+            "/secure/{id}",
+            "authorization",
+        ),
+        (
+            "bearer middleware",
+            format!("middleware:\n  - {{type: bearer, token: {token}}}\n"),
+            "/secure/{id}",
+            "authorization",
+        ),
+        (
+            "header_auth middleware",
+            format!(
+                "middleware:\n  - {{type: header_auth, header: X-API-Key, value: {}}}\n",
+                s.api_key
+            ),
+            "/apikey/{id}",
+            "x-api-key",
+        ),
+    ]
+}
+
+/// Whether a request the server got carries the credential (`on_wire`: a header name, or
+/// `name=` for a query parameter).
+fn carries(arrival: &testkit::Arrival, on_wire: &str) -> bool {
+    match on_wire.strip_suffix('=') {
+        Some(param) => arrival.target.contains(&format!("{param}=")),
+        None => arrival.headers.iter().any(|(k, _)| k == on_wire),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_that_moves_the_request_elsewhere_never_takes_the_credentials_along() {
+    // The attack that broke the old host: a plugin with no grant points every request at another
+    // host; the host used to add the pipeline's credential after the chain and send it there. Now,
+    // for every way a pipeline gives a credential: without a grant the rows fail before anything is
+    // sent; with a grant the requests go there without the credential; with `forward_credentials`
+    // they take it.
+    let api = ApiServer::start(0).await.unwrap();
+    api.counters.keep_arrivals();
+    let other = ApiServer::start(0).await.unwrap();
+    other.counters.keep_arrivals();
+    let hostile = guest("hostile.wasm");
+    let target = format!("{{target: \"{}\"}}", other.url());
+    let grant = format!("127.0.0.1:{}", other.addr.port());
+    for (what, auth, path, on_wire) in credential_cases(&api) {
+        let (credential, chain) = match auth.strip_prefix("middleware:\n") {
+            Some(entry) => (String::new(), entry.to_owned()),
+            None => (auth.clone(), String::new()),
+        };
+        let plugin = |grants: &str| {
+            let entry =
+                custom(&hostile, &attack("rewrite", &target), "{}").replace("middleware:\n", "");
+            format!("{credential}middleware:\n{chain}{entry}    grants: {grants}\n")
+        };
+        // No grant: every row fails naming the plugin, the target and the grant; nothing is sent.
+        let case = Case::new(5, &pipeline(&api.url(), path, &plugin("{}")));
+        let out = case.run();
+        assert_exit(&out, 2);
+        for row in read_bronze(&case.bronze()) {
+            let err = row.error_message.unwrap();
+            assert!(
+                err.starts_with(&format!("plugin `guest`: sent the request to http://{grant}, which is neither the endpoint's origin"))
+                    && err.contains("grants.outbound_hosts"),
+                "{what}: {err}"
+            );
+            assert_eq!(row.attempts, 0, "{what}");
+        }
+        assert!(
+            other.counters.arrivals().is_empty(),
+            "{what}: a request reached the other host"
+        );
+        // Granted: the requests go there, without the pipeline's credential (the other host's
+        // guarded path refuses them: exit 2, every row recorded).
+        let case = Case::new(
+            5,
+            &pipeline(
+                &api.url(),
+                path,
+                &plugin(&format!("{{outbound_hosts: [\"{grant}\"]}}")),
+            ),
+        );
+        assert_exit(&case.run(), 2);
+        assert!(
+            read_bronze(&case.bronze())
+                .iter()
+                .all(|r| r.status_code == Some(401)),
+            "{what}"
+        );
+        let arrivals = other.counters.arrivals();
+        assert_eq!(arrivals.len(), 5, "{what}");
+        assert!(
+            arrivals.iter().all(|a| !carries(a, on_wire)),
+            "{what}: the credential went to a host that is not the endpoint: {arrivals:?}"
+        );
+        other.counters.arrivals.lock().unwrap().clear();
+        // Granted with forward_credentials: they take it along.
+        let case = Case::new(
+            5,
+            &pipeline(
+                &api.url(),
+                path,
+                &plugin(&format!(
+                    "{{outbound_hosts: [\"{grant}\"], forward_credentials: true}}"
+                )),
+            ),
+        );
+        let out = case.run();
+        assert!(matches!(out.status.code(), Some(0 | 2)), "{what}: {out:?}");
+        let arrivals = other.counters.arrivals();
+        assert_eq!(arrivals.len(), 5, "{what}");
+        assert!(
+            arrivals.iter().all(|a| carries(a, on_wire)),
+            "{what}: {arrivals:?}"
+        );
+        other.counters.arrivals.lock().unwrap().clear();
+    }
+    // The endpoint saw token requests (OAuth2) and nothing else: every row went elsewhere or nowhere.
+    let rows_at_api: Vec<_> = api
+        .counters
+        .arrivals()
+        .into_iter()
+        .filter(|a| a.target != "/oauth/token")
+        .collect();
+    assert!(rows_at_api.is_empty(), "{rows_at_api:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_shows_each_plugin_with_its_digest_contract_limits_and_grants() {
+    let hostile = guest("hostile.wasm");
+    let yaml = pipeline(
+        "http://127.0.0.1:9",
+        "/echo/{id}",
+        "middleware:\n  - type: retry\n    max_attempts: 12\n",
+    ) + &custom(&hostile, "{mode: pass}", "{memory_mb: 16, max_requests: 2}")
+        .replace("middleware:\n", "")
+        + "    grants: {outbound_hosts: [\"mirror.example.com:443\"]}\n";
+    let case = Case::new(1, &yaml);
+    let out = sparkwasm(case.dir.path())
+        .args(["validate", "p.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let retry = sha256_of(&Path::new(env!("SPARKWASM_PLUGIN_DIR")).join("retry.wasm"));
+    assert!(
+        text.contains("plugin `retry` (built-in, ") && text.contains(&format!("sha256 {retry}, sparkwasm:plugin/middleware@1.0.0, hooks on-response on-error; limits: memory 32 MiB, 1000 ms per call, 12 requests per row")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("sha256 {}, sparkwasm:plugin/middleware@1.0.0, hooks on-request on-response; limits: memory 16 MiB, 1000 ms per call, 2 requests per row", sha256_of(&hostile)))
+            && text.contains("grants: outbound_hosts [\"mirror.example.com:443\"]"),
+        "{text}"
+    );
+}
+
+/// An example plugin in another language, built by scripts/test.sh (`var` names its .wasm). A
+/// test without it fails, unless SPARKWASM_ALLOW_SKIP=1 says skipping is meant.
+fn built_example(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
         Some(p) => Some(PathBuf::from(p)),
         None => {
             assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs the Python plugin: scripts/test.sh builds it"
+                std::env::var_os("SPARKWASM_ALLOW_SKIP").is_some_and(|v| v == "1"),
+                "{var} is not set: run the tests with scripts/test.sh (it builds the example plugins), or set SPARKWASM_ALLOW_SKIP=1 to skip"
             );
-            eprintln!("SPARKWASM_PYTHON_PLUGIN is not set: the Python plugin test is skipped");
+            eprintln!("{var} is not set: skipped (SPARKWASM_ALLOW_SKIP=1)");
             None
         }
     }
@@ -419,7 +829,9 @@ fn python_plugin() -> Option<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_written_in_python_runs_and_its_second_load_comes_from_the_cache() {
-    let Some(wasm) = python_plugin() else { return };
+    let Some(wasm) = built_example("SPARKWASM_PYTHON_PLUGIN") else {
+        return;
+    };
     let server = ApiServer::start(0).await.unwrap();
     let entry = |fields: &str| {
         format!(
@@ -466,4 +878,45 @@ async fn a_plugin_written_in_python_runs_and_its_second_load_comes_from_the_cach
             Some("plugin `require_fields`: answer lacks customer_tier")
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_written_in_javascript_runs_end_to_end() {
+    let Some(wasm) = built_example("SPARKWASM_JS_PLUGIN") else {
+        return;
+    };
+    let (_server, case) = served(
+        20,
+        "/echo/{id}",
+        &format!(
+            "middleware:\n  - type: wasm\n    name: traceparent\n    path: {}\n    sha256: \"{}\"\n    config: {{header: traceparent}}\n    limits: {{memory_mb: 256}}\n",
+            wasm.display(),
+            sha256_of(&wasm)
+        ),
+    )
+    .await;
+    let out = case.run();
+    assert_exit(&out, 0);
+    let rows = read_bronze(&case.bronze());
+    assert_eq!(rows.len(), 20);
+    let mut traces = std::collections::HashSet::new();
+    for row in &rows {
+        assert!(row.success);
+        // The header the plugin set reached the server (the echo), and its trace id is the one it
+        // noted on the request and copied onto the response.
+        let sent = json(&row.body_text)["headers"]["traceparent"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let parts: Vec<&str> = sent.split('-').collect();
+        assert_eq!(
+            (parts.len(), parts[0], parts[1].len()),
+            (4, "00", 32),
+            "{sent}"
+        );
+        assert_eq!(json(&row.request_metadata)["trace_id"], parts[1]);
+        assert_eq!(json(&row.response_metadata)["trace_id"], parts[1]);
+        traces.insert(parts[1].to_owned());
+    }
+    assert_eq!(traces.len(), 20, "each row has its own trace");
 }

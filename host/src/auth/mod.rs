@@ -1,6 +1,7 @@
-//! Stage 6b: auth. The host applies the pipeline's credential to every request after the middleware
-//! chain and before the rate limit and the transport, so a retry middleware's second attempt carries
-//! a fresh credential too.
+//! Stage 6b: auth. The host applies the pipeline's credentials to every request for the endpoint's
+//! origin after the middleware chain and before the rate limit and the transport: no plugin sees
+//! them, a request a plugin sent elsewhere never carries them (unless its grant forwards them), and
+//! a retry's second attempt carries a fresh credential too.
 //!
 //! Static strategies (basic, bearer, API key) add a header or a query parameter. Refreshing strategies
 //! (OAuth2, a WASM auth plugin) get their credential from a [`CredentialCache`] that every consumer
@@ -21,10 +22,10 @@ use futures::future::BoxFuture;
 
 pub use oauth2::OAuth2;
 
+use crate::api::{ApiRequest, ApiResponse, ErrorKind, RequestError};
+use crate::chain::{Destination, Terminal};
 use crate::config;
-use crate::executor::Redactor;
-use crate::plugin::{Terminal, WasmAuth};
-use crate::request::{ApiRequest, ApiResponse, ErrorKind, RequestError};
+use crate::redact::Redactor;
 use crate::transport::HttpTransport;
 
 /// After a failed acquisition, requests fail with its error for this long before one tries again.
@@ -298,12 +299,24 @@ fn encodings(secret: &str) -> Vec<String> {
 }
 
 /// A header or a query parameter that never changes.
+#[derive(Clone, Debug)]
 pub enum Static {
     Header { name: String, value: String },
     Query { name: String, value: String },
 }
 
 impl Static {
+    /// The credential headers the host adds (see [`config::HostCredential`]).
+    pub fn headers(credentials: &[config::HostCredential]) -> Vec<Static> {
+        credentials
+            .iter()
+            .map(|c| Static::Header {
+                name: c.name.clone(),
+                value: c.value.clone(),
+            })
+            .collect()
+    }
+
     fn apply(&self, mut request: ApiRequest) -> ApiRequest {
         match self {
             Static::Header { name, value } => {
@@ -332,17 +345,29 @@ pub enum Strategy {
     Refreshing(Arc<CredentialCache>),
 }
 
+/// Why the auth stage could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// `auth: {type: wasm}` without its loaded plugin.
+    #[error("auth: the auth plugin was not loaded")]
+    MissingPlugin,
+    /// The first credential could not be acquired (token endpoint down, refused, garbage).
+    #[error("{0}")]
+    Acquire(String),
+}
+
 impl Strategy {
     /// The strategy of a pipeline's `auth` section. OAuth2 token requests go through `transport`
-    /// (its TLS settings apply), not through the API's rate limit.
+    /// (its TLS settings apply), not through the API's rate limit; `plugin` is the loaded auth
+    /// plugin of `type: wasm`.
     pub fn new(
         auth: &config::Auth,
         transport: Arc<HttpTransport>,
-        plugin: Option<WasmAuth>,
+        plugin: Option<Box<dyn Authenticator>>,
         redactor: Arc<Redactor>,
-    ) -> Self {
+    ) -> Result<Self, AuthError> {
         // The section's own secrets are in the run's redactor from the start (see `secrets`).
-        match auth {
+        Ok(match auth {
             config::Auth::None => Strategy::None,
             config::Auth::Basic { username, password } => Strategy::Static(Static::Header {
                 name: "authorization".into(),
@@ -375,44 +400,65 @@ impl Strategy {
                     redactor,
                 )))
             }
-            config::Auth::Wasm { refresh_margin, .. } => match plugin {
-                Some(plugin) => Strategy::Refreshing(Arc::new(CredentialCache::new(
-                    Box::new(plugin),
+            config::Auth::Wasm { refresh_margin, .. } => {
+                let plugin = plugin.ok_or(AuthError::MissingPlugin)?;
+                Strategy::Refreshing(Arc::new(CredentialCache::new(
+                    plugin,
                     *refresh_margin,
                     redactor,
-                ))),
-                None => {
-                    unreachable!("plugin::load loads the auth plugin of `auth: {{type: wasm}}`")
-                }
-            },
-        }
+                )))
+            }
+        })
     }
 
     /// Acquires the first credential before any row is read: a token endpoint that is down or
     /// answers garbage stops the run here.
-    pub async fn prepare(&self) -> Result<(), String> {
+    pub async fn prepare(&self) -> Result<(), AuthError> {
         match self {
-            Strategy::Refreshing(cache) => cache.get().await.map(|_| ()),
+            Strategy::Refreshing(cache) => {
+                cache.get().await.map(|_| ()).map_err(AuthError::Acquire)
+            }
             _ => Ok(()),
         }
     }
 }
 
-/// The auth stage as the chain's terminal: applies the credential, then hands over to `next` (the
-/// rate limit and the transport).
+/// The auth stage as the chain's terminal: adds the pipeline's credentials (the `auth` section's,
+/// and the headers of `credentials`) to requests whose destination takes them, then hands over to
+/// `next` (the rate limit and the transport).
 pub struct AuthGate {
     pub strategy: Strategy,
+    /// Fixed credential headers (the legacy `bearer` / `header_auth` middleware, secret endpoint
+    /// headers).
+    pub credentials: Vec<Static>,
     pub next: Arc<dyn Terminal>,
 }
 
 impl Terminal for AuthGate {
-    fn send(&self, request: Arc<ApiRequest>) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
+    fn send(
+        &self,
+        request: Arc<ApiRequest>,
+        destination: Destination,
+    ) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
+        if !destination.takes_credentials() {
+            return self.next.send(request, destination);
+        }
+        let request = if self.credentials.is_empty() {
+            request
+        } else {
+            let mut request = Arc::unwrap_or_clone(request);
+            for c in &self.credentials {
+                request = c.apply(request);
+            }
+            Arc::new(request)
+        };
         match &self.strategy {
-            Strategy::None => self.next.send(request),
-            Strategy::Static(s) => self
-                .next
-                .send(Arc::new(s.apply(Arc::unwrap_or_clone(request)))),
-            Strategy::Refreshing(cache) => Box::pin(self.refreshing(cache, request)),
+            Strategy::None => self.next.send(request, destination),
+            Strategy::Static(s) => self.next.send(
+                Arc::new(s.apply(Arc::unwrap_or_clone(request))),
+                destination,
+            ),
+            Strategy::Refreshing(cache) => Box::pin(self.refreshing(cache, request, destination)),
         }
     }
 }
@@ -422,12 +468,13 @@ impl AuthGate {
         &self,
         cache: &CredentialCache,
         request: Arc<ApiRequest>,
+        destination: Destination,
     ) -> Result<ApiResponse, RequestError> {
         let failed = |m: String| RequestError::of(ErrorKind::Rejected, m);
         let used = cache.get().await.map_err(failed)?;
         let auth = cache.authenticator();
         let first = auth.apply(ApiRequest::clone(&request), &used).await?;
-        let response = self.next.send(Arc::new(first)).await?;
+        let response = self.next.send(Arc::new(first), destination).await?;
         if response.status != 401 {
             used.accept();
             return Ok(response);
@@ -438,7 +485,7 @@ impl AuthGate {
             return Ok(response);
         }
         let second = auth.apply(Arc::unwrap_or_clone(request), &renewed).await?;
-        let mut response = self.next.send(Arc::new(second)).await?;
+        let mut response = self.next.send(Arc::new(second), destination).await?;
         if response.status != 401 {
             renewed.accept();
         }

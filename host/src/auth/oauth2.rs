@@ -13,8 +13,8 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use super::{Authenticator, Fresh};
+use crate::api::{ApiRequest, ApiResponse, RequestError};
 use crate::config::{ClientAuth, OAuth2Grant, OAuth2Settings};
-use crate::request::{ApiRequest, ApiResponse, RequestError};
 use crate::transport::HttpTransport;
 
 const AUTO: u8 = 0;

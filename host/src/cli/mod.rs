@@ -66,26 +66,56 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Every request in flight holds a connection, and a stock Linux gives a process 1,024 file
+/// descriptors (soft limit): the legacy default of 4,000 in flight would fail its rows with
+/// "too many open files". The soft limit is raised to the hard one (as Go's runtime and most
+/// servers do); the hard limit is the administrator's.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
     limit_malloc_arenas();
+    raise_open_files_limit();
     let cli = Cli::parse();
     init_logging();
     // deltalake links two rustls crypto providers; pick one for the process before any TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
-        Command::Validate { pipeline, secrets } => match load(&pipeline, &secrets) {
-            Ok(p) => {
-                println!(
-                    "{}: valid (pipeline `{}`, {} middleware, sink {})",
-                    pipeline.display(),
-                    p.id,
-                    p.middleware.len(),
-                    p.sink
-                );
-                ExitCode::SUCCESS
+        Command::Validate { pipeline, secrets } => {
+            let p = match load(&pipeline, &secrets) {
+                Ok(p) => p,
+                Err(message) => return fail(&message),
+            };
+            // The plugins are loaded as a run loads them (digest, world, init): a plugin that
+            // would stop the run stops validate too. Nothing is sent.
+            let summaries = match runtime().block_on(plugin_summaries(&p)) {
+                Ok(s) => s,
+                Err(message) => return fail(&message),
+            };
+            println!(
+                "{}: valid (pipeline `{}`, {} middleware, sink {})",
+                pipeline.display(),
+                p.id,
+                p.middleware.len(),
+                p.sink
+            );
+            for s in summaries {
+                println!("  {s}");
             }
-            Err(message) => fail(&message),
-        },
+            ExitCode::SUCCESS
+        }
         Command::Run {
             pipeline,
             secrets,
@@ -104,11 +134,7 @@ pub fn main() -> ExitCode {
                     "--shard with tables.sink.mode: overwrite: each shard would replace the rows the others landed; use mode: append (empty the table before the first shard starts)",
                 );
             }
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            match runtime.block_on(crate::run(&p)) {
+            match runtime().block_on(crate::run(&p)) {
                 Ok(report) => {
                     let s = &report.summary;
                     println!(
@@ -122,18 +148,29 @@ pub fn main() -> ExitCode {
                         ExitCode::SUCCESS
                     }
                 }
-                Err(e) => fail(
-                    &crate::executor::Redactor::new(
-                        p.secrets
-                            .iter()
-                            .cloned()
-                            .chain(crate::auth::secrets(&p.auth)),
-                    )
-                    .text(&e.to_string()),
-                ),
+                Err(e) => fail(&crate::redact::Redactor::for_pipeline(&p).text(&e.to_string())),
             }
         }
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// The pipeline's plugins, loaded, as `validate` shows them.
+async fn plugin_summaries(p: &Pipeline) -> Result<Vec<crate::plugin::PluginSummary>, String> {
+    let transport = std::sync::Arc::new(
+        crate::transport::HttpTransport::new(&p.transport, 1).map_err(|e| e.to_string())?,
+    );
+    let redactor = std::sync::Arc::new(crate::redact::Redactor::for_pipeline(p));
+    crate::plugin::load(p, &transport, &redactor)
+        .await
+        .map(|plugins| plugins.summaries)
+        .map_err(|e| redactor.text(&e.to_string()).into_owned())
 }
 
 fn load(path: &std::path::Path, secrets: &SecretsArg) -> Result<Pipeline, String> {

@@ -30,6 +30,9 @@ pub struct Pipeline {
     pub transport: Transport,
     pub auth: Auth,
     pub middleware: Vec<MiddlewareSpec>,
+    /// Headers the host adds to every request for the endpoint's origin after the chain: the
+    /// legacy `bearer` / `header_auth` middleware and endpoint headers whose value is a secret.
+    pub credentials: Vec<HostCredential>,
     pub spark: Option<Spark>,
     /// This host's share of the rows (`--shard I/N`); `None`: all of them.
     pub shard: Option<Shard>,
@@ -135,6 +138,15 @@ pub struct Endpoint {
     /// Path template appended to `base_url`; `{column}` is replaced by the row's value, percent-encoded.
     pub url_path: String,
     pub headers: Vec<Header>,
+}
+
+/// A credential header the host adds after the middleware chain (no plugin sees it).
+#[derive(Clone, Debug)]
+pub struct HostCredential {
+    pub name: String,
+    pub value: String,
+    /// Where the pipeline file sets it, for messages: `middleware[1] (bearer)`.
+    pub from: String,
 }
 
 #[derive(Clone, Debug)]
@@ -252,13 +264,19 @@ pub enum PluginSource {
     File { path: PathBuf, sha256: String },
 }
 
-/// What one instance of a plugin may use.
+/// What a plugin may use.
 #[derive(Clone, Copy, Debug)]
 pub struct PluginLimits {
     /// Linear memory cap, per instance.
     pub memory_mb: u32,
-    /// Time the guest may run per call (waits in `next` and `sleep` do not count).
+    /// Time the guest may run per call (an auth plugin's outbound fetches do not count).
     pub timeout_ms: u64,
+    /// Most times one row's request may be sent on by this plugin (its first send and its resends).
+    pub max_requests: u32,
+    /// The largest body the plugin may set or answer with (and an auth plugin may fetch).
+    pub max_body_bytes: u64,
+    /// `max_requests` was given in the file (else the built-in retry raises it to its attempts).
+    pub max_requests_set: bool,
 }
 
 impl Default for PluginLimits {
@@ -266,6 +284,9 @@ impl Default for PluginLimits {
         PluginLimits {
             memory_mb: 32,
             timeout_ms: 1000,
+            max_requests: 10,
+            max_body_bytes: 16 << 20,
+            max_requests_set: false,
         }
     }
 }
@@ -273,8 +294,11 @@ impl Default for PluginLimits {
 /// Capabilities beyond the sandbox's defaults (nothing).
 #[derive(Clone, Debug, Default)]
 pub struct Grants {
-    /// Hosts (`host` or `host:port`) an auth plugin's outbound fetch may reach.
+    /// Hosts (`host` or `host:port`) besides the endpoint's origin that a middleware may send a
+    /// row's request to, and that an auth plugin's outbound fetch may reach.
     pub outbound_hosts: Vec<String>,
+    /// The pipeline's credentials go with this plugin's requests to its `outbound_hosts` too.
+    pub forward_credentials: bool,
     /// Environment variables the plugin sees (names; values from the sparkwasm process).
     pub env: Vec<String>,
     /// The real wall clock (otherwise the plugin's clock reads 1970-01-01).

@@ -9,11 +9,16 @@ use super::walk::{Field, Section, Walker};
 use super::*;
 use crate::plugin::builtin;
 
-/// Middleware types: the legacy framework's (built-in plugins), then `wasm` for custom ones.
+/// The legacy framework's credential middleware: the host adds their header after the chain.
+const CREDENTIAL_TYPES: [&str; 2] = ["bearer", "header_auth"];
+
+/// Middleware types: the legacy framework's (built-in plugins and credentials), then `wasm` for
+/// custom ones.
 fn middleware_types() -> Vec<&'static str> {
     builtin::BUILTINS
         .iter()
         .map(|b| b.kind)
+        .chain(CREDENTIAL_TYPES)
         .chain(["wasm"])
         .collect()
 }
@@ -73,7 +78,7 @@ pub fn pipeline(
     let execution = execution(&mut w, &top);
     let transport = transport(&mut w, &top, base_dir);
     let auth = auth(&mut w, &top, base_dir);
-    let middleware = middleware(&mut w, &top, base_dir);
+    let (mut middleware, mut credentials) = middleware(&mut w, &top, base_dir);
     let tables = w.section(
         top.get("tables"),
         "tables",
@@ -93,7 +98,23 @@ pub fn pipeline(
     let column_mapping = column_mapping(&mut w, &tables);
 
     errors.append(&mut w.errors);
-    let endpoint = endpoint?;
+    let mut endpoint = endpoint?;
+    // Endpoint headers whose value is a secret are credentials: added by the host after the chain,
+    // for the endpoint's origin only.
+    let (secret, plain): (Vec<Header>, Vec<Header>) =
+        endpoint.headers.drain(..).partition(|h| h.secret);
+    endpoint.headers = plain;
+    credentials.splice(
+        0..0,
+        secret.into_iter().map(|h| HostCredential {
+            from: format!("endpoint.headers.{}", h.name),
+            name: h.name,
+            value: h.value,
+        }),
+    );
+    if let Some(max_attempts) = execution.as_ref().map(|e| e.max_attempts) {
+        retry_request_limit(&mut middleware, max_attempts);
+    }
     Some(Pipeline {
         id: endpoint.name.clone().unwrap_or_else(|| stem.to_owned()),
         source: source?,
@@ -104,6 +125,7 @@ pub fn pipeline(
         transport: transport?,
         auth: auth?,
         middleware,
+        credentials,
         spark,
         shard: None,
         secrets: Default::default(),
@@ -470,9 +492,15 @@ fn auth(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Option<Auth> {
     })
 }
 
-fn middleware(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Vec<MiddlewareSpec> {
+/// The `middleware` list: plugins, and the credentials of its `bearer` / `header_auth` entries.
+fn middleware(
+    w: &mut Walker,
+    top: &Section<'_>,
+    base_dir: &Path,
+) -> (Vec<MiddlewareSpec>, Vec<HostCredential>) {
     let types = middleware_types();
     let mut out: Vec<MiddlewareSpec> = Vec::new();
+    let mut credentials = Vec::new();
     for (path, node) in w.list(top.get("middleware")) {
         let Value::Map(entries) = &node.value else {
             w.error(
@@ -504,6 +532,10 @@ fn middleware(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Vec<Middlew
             continue;
         };
         let entry = Field { path: &path, node };
+        if CREDENTIAL_TYPES.contains(&kind) {
+            credentials.extend(credential_entry(w, entry, kind));
+            continue;
+        }
         let spec = if kind == "wasm" {
             custom_plugin(w, entry, base_dir, &[])
         } else {
@@ -538,7 +570,63 @@ fn middleware(w: &mut Walker, top: &Section<'_>, base_dir: &Path) -> Vec<Middlew
         }
         out.push(spec);
     }
-    out
+    (out, credentials)
+}
+
+/// A `bearer` (`token`) or `header_auth` (`header`, `value`) entry: a header the host adds to every
+/// request for the endpoint's origin after the chain, so that no plugin sees it.
+fn credential_entry(w: &mut Walker, entry: Field<'_>, kind: &str) -> Option<HostCredential> {
+    let path = entry.path;
+    let keys: &[&str] = if kind == "bearer" {
+        &["type", "token"]
+    } else {
+        &["type", "header", "value"]
+    };
+    let section = w.section(Some(entry), path, entry.node.pos, keys);
+    let (name, value, at) = if kind == "bearer" {
+        let f = w.require(
+            &section,
+            "token",
+            "token (the bearer token; give it as a secret)",
+        );
+        let token = w.name(f)?;
+        let f = section.get("token")?;
+        (
+            "authorization".to_owned(),
+            format!("Bearer {}", token.trim()),
+            f,
+        )
+    } else {
+        let f = w.require(&section, "header", "header (the credential's header name)");
+        let header = w.name(f);
+        let f = w.require(
+            &section,
+            "value",
+            "value (the credential; give it as a secret)",
+        );
+        let value = w.name(f);
+        let at = section.get("value")?;
+        if let (Some(h), Some(f)) = (&header, section.get("header"))
+            && http::HeaderName::from_bytes(h.as_bytes()).is_err()
+        {
+            w.error(
+                f.path,
+                f.node.pos,
+                format!("`{h}` is not a valid header name"),
+            );
+            return None;
+        }
+        (header?, value?, at)
+    };
+    if http::HeaderValue::from_str(&value).is_err() {
+        w.error(at.path, at.node.pos, "not a valid HTTP header value");
+        return None;
+    }
+    Some(HostCredential {
+        name,
+        value,
+        from: format!("{path} ({kind})"),
+    })
 }
 
 /// `type: wasm`: a custom plugin from a file, pinned by its sha256.
@@ -608,10 +696,44 @@ fn custom_plugin(
         section.get("grants"),
         &section.child("grants"),
         section.pos,
-        &["outbound_hosts", "env", "wall_clock"],
+        &["outbound_hosts", "forward_credentials", "env", "wall_clock"],
     );
+    let outbound_hosts = w.string_list(g.get("outbound_hosts"));
+    if let Some(f) = g.get("outbound_hosts") {
+        for host in &outbound_hosts {
+            if let Err(e) = crate::chain::Origin::of(&format!("http://{host}/"))
+                .map_err(|e| e.to_string())
+                .and_then(|_| {
+                    if host.contains(['/', '@', '?', '#']) || host.trim() != host {
+                        Err("expected `host` or `host:port`".to_owned())
+                    } else {
+                        Ok(())
+                    }
+                })
+            {
+                w.error(
+                    f.path,
+                    f.node.pos,
+                    format!("`{host}` is not a host or host:port ({e})"),
+                );
+            }
+        }
+    }
+    let forward_credentials = w.boolean(g.get("forward_credentials")).unwrap_or(false);
+    if let (true, true, Some(f)) = (
+        forward_credentials,
+        outbound_hosts.is_empty(),
+        g.get("forward_credentials"),
+    ) {
+        w.error(
+            f.path,
+            f.node.pos,
+            "forward_credentials forwards the pipeline's credentials to the plugin's outbound_hosts: list them",
+        );
+    }
     let grants = Grants {
-        outbound_hosts: w.string_list(g.get("outbound_hosts")),
+        outbound_hosts,
+        forward_credentials,
         env: w.string_list(g.get("env")),
         wall_clock: w.boolean(g.get("wall_clock")).unwrap_or(false),
     };
@@ -629,13 +751,13 @@ fn custom_plugin(
     })
 }
 
-/// `limits: {memory_mb, timeout_ms}` of a plugin entry.
+/// `limits: {memory_mb, timeout_ms, max_requests, max_body_bytes}` of a plugin entry.
 fn plugin_limits(w: &mut Walker, entry: &Section<'_>) -> PluginLimits {
     let l = w.section(
         entry.get("limits"),
         &entry.child("limits"),
         entry.pos,
-        &["memory_mb", "timeout_ms"],
+        &["memory_mb", "timeout_ms", "max_requests", "max_body_bytes"],
     );
     let default = PluginLimits::default();
     PluginLimits {
@@ -645,6 +767,29 @@ fn plugin_limits(w: &mut Walker, entry: &Section<'_>) -> PluginLimits {
         timeout_ms: w
             .int(l.get("timeout_ms"), 1, 600_000)
             .map_or(default.timeout_ms, |v| v as u64),
+        max_requests: w
+            .int(l.get("max_requests"), 1, 1000)
+            .map_or(default.max_requests, |v| v as u32),
+        max_body_bytes: w
+            .int(l.get("max_body_bytes"), 0, 1 << 30)
+            .map_or(default.max_body_bytes, |v| v as u64),
+        max_requests_set: l.has("max_requests"),
+    }
+}
+
+/// The built-in `retry` sends a row's request up to its `max_attempts` (default
+/// `execution.max_attempts`): unless its entry sets `limits.max_requests`, that is its limit.
+fn retry_request_limit(middleware: &mut [MiddlewareSpec], max_attempts: u32) {
+    for spec in middleware.iter_mut().filter(|s| s.kind == "retry") {
+        if spec.limits.max_requests_set {
+            continue;
+        }
+        let attempts = spec
+            .config
+            .get("max_attempts")
+            .and_then(|v| v.as_u64())
+            .map_or(max_attempts, |v| v.min(1000) as u32);
+        spec.limits.max_requests = spec.limits.max_requests.max(attempts);
     }
 }
 

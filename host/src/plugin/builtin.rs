@@ -1,6 +1,8 @@
 //! The built-in middleware: guest components from plugins/, built by host/build.rs and embedded here,
 //! so that `- type: retry` in a legacy pipeline needs no file. One table serves the validator (types
-//! and keys) and the plugin host (bytes).
+//! and keys) and the plugin host (bytes). (`bearer` and `header_auth`, the legacy credential
+//! middleware, are not plugins: they are credentials the host adds after the chain, see
+//! `config::Credential`, so that no plugin ever sees them.)
 
 /// One built-in middleware.
 pub struct Builtin {
@@ -21,7 +23,7 @@ macro_rules! builtin {
     };
 }
 
-pub const BUILTINS: [Builtin; 9] = [
+pub const BUILTINS: [Builtin; 7] = [
     builtin!(
         "retry",
         "retry",
@@ -39,8 +41,6 @@ pub const BUILTINS: [Builtin; 9] = [
     builtin!("param_injector", "param_injector", ["params", "body"]),
     builtin!("worker_identity", "worker_identity", ["header"]),
     builtin!("transport_diagnostics", "transport_diagnostics", []),
-    builtin!("bearer", "bearer", ["token"]),
-    builtin!("header_auth", "header_auth", ["header", "value"]),
 ];
 
 /// The built-in middleware of a `type`.

@@ -1,277 +1,287 @@
-//! Stage 2: the middleware chain a request passes through before the transport (onion order).
+//! Stage 2: the pipeline's plugins, loaded. Every one is verified (its sha256), compiled once (or
+//! taken from the compile cache), checked against its world of the contract (wit/plugin.wit) and
+//! initialised, before any row is read; middleware become layers of the chain
+//! ([`crate::chain::Layer`]), an auth plugin a credential source ([`crate::auth::Authenticator`]).
 //!
-//! Each [`Middleware`] gets the request and a [`Next`] handle to the rest of the chain. It may call
-//! `next` zero times (a cache, a validator), once (a listener) or several times (retry); the innermost
-//! `next` is the transport. The WASM plugin host implements this trait, so the executor never changes
-//! when plugins are added.
-//!
-//! A request moves through the chain as an `Arc<ApiRequest>`: a layer that only passes it on, and the
-//! record of what was sent, share one copy; a layer that edits it while it is shared copies it first
-//! (`Arc::make_mut`), so no edit reaches another layer's request.
+//! The house, by lifetime (as wasmtime's wasi-http and spin's factors split theirs):
+//! - [`engine`]: once per run: the engine, its instance pool sizing, the epoch ticker, the cache;
+//! - [`component`]: once per plugin: bytes, digest, compilation, the world check, pre-instantiation;
+//! - [`instance`]: per worker thread: the pools of initialised instances;
+//! - [`sandbox`]: per instance: the store's data, its WASI context and memory cap;
+//! - [`budget`]: per call: the CPU deadline, the yields, the wall bound;
+//! - [`bindings`]: the contract's generated bindings (private), [`resources`] and [`services`]: the
+//!   host's side of it;
+//! - [`middleware`] and [`auth`]: the two worlds as the rest of the host sees them.
 
+mod auth;
+mod bindings;
+mod budget;
 pub mod builtin;
-mod wasm;
+mod component;
+mod engine;
+mod instance;
+mod middleware;
+mod resources;
+mod sandbox;
+mod services;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::fmt;
+use std::sync::Arc;
 
-use futures::future::BoxFuture;
+pub use auth::WasmAuth;
+pub use component::World;
+pub use sandbox::WorkerSlot;
 
-pub use wasm::{PluginError, Plugins, WORKER, WasmAuth, load};
+use crate::chain::{Egress, Hooks, Layer};
+use crate::config::{Auth, MiddlewareSpec, Pipeline, PluginLimits, PluginSource};
+use crate::redact::Redactor;
+use crate::transport::HttpTransport;
+use component::Prepared;
+use instance::{AuthWorld, Contract, MiddlewareWorld, PER_WORKER, WasmPlugin};
+use sandbox::{PluginInfo, PluginState};
 
-use crate::request::{ApiRequest, ApiResponse, RequestError};
-
-/// One layer of the onion.
-pub trait Middleware: Send + Sync {
-    /// The name error messages give for this layer.
-    fn name(&self) -> &str;
-
-    /// Takes the layer by `Arc` so that its future owns it: the chain hands that future on as it
-    /// is, without wrapping it in another allocation per hop.
-    fn handle(
-        self: Arc<Self>,
-        request: Arc<ApiRequest>,
-        next: Next,
-    ) -> BoxFuture<'static, Result<ApiResponse, RequestError>>;
+/// A plugin that could not be loaded: the run stops before its first request.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: plugin `{name}`: {message}")]
+pub struct PluginError {
+    pub path: String,
+    pub name: String,
+    pub message: String,
 }
 
-/// The end of the chain: sends a request over the network. Behind middleware the request is shared
-/// (with the record of what was sent): a terminal that changes it copies it first.
-pub trait Terminal: Send + Sync {
-    fn send(&self, request: Arc<ApiRequest>) -> BoxFuture<'_, Result<ApiResponse, RequestError>>;
+/// What a loaded plugin is, as `validate` prints it and a run logs it.
+#[derive(Clone, Debug)]
+pub struct PluginSummary {
+    pub name: String,
+    /// `built-in` or the file's path.
+    pub source: String,
+    pub sha256: String,
+    pub size: usize,
+    pub world: World,
+    /// The hooks a middleware asked for (`None` for an auth plugin).
+    pub hooks: Option<Hooks>,
+    pub limits: PluginLimits,
+    pub egress: Egress,
+    pub env: Vec<String>,
+    pub wall_clock: bool,
+    /// Compiled by this load (false: from the compile cache).
+    pub compiled: bool,
+    /// How long compiling (or loading from the cache) took.
+    pub load_time: std::time::Duration,
 }
 
-/// The rest of the chain, as seen from one layer. Cheap to clone; a layer may call it any number of
-/// times, and may hand it to code that outlives the call (a plugin's `next` import).
-#[derive(Clone)]
-pub struct Next {
-    layers: Arc<[Arc<dyn Middleware>]>,
-    index: usize,
-    terminal: Arc<dyn Terminal>,
-    trip: Arc<Trip>,
-}
-
-/// What one row's trip through the chain left at the terminal.
-#[derive(Default)]
-struct Trip {
-    attempts: AtomicU32,
-    /// The request as the last attempt sent it (middleware may change url, headers and metadata), or
-    /// as it entered the chain when nothing was sent; kept only when the chain has layers.
-    last_sent: Mutex<Option<Arc<ApiRequest>>>,
-}
-
-impl Next {
-    pub fn run(
-        &self,
-        request: Arc<ApiRequest>,
-    ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
-        match self.layers.get(self.index) {
-            Some(layer) => {
-                let next = Next {
-                    index: self.index + 1,
-                    ..self.clone()
-                };
-                layer.clone().handle(request, next)
-            }
-            None => {
-                self.trip.attempts.fetch_add(1, Ordering::Relaxed);
-                if !self.layers.is_empty() {
-                    *self.trip.last_sent.lock().expect("trip lock") = Some(request.clone());
-                }
-                let terminal = self.terminal.clone();
-                Box::pin(async move { terminal.send(request).await })
-            }
+impl fmt::Display for PluginSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "plugin `{}` ({}, {} bytes): sha256 {}, {}",
+            self.name,
+            self.source,
+            self.size,
+            self.sha256,
+            self.world.name()
+        )?;
+        if let Some(h) = self.hooks {
+            let names: Vec<&str> = [
+                (h.request, "on-request"),
+                (h.response, "on-response"),
+                (h.error, "on-error"),
+            ]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+            let names = if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(" ")
+            };
+            write!(f, ", hooks {names}")?;
         }
-    }
-}
-
-/// The configured middleware, outermost first.
-#[derive(Clone, Default)]
-pub struct Chain {
-    layers: Arc<[Arc<dyn Middleware>]>,
-}
-
-/// What one row's trip through the chain produced.
-pub struct Outcome {
-    pub result: Result<ApiResponse, RequestError>,
-    /// How many times the request reached the transport.
-    pub attempts: u32,
-    /// When the chain has layers: the request as middleware last sent it, or as it entered the chain
-    /// if nothing was sent. `None` for an empty chain: the request went out as given.
-    pub sent: Option<Arc<ApiRequest>>,
-}
-
-impl Chain {
-    pub fn new(layers: Vec<Arc<dyn Middleware>>) -> Self {
-        Chain {
-            layers: layers.into(),
+        let l = &self.limits;
+        write!(
+            f,
+            "; limits: memory {} MiB, {} ms per call, {} requests per row, bodies up to {} bytes",
+            l.memory_mb, l.timeout_ms, l.max_requests, l.max_body_bytes
+        )?;
+        let mut grants = Vec::new();
+        if !self.egress.hosts.is_empty() {
+            grants.push(format!("outbound_hosts {:?}", self.egress.hosts));
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.layers.is_empty()
-    }
-
-    /// Sends `request` through every layer to `terminal`.
-    pub async fn call(&self, request: ApiRequest, terminal: &Arc<dyn Terminal>) -> Outcome {
-        let trip = Arc::new(Trip::default());
-        let request = Arc::new(request);
-        if !self.layers.is_empty() {
-            *trip.last_sent.lock().expect("trip lock") = Some(request.clone());
+        if self.egress.forward_credentials {
+            grants.push("forward_credentials".to_owned());
         }
-        let result = Next {
-            layers: self.layers.clone(),
-            index: 0,
-            terminal: terminal.clone(),
-            trip: trip.clone(),
+        if !self.env.is_empty() {
+            grants.push(format!("env {:?}", self.env));
         }
-        .run(request)
-        .await;
-        let sent = trip.last_sent.lock().expect("trip lock").take();
-        Outcome {
-            result,
-            attempts: trip.attempts.load(Ordering::Relaxed),
-            sent,
+        if self.wall_clock {
+            grants.push("wall_clock".to_owned());
+        }
+        if grants.is_empty() {
+            write!(f, "; grants: none")
+        } else {
+            write!(f, "; grants: {}", grants.join(", "))
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
+/// The plugins of a run, loaded.
+pub struct Plugins {
+    /// The middleware, outermost first.
+    pub layers: Vec<Arc<dyn Layer>>,
+    /// A custom auth strategy (`auth: {type: wasm}`).
+    pub auth: Option<WasmAuth>,
+    /// Every plugin, in the pipeline's order (the auth plugin last).
+    pub summaries: Vec<PluginSummary>,
+}
 
-    use super::*;
-
-    /// Answers 503 twice, then 200; records the order in which layers saw the request.
-    struct Flaky(Mutex<u32>);
-
-    impl Terminal for Flaky {
-        fn send(
-            &self,
-            request: Arc<ApiRequest>,
-        ) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
-            let mut calls = self.0.lock().unwrap();
-            *calls += 1;
-            let status = if *calls < 3 { 503 } else { 200 };
-            let metadata = request.metadata.clone();
-            Box::pin(async move {
-                Ok(ApiResponse {
-                    status,
-                    headers: vec![],
-                    body: Default::default(),
-                    metadata,
-                })
-            })
+/// Loads a pipeline's plugins for a run on `transport`'s worker threads (each gets its own
+/// instance pools). An auth plugin's outbound fetches go through `transport`; whatever plugins log
+/// passes through `redactor`.
+pub async fn load(
+    pipeline: &Pipeline,
+    transport: &Arc<HttpTransport>,
+    redactor: &Arc<Redactor>,
+) -> Result<Plugins, PluginError> {
+    let auth_spec = match &pipeline.auth {
+        Auth::Wasm { plugin, .. } => Some(plugin),
+        _ => None,
+    };
+    let specs: Vec<&MiddlewareSpec> = pipeline.middleware.iter().chain(auth_spec).collect();
+    let mut plugins = Plugins {
+        layers: Vec::new(),
+        auth: None,
+        summaries: Vec::new(),
+    };
+    let Some(first) = specs.first() else {
+        return Ok(plugins);
+    };
+    let host_error = |message: String| PluginError {
+        path: first.path.clone(),
+        name: "host".into(),
+        message,
+    };
+    let shards = transport.shards();
+    // Each plugin: at most PER_WORKER instances alive per worker pool, plus the one made at load.
+    let instances = u32::try_from(specs.len() * shards * (PER_WORKER + 1) + 8)
+        .map_err(|_| host_error("too many plugins for the instance pool".into()))?;
+    let memory_mb = specs.iter().map(|s| s.limits.memory_mb).max().unwrap_or(32);
+    let (engine, cache) = engine::start(instances, memory_mb)
+        .map_err(|e| host_error(format!("cannot start the WASM engine: {e:#}")))?;
+    let mut middleware_linker = wasmtime::component::Linker::new(&engine);
+    let mut auth_linker = wasmtime::component::Linker::new(&engine);
+    bindings::link(&mut middleware_linker, &mut auth_linker)
+        .map_err(|e| host_error(format!("cannot link the host interfaces: {e:#}")))?;
+    let process = format!("{}/{}", hostname(), pipeline.id);
+    for spec in specs {
+        let fail = |message: String| PluginError {
+            path: spec.path.clone(),
+            name: spec.name.clone(),
+            message,
+        };
+        let is_auth = auth_spec.is_some_and(|a| std::ptr::eq(a, spec));
+        let info = Arc::new(PluginInfo {
+            name: spec.name.clone(),
+            config: plugin_config(spec, pipeline),
+            limits: spec.limits,
+            env: spec
+                .grants
+                .env
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+                .collect(),
+            wall_clock: spec.grants.wall_clock,
+            process: process.clone(),
+            redactor: redactor.clone(),
+            egress: Egress {
+                hosts: spec.grants.outbound_hosts.clone(),
+                forward_credentials: spec.grants.forward_credentials,
+            },
+            transport: transport.clone(),
+        });
+        let summary = |prepared: &Prepared, world, hooks| PluginSummary {
+            name: spec.name.clone(),
+            source: match &spec.source {
+                PluginSource::Builtin => "built-in".into(),
+                PluginSource::File { path, .. } => path.display().to_string(),
+            },
+            sha256: prepared.sha256.clone(),
+            size: prepared.size,
+            world,
+            hooks,
+            limits: spec.limits,
+            egress: info.egress.clone(),
+            env: spec.grants.env.clone(),
+            wall_clock: spec.grants.wall_clock,
+            compiled: prepared.compiled,
+            load_time: prepared.load_time,
+        };
+        if is_auth {
+            let (plugin, prepared, ()) =
+                start::<AuthWorld>(spec, &info, &engine, &cache, &auth_linker, shards)
+                    .await
+                    .map_err(fail)?;
+            plugins
+                .summaries
+                .push(summary(&prepared, World::Auth, None));
+            plugins.auth = Some(WasmAuth::new(plugin));
+        } else {
+            let (plugin, prepared, asked) =
+                start::<MiddlewareWorld>(spec, &info, &engine, &cache, &middleware_linker, shards)
+                    .await
+                    .map_err(fail)?;
+            let hooks = middleware::hooks(asked);
+            plugins
+                .summaries
+                .push(summary(&prepared, World::Middleware, Some(hooks)));
+            plugins
+                .layers
+                .push(Arc::new(middleware::WasmMiddleware { plugin, hooks }));
         }
-    }
-
-    struct Tag(&'static str);
-
-    impl Middleware for Tag {
-        fn name(&self) -> &str {
-            self.0
-        }
-        fn handle(
-            self: Arc<Self>,
-            mut request: Arc<ApiRequest>,
-            next: Next,
-        ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
-            let order = Arc::make_mut(&mut request)
-                .metadata
-                .entry("order".into())
-                .or_default();
-            order.push_str(self.0);
-            next.run(request)
-        }
-    }
-
-    struct RetryUntilOk;
-
-    impl Middleware for RetryUntilOk {
-        fn name(&self) -> &str {
-            "retry"
-        }
-        fn handle(
-            self: Arc<Self>,
-            request: Arc<ApiRequest>,
-            next: Next,
-        ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
-            Box::pin(async move {
-                loop {
-                    let response = next.run(request.clone()).await?;
-                    if response.is_success() {
-                        return Ok(response);
-                    }
-                }
-            })
-        }
-    }
-
-    fn get(url: &str) -> ApiRequest {
-        ApiRequest {
-            method: http::Method::GET,
-            url: url.into(),
-            headers: vec![],
-            body: None,
-            metadata: BTreeMap::new(),
-        }
-    }
-
-    /// Sends the request on, then edits its own (as a retry that adds a header would).
-    struct EditAfterNext;
-
-    impl Middleware for EditAfterNext {
-        fn name(&self) -> &str {
-            "edit-after-next"
-        }
-        fn handle(
-            self: Arc<Self>,
-            mut request: Arc<ApiRequest>,
-            next: Next,
-        ) -> BoxFuture<'static, Result<ApiResponse, RequestError>> {
-            Box::pin(async move {
-                let response = next.run(request.clone()).await;
-                Arc::make_mut(&mut request).url.push_str("?edited");
-                Arc::make_mut(&mut request)
-                    .metadata
-                    .insert("edited".into(), "yes".into());
-                response
-            })
-        }
-    }
-
-    #[tokio::test]
-    async fn an_edit_made_after_next_reaches_neither_inner_layers_nor_the_record() {
-        let chain = Chain::new(vec![Arc::new(EditAfterNext), Arc::new(Tag("inner"))]);
-        let request = get("http://x/");
-        let terminal: Arc<dyn Terminal> = Arc::new(Flaky(Mutex::new(2)));
-        let outcome = chain.call(request, &terminal).await;
-        let sent = outcome.sent.unwrap();
-        assert_eq!(sent.url, "http://x/");
-        assert_eq!(
-            sent.metadata.get("order").map(String::as_str),
-            Some("inner")
+        let s = plugins.summaries.last().expect("just pushed");
+        tracing::info!(
+            plugin = %s.name,
+            compiled = s.compiled,
+            load_ms = s.load_time.as_secs_f64() * 1e3,
+            "{s}"
         );
-        assert!(!sent.metadata.contains_key("edited"));
-        let response = outcome.result.unwrap();
-        assert!(!response.metadata.contains_key("edited"));
     }
+    Ok(plugins)
+}
 
-    #[tokio::test]
-    async fn layers_run_in_onion_order_and_may_call_next_again() {
-        let chain = Chain::new(vec![
-            Arc::new(Tag("a")),
-            Arc::new(RetryUntilOk),
-            Arc::new(Tag("b")),
-        ]);
-        let request = get("http://x/");
-        let terminal: Arc<dyn Terminal> = Arc::new(Flaky(Mutex::new(0)));
-        let outcome = chain.call(request, &terminal).await;
-        assert_eq!(outcome.attempts, 3);
-        let response = outcome.result.unwrap();
-        assert_eq!(response.status, 200);
-        // `a` ran once, outside the retry; `b` ran inside it on the last attempt's copy.
-        assert_eq!(response.metadata["order"], "ab");
-        assert_eq!(outcome.sent.unwrap().metadata["order"], "ab");
+/// Compiles, checks and pre-instantiates one plugin, and makes its first instance (which proves
+/// that it instantiates and that its config is good; it is kept for the first rows).
+async fn start<C: Contract>(
+    spec: &MiddlewareSpec,
+    info: &Arc<PluginInfo>,
+    engine: &wasmtime::Engine,
+    cache: &wasmtime::Cache,
+    linker: &wasmtime::component::Linker<PluginState>,
+    shards: usize,
+) -> Result<(WasmPlugin<C>, Prepared, C::Init), String> {
+    let (prepared, pre) = component::prepare::<C>(spec, engine, cache, linker)?;
+    let plugin = WasmPlugin::<C>::new(info.clone(), engine.clone(), pre, shards);
+    let (instance, init) = plugin.instantiate().await?;
+    plugin.keep(instance);
+    Ok((plugin, prepared, init))
+}
+
+/// The JSON config a plugin's `config()` returns. `retry` takes `max_attempts` from
+/// `execution.max_attempts` (the legacy place for it) unless its entry sets one.
+fn plugin_config(spec: &MiddlewareSpec, pipeline: &Pipeline) -> String {
+    let mut config = spec.config.clone();
+    if spec.kind == "retry"
+        && let Some(map) = config.as_object_mut()
+    {
+        map.entry("max_attempts")
+            .or_insert(pipeline.execution.max_attempts.into());
     }
+    config.to_string()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -23,8 +23,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::api::{ApiRequest, ApiResponse, ErrorKind, RequestError};
 use crate::config;
-use crate::request::{ApiRequest, ApiResponse, ErrorKind, RequestError};
 use limit::LimitedConnector;
 
 type Connector = LimitedConnector<hyper_rustls::HttpsConnector<HttpConnector>>;

@@ -1,4 +1,4 @@
-//! `auth-hmac`: an example auth plugin (world `sparkwasm:plugin/auth`, wit/plugin.wit).
+//! `auth-hmac`: an example auth plugin (world `sparkwasm:plugin/auth@1.0.0`, wit/plugin.wit).
 //!
 //! `acquire` asks a key service for a short-lived signing key, through the host's `outbound.fetch`
 //! (which reaches only the hosts in the pipeline's `grants.outbound_hosts`); the host caches the key,
@@ -15,14 +15,9 @@
 //!   grants: {outbound_hosts: ["keys.example.com:443"]}
 //! ```
 
-wit_bindgen::generate!({ world: "auth", path: "../../wit" });
-
-use exports::sparkwasm::plugin::authenticator::{Credential, Guest};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use sparkwasm::plugin::host;
-use sparkwasm::plugin::outbound::fetch;
-use sparkwasm::plugin::types::{Error, ErrorKind, Request};
+use sparkwasm_plugin::{Auth, Credential, Error, ErrorKind, Level, Request, fetch, log};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,10 +36,6 @@ struct Key {
     expires_in: Option<u64>,
 }
 
-fn config() -> Result<Config, String> {
-    serde_json::from_str(&host::config()).map_err(|e| format!("bad config: {e}"))
-}
-
 fn fail(message: impl Into<String>) -> Error {
     Error {
         kind: ErrorKind::Rejected,
@@ -52,37 +43,37 @@ fn fail(message: impl Into<String>) -> Error {
     }
 }
 
-struct Hmac;
+struct Hmac(Config);
 
-impl Guest for Hmac {
-    fn init() -> Result<(), String> {
-        let c = config()?;
-        if !c.key_url.starts_with("http://") && !c.key_url.starts_with("https://") {
+impl Auth for Hmac {
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        if !config.key_url.starts_with("http://") && !config.key_url.starts_with("https://") {
             return Err(format!(
                 "key_url must be an http(s) URL, got `{}`",
-                c.key_url
+                config.key_url
             ));
         }
-        Ok(())
+        Ok(Hmac(config))
     }
 
-    fn acquire() -> Result<Credential, Error> {
-        let c = config().map_err(fail)?;
+    fn acquire(&self) -> Result<Credential, Error> {
+        let c = &self.0;
         let sep = if c.key_url.contains('?') { '&' } else { '?' };
-        let response = fetch(&Request {
-            method: "GET".into(),
-            url: format!("{}{sep}client_id={}", c.key_url, c.client_id),
-            headers: vec![("accept".into(), "application/json".into())],
-            body: None,
-            metadata: vec![],
-        })?;
-        if response.status != 200 {
+        let request = Request::new(
+            "GET",
+            &format!("{}{sep}client_id={}", c.key_url, c.client_id),
+        );
+        request.set_header("accept", "application/json");
+        let response = fetch(&request)?;
+        if response.status() != 200 {
             return Err(fail(format!(
                 "key service answered HTTP {}",
-                response.status
+                response.status()
             )));
         }
-        let key: Key = serde_json::from_slice(&response.body).map_err(|e| {
+        let key: Key = serde_json::from_slice(&response.body()).map_err(|e| {
             fail(format!(
                 "key service answered something else than a key: {e}"
             ))
@@ -90,36 +81,31 @@ impl Guest for Hmac {
         if hex_decode(&key.key).is_none() {
             return Err(fail("key service answered a key that is not hex"));
         }
-        host::log(
-            host::Level::Info,
-            &format!("signing key {} acquired", key.key_id),
-        );
+        log(Level::Info, &format!("signing key {} acquired", key.key_id));
         Ok(Credential {
             secret: format!("{}:{}", key.key_id, key.key),
             expires_in: key.expires_in,
         })
     }
 
-    fn apply(mut request: Request, credential: Credential) -> Result<Request, Error> {
+    fn apply(&self, request: &Request, credential: Credential) -> Result<(), Error> {
         let (key_id, key) = credential
             .secret
             .split_once(':')
             .ok_or_else(|| fail("malformed credential"))?;
         let key = hex_decode(key).ok_or_else(|| fail("malformed credential"))?;
-        let target = path_and_query(&request.url);
-        let body_hash = hex(&Sha256::digest(request.body.as_deref().unwrap_or_default()));
-        let message = format!("{}\n{target}\n{body_hash}", request.method);
+        let url = request.url();
+        let target = path_and_query(&url);
+        let body_hash = hex(&Sha256::digest(request.body().unwrap_or_default()));
+        let message = format!("{}\n{target}\n{body_hash}", request.method());
         let signature = hex(&hmac_sha256(&key, message.as_bytes()));
-        request.headers.retain(|(k, _)| {
-            !k.eq_ignore_ascii_case("x-key-id") && !k.eq_ignore_ascii_case("x-signature")
-        });
-        request.headers.push(("x-key-id".into(), key_id.into()));
-        request.headers.push(("x-signature".into(), signature));
-        Ok(request)
+        request.set_header("x-key-id", key_id);
+        request.set_header("x-signature", &signature);
+        Ok(())
     }
 }
 
-export!(Hmac);
+sparkwasm_plugin::export_auth!(Hmac);
 
 /// `/path?query` of an absolute URL.
 fn path_and_query(url: &str) -> &str {

@@ -7,11 +7,11 @@
 //!     require: false       # true: a 2xx answer whose body is not JSON fails the row (kind rejected)
 //! ```
 
-use std::sync::OnceLock;
-
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use sparkwasm_plugin_v2::{Error, ErrorKind, Middleware, Request, Response, error, next};
+use sparkwasm_plugin::{
+    Action, Error, ErrorKind, Hooks, Middleware, Outcome, Request, Response, error,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,38 +20,47 @@ struct Config {
     require: bool,
 }
 
-static REQUIRE: OnceLock<bool> = OnceLock::new();
-
-struct JsonBody;
+struct JsonBody {
+    require: bool,
+}
 
 impl Middleware for JsonBody {
-    fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin_v2::config()?;
-        let _ = REQUIRE.set(c.require);
-        Ok(())
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        Ok(JsonBody {
+            require: config.require,
+        })
     }
 
-    fn handle(request: Request) -> Result<Response, Error> {
+    fn hooks(&self) -> Hooks {
+        Hooks::ON_REQUEST | Hooks::ON_RESPONSE
+    }
+
+    fn on_request(&self, request: &Request) -> Result<Action, Error> {
         if request.header("content-type").is_none() && request.body().is_some() {
             request.set_header("content-type", "application/json");
         }
         if request.header("accept").is_none() {
             request.set_header("accept", "application/json");
         }
-        let response = next(&request)?;
+        Ok(Action::Continue)
+    }
+
+    fn on_response(&self, _request: &Request, response: &Response) -> Outcome {
         let status = response.status();
         if (200..300).contains(&status) {
             let valid = serde_json::from_slice::<IgnoredAny>(&response.body()).is_ok();
-            response.set_metadata("json_valid", &valid.to_string());
-            if !valid && *REQUIRE.get().expect("init ran") {
-                return Err(error(
+            response.set_metadata("json_valid", if valid { "true" } else { "false" });
+            if !valid && self.require {
+                return Outcome::Fail(error(
                     ErrorKind::Rejected,
                     format!("response {status} body is not JSON"),
                 ));
             }
         }
-        Ok(response)
+        Outcome::Done
     }
 }
 
-sparkwasm_plugin_v2::export_middleware!(JsonBody);
+sparkwasm_plugin::export_middleware!(JsonBody);

@@ -5,13 +5,13 @@
 //!   - type: logging
 //!     level: info          # trace | debug | info (default) | warn | error
 //! ```
-//! Lines go to sparkwasm's log under the plugin's name (filter with RUST_LOG); headers are not logged.
-
-use std::sync::OnceLock;
+//! Lines go to sparkwasm's log under the plugin's name (filter with RUST_LOG); headers are not
+//! logged. Failures are logged at warn whatever the level. The plugin asks only for the hooks whose
+//! lines the run's log shows: none when it shows neither level.
 
 use serde::Deserialize;
-use sparkwasm_plugin_v2::{
-    Error, Level, Middleware, Request, Response, log, log_enabled, next, now_ns,
+use sparkwasm_plugin::{
+    Action, Error, Hooks, Level, Middleware, Outcome, Request, Response, log, log_enabled, now_ns,
 };
 
 #[derive(Deserialize)]
@@ -25,14 +25,30 @@ fn default_level() -> String {
     "info".into()
 }
 
-static LEVEL: OnceLock<Level> = OnceLock::new();
+struct Logging {
+    level: Level,
+    /// Whether lines at `level` are written (fixed for the run).
+    on: bool,
+}
 
-struct Logging;
+const STARTED: &str = "started";
+
+/// Milliseconds since this layer's `on-request` for the row (when it was called).
+fn elapsed(request: &Request) -> String {
+    match request.scratch(STARTED).and_then(|s| s.parse::<u64>().ok()) {
+        Some(started) => format!(
+            " in {:.1} ms",
+            now_ns().saturating_sub(started) as f64 / 1e6
+        ),
+        None => String::new(),
+    }
+}
 
 impl Middleware for Logging {
-    fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin_v2::config()?;
-        let level = match c.level.as_str() {
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        let level = match config.level.as_str() {
             "trace" => Level::Trace,
             "debug" => Level::Debug,
             "info" => Level::Info,
@@ -44,34 +60,56 @@ impl Middleware for Logging {
                 ));
             }
         };
-        let _ = LEVEL.set(level);
-        Ok(())
+        Ok(Logging {
+            level,
+            on: log_enabled(level),
+        })
     }
 
-    fn handle(request: Request) -> Result<Response, Error> {
-        let level = *LEVEL.get().expect("init ran");
-        // Nothing is read from the request or the response unless a line will be written.
-        let (on, warn) = (log_enabled(level), log_enabled(Level::Warn));
-        if !on && !warn {
-            return next(&request);
+    fn hooks(&self) -> Hooks {
+        match (self.on, log_enabled(Level::Warn)) {
+            (true, _) => Hooks::ON_REQUEST | Hooks::ON_RESPONSE | Hooks::ON_ERROR,
+            (false, true) => Hooks::ON_ERROR,
+            (false, false) => Hooks::empty(),
         }
-        let url = request.url();
-        if on {
-            log(level, &format!("-> {} {url}", request.method()));
+    }
+
+    fn on_request(&self, request: &Request) -> Result<Action, Error> {
+        if self.on {
+            log(
+                self.level,
+                &format!("-> {} {}", request.method(), request.url()),
+            );
         }
-        let started = now_ns();
-        let result = next(&request);
-        let ms = (now_ns() - started) as f64 / 1e6;
-        match &result {
-            Ok(r) if on => log(level, &format!("<- {} {url} in {ms:.1} ms", r.status())),
-            Ok(_) => {}
-            Err(e) => log(
-                Level::Warn,
-                &format!("<- failed {url} in {ms:.1} ms: {}", e.message),
+        request.set_scratch(STARTED, &now_ns().to_string());
+        Ok(Action::Continue)
+    }
+
+    fn on_response(&self, request: &Request, response: &Response) -> Outcome {
+        log(
+            self.level,
+            &format!(
+                "<- {} {}{}",
+                response.status(),
+                request.url(),
+                elapsed(request)
             ),
-        }
-        result
+        );
+        Outcome::Done
+    }
+
+    fn on_error(&self, request: &Request, error: Error) -> Outcome {
+        log(
+            Level::Warn,
+            &format!(
+                "<- failed {}{}: {}",
+                request.url(),
+                elapsed(request),
+                error.message
+            ),
+        );
+        Outcome::Fail(error)
     }
 }
 
-sparkwasm_plugin_v2::export_middleware!(Logging);
+sparkwasm_plugin::export_middleware!(Logging);

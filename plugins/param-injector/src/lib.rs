@@ -8,11 +8,9 @@
 //!     body: {source: sparkwasm}                      # merged into a JSON object body (row values win)
 //! ```
 
-use std::sync::OnceLock;
-
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sparkwasm_plugin_v2::{Error, ErrorKind, Middleware, Request, Response, error, next};
+use sparkwasm_plugin::{Action, Error, ErrorKind, Hooks, Middleware, Request, error};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,13 +21,11 @@ struct Config {
     body: Map<String, Value>,
 }
 
-struct Prepared {
+struct ParamInjector {
     /// `k=v&k=v`, percent-encoded.
     query: String,
     body: Map<String, Value>,
 }
-
-static PREPARED: OnceLock<Prepared> = OnceLock::new();
 
 /// Percent-encodes a query component (unreserved characters stay).
 fn encode(s: &str, out: &mut String) {
@@ -51,13 +47,12 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-struct ParamInjector;
-
 impl Middleware for ParamInjector {
-    fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin_v2::config()?;
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
         let mut query = String::new();
-        for (k, v) in &c.params {
+        for (k, v) in &config.params {
             let v = scalar(v)
                 .ok_or_else(|| format!("params.{k}: expected a string, number or boolean"))?;
             if !query.is_empty() {
@@ -67,29 +62,31 @@ impl Middleware for ParamInjector {
             query.push('=');
             encode(&v, &mut query);
         }
-        let _ = PREPARED.set(Prepared {
+        Ok(ParamInjector {
             query,
-            body: c.body,
-        });
-        Ok(())
+            body: config.body,
+        })
     }
 
-    fn handle(request: Request) -> Result<Response, Error> {
-        let p = PREPARED.get().expect("init ran");
-        if !p.query.is_empty() {
+    fn hooks(&self) -> Hooks {
+        Hooks::ON_REQUEST
+    }
+
+    fn on_request(&self, request: &Request) -> Result<Action, Error> {
+        if !self.query.is_empty() {
             let url = request.url();
             let (base, fragment) = match url.split_once('#') {
                 Some((b, f)) => (b, Some(f)),
                 None => (url.as_str(), None),
             };
             let sep = if base.contains('?') { '&' } else { '?' };
-            let mut with_query = format!("{base}{sep}{}", p.query);
+            let mut with_query = format!("{base}{sep}{}", self.query);
             if let Some(f) = fragment {
                 with_query = format!("{with_query}#{f}");
             }
             request.set_url(&with_query);
         }
-        if !p.body.is_empty()
+        if !self.body.is_empty()
             && let Some(body) = request.body()
         {
             let mut object: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
@@ -98,13 +95,13 @@ impl Middleware for ParamInjector {
                     format!("body is not a JSON object: {e}"),
                 )
             })?;
-            for (k, v) in &p.body {
+            for (k, v) in &self.body {
                 object.entry(k.clone()).or_insert_with(|| v.clone());
             }
             request.set_body(Some(&serde_json::to_vec(&object).expect("serializable")));
         }
-        next(&request)
+        Ok(Action::Continue)
     }
 }
 
-sparkwasm_plugin_v2::export_middleware!(ParamInjector);
+sparkwasm_plugin::export_middleware!(ParamInjector);

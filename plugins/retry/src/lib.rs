@@ -1,5 +1,6 @@
 //! `retry`: sends the request again on a retryable status or transport error, with exponential
-//! backoff and full jitter, honouring `Retry-After` (seconds) up to a cap.
+//! backoff and full jitter, honouring `Retry-After` (seconds) up to a cap. The wait is the host's
+//! (`resend` after N ms): no instance is held while a row waits.
 //!
 //! ```yaml
 //! middleware:
@@ -12,10 +13,11 @@
 //! ```
 
 use std::cell::Cell;
-use std::sync::OnceLock;
 
 use serde::Deserialize;
-use sparkwasm_plugin_v2::{ERROR_KINDS, Error, Middleware, Request, Response, kind_name, next};
+use sparkwasm_plugin::{
+    ERROR_KINDS, Error, Hooks, Middleware, Outcome, Request, Response, kind_name,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,44 +50,37 @@ fn default_errors() -> Vec<String> {
     ["connect", "reset", "timeout"].map(String::from).to_vec()
 }
 
-static CONFIG: OnceLock<Config> = OnceLock::new();
-
-fn config() -> &'static Config {
-    CONFIG.get().expect("init ran")
+struct Retry {
+    config: Config,
+    /// splitmix64 state, seeded from the monotonic clock (instances created close together still
+    /// diverge after the first mix; jitter needs no more).
+    seed: Cell<u64>,
 }
 
-thread_local! {
-    static SEED: Cell<u64> = const { Cell::new(0) };
-}
-
-/// A uniform number in [0, 1): splitmix64 over a state seeded from the monotonic clock (instances
-/// created close together still diverge after the first mix; jitter needs no more).
-fn random() -> f64 {
-    SEED.with(|s| {
-        let mut state = s.get();
-        if state == 0 {
-            state = sparkwasm_plugin_v2::now_ns();
-        }
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        s.set(state);
+impl Retry {
+    /// A uniform number in [0, 1).
+    fn random(&self) -> f64 {
+        let state = self.seed.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.seed.set(state);
         let mut z = state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
         (z >> 11) as f64 / (1u64 << 53) as f64
-    })
-}
+    }
 
-/// How long to wait before attempt `attempt + 1` (attempt counts from 1).
-fn backoff_ms(c: &Config, attempt: u32, retry_after: Option<f64>) -> u64 {
-    let seconds = match retry_after {
-        Some(s) => s.min(c.max_delay),
-        None => {
-            let ceiling = (c.base_delay * 2f64.powi(attempt as i32 - 1)).min(c.max_delay);
-            ceiling * random()
-        }
-    };
-    (seconds.max(0.0) * 1000.0) as u64
+    /// How long to wait before attempt `attempt + 1` (attempt counts from 1).
+    fn backoff(&self, attempt: u32, retry_after: Option<f64>) -> Outcome {
+        let c = &self.config;
+        let seconds = match retry_after {
+            Some(s) => s.min(c.max_delay),
+            None => {
+                let ceiling = (c.base_delay * 2f64.powi(attempt as i32 - 1)).min(c.max_delay);
+                ceiling * self.random()
+            }
+        };
+        Outcome::Resend((seconds.max(0.0) * 1000.0).min(u32::MAX as f64) as u32)
+    }
 }
 
 /// `Retry-After: <seconds>`. (The HTTP-date form needs a wall clock, which plugins are not granted;
@@ -94,18 +89,17 @@ fn retry_after(response: &Response) -> Option<f64> {
     response.header("retry-after")?.trim().parse::<f64>().ok()
 }
 
-struct Retry;
-
 impl Middleware for Retry {
-    fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin_v2::config()?;
-        if c.max_attempts == 0 {
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        if config.max_attempts == 0 {
             return Err("max_attempts must be at least 1".into());
         }
-        if !(c.base_delay >= 0.0 && c.max_delay >= 0.0) {
+        if !(config.base_delay >= 0.0 && config.max_delay >= 0.0) {
             return Err("base_delay and max_delay must be zero or more seconds".into());
         }
-        if let Some(bad) = c
+        if let Some(bad) = config
             .retry_errors
             .iter()
             .find(|k| !ERROR_KINDS.contains(&k.as_str()))
@@ -115,38 +109,38 @@ impl Middleware for Retry {
                 ERROR_KINDS.join(", ")
             ));
         }
-        let _ = CONFIG.set(c);
-        Ok(())
+        Ok(Retry {
+            config,
+            seed: Cell::new(sparkwasm_plugin::now_ns()),
+        })
     }
 
-    fn handle(request: Request) -> Result<Response, Error> {
-        let c = config();
-        let mut attempt = 1;
-        loop {
-            let last = attempt >= c.max_attempts;
-            let wait = match next(&request) {
-                Ok(response) => {
-                    if last || !c.retry_status_codes.contains(&response.status()) {
-                        response.set_metadata("retry.attempts", &attempt.to_string());
-                        return Ok(response);
-                    }
-                    backoff_ms(c, attempt, retry_after(&response))
-                }
-                Err(mut e) => {
-                    let retryable = c.retry_errors.iter().any(|k| k == kind_name(e.kind));
-                    if last || !retryable {
-                        if attempt > 1 {
-                            e.message = format!("{} (after {attempt} attempts)", e.message);
-                        }
-                        return Err(e);
-                    }
-                    backoff_ms(c, attempt, None)
-                }
-            };
-            sparkwasm_plugin_v2::sleep_ms(wait);
-            attempt += 1;
+    fn hooks(&self) -> Hooks {
+        Hooks::ON_RESPONSE | Hooks::ON_ERROR
+    }
+
+    fn on_response(&self, request: &Request, response: &Response) -> Outcome {
+        let attempt = request.sends();
+        let c = &self.config;
+        if attempt >= c.max_attempts || !c.retry_status_codes.contains(&response.status()) {
+            response.set_metadata("retry.attempts", &attempt.to_string());
+            return Outcome::Done;
         }
+        self.backoff(attempt, retry_after(response))
+    }
+
+    fn on_error(&self, request: &Request, mut error: Error) -> Outcome {
+        let attempt = request.sends();
+        let c = &self.config;
+        let retryable = c.retry_errors.iter().any(|k| k == kind_name(error.kind));
+        if attempt >= c.max_attempts || !retryable {
+            if attempt > 1 {
+                error.message = format!("{} (after {attempt} attempts)", error.message);
+            }
+            return Outcome::Fail(error);
+        }
+        self.backoff(attempt, None)
     }
 }
 
-sparkwasm_plugin_v2::export_middleware!(Retry);
+sparkwasm_plugin::export_middleware!(Retry);

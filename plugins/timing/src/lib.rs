@@ -1,5 +1,5 @@
-//! `timing`: measures the time the request spends in the rest of the chain (inner middleware, retries
-//! and the network) and records it in the response metadata.
+//! `timing`: measures the time the request spends in the rest of the chain (inner middleware, their
+//! resends and the network) and records it in the response metadata.
 //!
 //! ```yaml
 //! middleware:
@@ -7,10 +7,8 @@
 //!     key: elapsed_ms      # the response_metadata key (default elapsed_ms)
 //! ```
 
-use std::sync::OnceLock;
-
 use serde::Deserialize;
-use sparkwasm_plugin_v2::{Error, Middleware, Request, Response, next, now_ns};
+use sparkwasm_plugin::{Action, Error, Hooks, Middleware, Outcome, Request, Response, now_ns};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,24 +21,35 @@ fn default_key() -> String {
     "elapsed_ms".into()
 }
 
-static KEY: OnceLock<String> = OnceLock::new();
+struct Timing {
+    key: String,
+}
 
-struct Timing;
+const STARTED: &str = "started";
 
 impl Middleware for Timing {
-    fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin_v2::config()?;
-        let _ = KEY.set(c.key);
-        Ok(())
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        Ok(Timing { key: config.key })
     }
 
-    fn handle(request: Request) -> Result<Response, Error> {
-        let started = now_ns();
-        let response = next(&request)?;
-        let ms = (now_ns() - started) as f64 / 1e6;
-        response.set_metadata(KEY.get().expect("init ran"), &format!("{ms:.3}"));
-        Ok(response)
+    fn hooks(&self) -> Hooks {
+        Hooks::ON_REQUEST | Hooks::ON_RESPONSE
+    }
+
+    fn on_request(&self, request: &Request) -> Result<Action, Error> {
+        request.set_scratch(STARTED, &now_ns().to_string());
+        Ok(Action::Continue)
+    }
+
+    fn on_response(&self, request: &Request, response: &Response) -> Outcome {
+        if let Some(started) = request.scratch(STARTED).and_then(|s| s.parse::<u64>().ok()) {
+            let ms = now_ns().saturating_sub(started) as f64 / 1e6;
+            response.set_metadata(&self.key, &format!("{ms:.3}"));
+        }
+        Outcome::Done
     }
 }
 
-sparkwasm_plugin_v2::export_middleware!(Timing);
+sparkwasm_plugin::export_middleware!(Timing);

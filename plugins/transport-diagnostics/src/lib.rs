@@ -8,7 +8,7 @@
 //! ```
 
 use serde::Deserialize;
-use sparkwasm_plugin_v2::{Error, Middleware, Request, Response, kind_name, next, now_ns};
+use sparkwasm_plugin::{Action, Error, Middleware, Outcome, Request, Response, kind_name, now_ns};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,28 +16,45 @@ struct Config {}
 
 struct TransportDiagnostics;
 
+const STARTED: &str = "started";
+
+fn elapsed_ms(request: &Request) -> f64 {
+    let started = request
+        .scratch(STARTED)
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(now_ns);
+    now_ns().saturating_sub(started) as f64 / 1e6
+}
+
 impl Middleware for TransportDiagnostics {
-    fn init() -> Result<(), String> {
-        sparkwasm_plugin_v2::config::<Config>().map(|_| ())
+    type Config = Config;
+
+    fn new(_: Config) -> Result<Self, String> {
+        Ok(TransportDiagnostics)
     }
 
-    fn handle(request: Request) -> Result<Response, Error> {
-        let started = now_ns();
-        let result = next(&request);
-        let ms = (now_ns() - started) as f64 / 1e6;
-        match result {
-            Ok(response) => {
-                response.set_metadata("transport.elapsed_ms", &format!("{ms:.3}"));
-                let class = format!("{}xx", response.status() / 100);
-                response.set_metadata("transport.status_class", &class);
-                Ok(response)
-            }
-            Err(mut e) => {
-                e.message = format!("{} [{} after {ms:.1} ms]", e.message, kind_name(e.kind));
-                Err(e)
-            }
-        }
+    fn on_request(&self, request: &Request) -> Result<Action, Error> {
+        request.set_scratch(STARTED, &now_ns().to_string());
+        Ok(Action::Continue)
+    }
+
+    fn on_response(&self, request: &Request, response: &Response) -> Outcome {
+        let ms = elapsed_ms(request);
+        response.set_metadata("transport.elapsed_ms", &format!("{ms:.3}"));
+        let class = format!("{}xx", response.status() / 100);
+        response.set_metadata("transport.status_class", &class);
+        Outcome::Done
+    }
+
+    fn on_error(&self, request: &Request, mut error: Error) -> Outcome {
+        let ms = elapsed_ms(request);
+        error.message = format!(
+            "{} [{} after {ms:.1} ms]",
+            error.message,
+            kind_name(error.kind)
+        );
+        Outcome::Fail(error)
     }
 }
 
-sparkwasm_plugin_v2::export_middleware!(TransportDiagnostics);
+sparkwasm_plugin::export_middleware!(TransportDiagnostics);

@@ -7,10 +7,8 @@
 //!     header: X-Worker-Id    # default; null sends no header (metadata only)
 //! ```
 
-use std::sync::OnceLock;
-
 use serde::Deserialize;
-use sparkwasm_plugin_v2::{Error, Middleware, Request, Response, host, next};
+use sparkwasm_plugin::{Action, Error, Hooks, Middleware, Request, host};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,26 +21,32 @@ fn default_header() -> Option<String> {
     Some("X-Worker-Id".into())
 }
 
-static HEADER: OnceLock<Option<String>> = OnceLock::new();
-
-struct WorkerIdentity;
+struct WorkerIdentity {
+    header: Option<String>,
+}
 
 impl Middleware for WorkerIdentity {
-    fn init() -> Result<(), String> {
-        let c: Config = sparkwasm_plugin_v2::config()?;
-        let _ = HEADER.set(c.header);
-        Ok(())
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        Ok(WorkerIdentity {
+            header: config.header,
+        })
     }
 
-    fn handle(request: Request) -> Result<Response, Error> {
+    fn hooks(&self) -> Hooks {
+        Hooks::ON_REQUEST
+    }
+
+    fn on_request(&self, request: &Request) -> Result<Action, Error> {
         let me = host::whoami();
         let id = format!("{}/p{}-c{}", me.process, me.partition, me.consumer);
-        if let Some(name) = HEADER.get().expect("init ran") {
+        if let Some(name) = &self.header {
             request.set_header(name, &id);
         }
         request.set_metadata("worker_id", &id);
-        next(&request)
+        Ok(Action::Continue)
     }
 }
 
-sparkwasm_plugin_v2::export_middleware!(WorkerIdentity);
+sparkwasm_plugin::export_middleware!(WorkerIdentity);

@@ -1,0 +1,232 @@
+//! A middleware plugin as a layer of the chain: each hook is one call into a pooled instance, with
+//! the row's request (and response) lent to the guest as handles for the length of the call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::bindings::{self, WitAction, WitOutcome, from_wit_error, to_wit_error};
+use super::budget::{self, describe_failure, stuck, watchdog};
+use super::instance::{Lease, MiddlewareWorld, WasmPlugin};
+use super::resources;
+use super::sandbox::PluginState;
+use crate::api::{ApiRequest, ApiResponse, ErrorKind, RequestError};
+use crate::chain::{Egress, Hooks, Layer, LayerError, LayerState, OutcomeAction, RequestAction};
+
+/// A loaded middleware plugin.
+pub(super) struct WasmMiddleware {
+    pub plugin: WasmPlugin<MiddlewareWorld>,
+    pub hooks: Hooks,
+}
+
+fn failed(message: String) -> LayerError {
+    RequestError::of(ErrorKind::Other, message)
+}
+
+/// The worker slot running the current row, for `host.whoami`.
+fn worker() -> (u32, u32) {
+    crate::chain::WORKER.try_with(|w| *w).unwrap_or((0, 0))
+}
+
+impl WasmMiddleware {
+    /// An instance ready for a hook of the row whose layer state is `state`.
+    async fn begin(
+        &self,
+        state: &mut LayerState,
+    ) -> Result<Lease<'_, MiddlewareWorld>, LayerError> {
+        let mut lease = self.plugin.lease().await.map_err(failed)?;
+        let store = &mut lease.instance().store;
+        store.data_mut().begin_call(std::mem::take(state), worker());
+        budget::arm(store);
+        Ok(lease)
+    }
+
+    /// Ends a hook: the layer state goes back to the row; the instance goes back to the pool
+    /// unless the call failed (then it is discarded and the failure described). A rule the call
+    /// broke fails the row.
+    fn finish<T>(
+        &self,
+        mut lease: Lease<'_, MiddlewareWorld>,
+        state: &mut LayerState,
+        result: Option<wasmtime::Result<T>>,
+        during: &str,
+    ) -> Result<T, LayerError> {
+        let data = lease.instance().store.data_mut();
+        *state = data.end_call();
+        let violation = data.call.violation.take();
+        let value = match result {
+            None => return Err(failed(stuck(&self.plugin.info, during))),
+            Some(Err(e)) => return Err(failed(describe_failure(&e, data, during))),
+            Some(Ok(value)) => value,
+        };
+        lease.give_back();
+        match violation {
+            Some(rule) => Err(RequestError::of(
+                ErrorKind::InvalidRequest,
+                format!("broke a rule in {during}: {rule}"),
+            )),
+            None => Ok(value),
+        }
+    }
+
+    async fn request_hook(
+        &self,
+        request: &mut Arc<ApiRequest>,
+        state: &mut LayerState,
+    ) -> Result<RequestAction, LayerError> {
+        let mut lease = self.begin(state).await?;
+        let instance = lease.instance();
+        let store = &mut instance.store;
+        let lent = resources::lend_request(store.data_mut(), request.clone());
+        let result = watchdog(store.data())
+            .run(
+                instance
+                    .guest
+                    .sparkwasm_plugin_handler()
+                    .call_on_request(&mut *store, lent),
+            )
+            .await;
+        let taken = resources::take_request(store.data_mut());
+        // A response of its own leaves the instance's table now.
+        let result = result.map(|r| {
+            r.and_then(|answer| match answer {
+                Ok(WitAction::Continue) => Ok(Ok(RequestAction::Continue)),
+                Ok(WitAction::Respond(own)) => resources::take_own_response(store.data_mut(), own)
+                    .map(|r| Ok(RequestAction::Respond(r))),
+                Err(e) => Ok(Err(e)),
+            })
+        });
+        let action = self
+            .finish(lease, state, result, "on-request")?
+            .map_err(from_wit_error)?;
+        *request = taken.ok_or_else(lost)?;
+        Ok(action)
+    }
+
+    async fn response_hook(
+        &self,
+        request: &mut Arc<ApiRequest>,
+        response: &mut ApiResponse,
+        state: &mut LayerState,
+    ) -> Result<OutcomeAction, LayerError> {
+        let mut lease = self.begin(state).await?;
+        let instance = lease.instance();
+        let store = &mut instance.store;
+        let lent = resources::lend_request(store.data_mut(), request.clone());
+        let lent_response = resources::lend_response(store.data_mut(), std::mem::take(response));
+        let result = watchdog(store.data())
+            .run(instance.guest.sparkwasm_plugin_handler().call_on_response(
+                &mut *store,
+                lent,
+                lent_response,
+            ))
+            .await;
+        let taken = resources::take_request(store.data_mut());
+        let taken_response = resources::take_response(store.data_mut());
+        let result = result.map(|r| r.and_then(|action| outcome(store.data_mut(), action)));
+        let action = self.finish(lease, state, result, "on-response")?;
+        *request = taken.ok_or_else(lost)?;
+        *response = taken_response.ok_or_else(lost)?;
+        Ok(action)
+    }
+
+    async fn error_hook(
+        &self,
+        request: &mut Arc<ApiRequest>,
+        error: RequestError,
+        state: &mut LayerState,
+    ) -> Result<OutcomeAction, LayerError> {
+        let mut lease = self.begin(state).await?;
+        let instance = lease.instance();
+        let store = &mut instance.store;
+        let lent = resources::lend_request(store.data_mut(), request.clone());
+        let incoming = error.clone();
+        let result = watchdog(store.data())
+            .run(instance.guest.sparkwasm_plugin_handler().call_on_error(
+                &mut *store,
+                lent,
+                &to_wit_error(error),
+            ))
+            .await;
+        let taken = resources::take_request(store.data_mut());
+        let result = result.map(|r| r.and_then(|action| outcome(store.data_mut(), action)));
+        let action = self.finish(lease, state, result, "on-error")?;
+        *request = taken.ok_or_else(lost)?;
+        Ok(match action {
+            // `done` after an error passes it on.
+            OutcomeAction::Done => OutcomeAction::Fail(incoming),
+            other => other,
+        })
+    }
+}
+
+/// The guest's answer as the chain's; a response of its own leaves the instance's table.
+fn outcome(state: &mut PluginState, action: WitOutcome) -> wasmtime::Result<OutcomeAction> {
+    Ok(match action {
+        WitOutcome::Done => OutcomeAction::Done,
+        WitOutcome::Resend(ms) => OutcomeAction::Resend(Duration::from_millis(ms.into())),
+        WitOutcome::Fail(e) => OutcomeAction::Fail(from_wit_error(e)),
+        WitOutcome::Respond(own) => {
+            OutcomeAction::Respond(resources::take_own_response(state, own)?)
+        }
+    })
+}
+
+/// The lent request or response was not there after the call: a bug of the host, reported.
+fn lost() -> LayerError {
+    failed("internal error: the request lent to the call was lost".into())
+}
+
+impl Layer for WasmMiddleware {
+    fn name(&self) -> &str {
+        &self.plugin.info.name
+    }
+
+    fn hooks(&self) -> Hooks {
+        self.hooks
+    }
+
+    fn egress(&self) -> &Egress {
+        &self.plugin.info.egress
+    }
+
+    fn max_requests(&self) -> u32 {
+        self.plugin.info.limits.max_requests
+    }
+
+    fn on_request<'a>(
+        &'a self,
+        request: &'a mut Arc<ApiRequest>,
+        state: &'a mut LayerState,
+    ) -> BoxFuture<'a, Result<RequestAction, LayerError>> {
+        Box::pin(self.request_hook(request, state))
+    }
+
+    fn on_response<'a>(
+        &'a self,
+        request: &'a mut Arc<ApiRequest>,
+        response: &'a mut ApiResponse,
+        state: &'a mut LayerState,
+    ) -> BoxFuture<'a, Result<OutcomeAction, LayerError>> {
+        Box::pin(self.response_hook(request, response, state))
+    }
+
+    fn on_error<'a>(
+        &'a self,
+        request: &'a mut Arc<ApiRequest>,
+        error: RequestError,
+        state: &'a mut LayerState,
+    ) -> BoxFuture<'a, Result<OutcomeAction, LayerError>> {
+        Box::pin(self.error_hook(request, error, state))
+    }
+}
+
+/// The hooks a plugin asked for in `init`.
+pub(super) fn hooks(asked: bindings::WitHooks) -> Hooks {
+    Hooks {
+        request: asked.contains(bindings::WitHooks::ON_REQUEST),
+        response: asked.contains(bindings::WitHooks::ON_RESPONSE),
+        error: asked.contains(bindings::WitHooks::ON_ERROR),
+    }
+}

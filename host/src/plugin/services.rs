@@ -1,0 +1,132 @@
+//! What the host offers plugins besides the values they handle: `host` (log, clock, config,
+//! identity) for every plugin, `outbound` (a fetch to granted hosts) for auth plugins, and the rule
+//! checks the resources share.
+
+use std::time::Instant;
+
+use wasmtime::component::Resource;
+
+use super::bindings::{WitError, WitKind, host, outbound, to_wit_kind};
+use super::resources::HeldRequest;
+use super::sandbox::PluginState;
+use crate::api::ApiResponse;
+use crate::chain::Origin;
+
+/// Whether the run's log shows a plugin's lines at `level`.
+fn log_enabled(level: host::Level) -> bool {
+    match level {
+        host::Level::Trace => tracing::enabled!(tracing::Level::TRACE),
+        host::Level::Debug => tracing::enabled!(tracing::Level::DEBUG),
+        host::Level::Info => tracing::enabled!(tracing::Level::INFO),
+        host::Level::Warn => tracing::enabled!(tracing::Level::WARN),
+        host::Level::Error => tracing::enabled!(tracing::Level::ERROR),
+    }
+}
+
+impl host::Host for PluginState {
+    fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
+        if !log_enabled(level) {
+            return Ok(());
+        }
+        let plugin = self.info.name.as_str();
+        let message = self.info.redactor.text(&message);
+        match level {
+            host::Level::Trace => tracing::trace!(plugin, "{message}"),
+            host::Level::Debug => tracing::debug!(plugin, "{message}"),
+            host::Level::Info => tracing::info!(plugin, "{message}"),
+            host::Level::Warn => tracing::warn!(plugin, "{message}"),
+            host::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+        Ok(())
+    }
+
+    fn enabled(&mut self, level: host::Level) -> wasmtime::Result<bool> {
+        Ok(log_enabled(level))
+    }
+
+    fn monotonic_now(&mut self) -> wasmtime::Result<u64> {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        Ok(START.get_or_init(Instant::now).elapsed().as_nanos() as u64)
+    }
+
+    fn config(&mut self) -> wasmtime::Result<String> {
+        Ok(self.info.config.clone())
+    }
+
+    fn whoami(&mut self) -> wasmtime::Result<host::Identity> {
+        Ok(host::Identity {
+            process: self.info.process.clone(),
+            partition: self.call.worker.0,
+            consumer: self.call.worker.1,
+        })
+    }
+}
+
+/// The most outbound fetches one call of an auth plugin may make.
+const MAX_FETCHES: u32 = 10;
+
+impl outbound::Host for PluginState {
+    /// An auth plugin's own HTTP request (a token or key fetch): only to the granted hosts, through
+    /// the run's transport (its TLS settings apply). Waiting for it is not guest running time.
+    async fn fetch(
+        &mut self,
+        request: Resource<HeldRequest>,
+    ) -> wasmtime::Result<Result<Resource<ApiResponse>, WitError>> {
+        let refuse = |kind, message: String| Ok(Err(WitError { kind, message }));
+        if let Some(rule) = self.call.violation.take() {
+            return refuse(WitKind::InvalidRequest, rule);
+        }
+        self.call.fetches += 1;
+        if self.call.fetches > MAX_FETCHES {
+            return refuse(
+                WitKind::Rejected,
+                format!("more than {MAX_FETCHES} outbound fetches in one call"),
+            );
+        }
+        let request = self.request_arc(&request)?;
+        let origin = match Origin::of(&request.url) {
+            Ok(o) => o,
+            Err(e) => return refuse(WitKind::InvalidRequest, format!("outbound fetch: {e}")),
+        };
+        if !self.info.egress.allows(&origin) {
+            return refuse(
+                WitKind::Rejected,
+                format!(
+                    "outbound fetch to {origin} refused: it is not in the plugin's grants.outbound_hosts {:?}",
+                    self.info.egress.hosts
+                ),
+            );
+        }
+        let transport = self.info.transport.clone();
+        match self.wait(transport.send(request)).await {
+            Ok(response) => {
+                if !self.body_fits(response.body.len(), "outbound fetch") {
+                    let rule = self.call.violation.take().unwrap_or_default();
+                    return refuse(WitKind::Rejected, rule);
+                }
+                Ok(Ok(self.table.push(response)?))
+            }
+            Err(e) => refuse(to_wit_kind(e.kind), e.message),
+        }
+    }
+}
+
+impl PluginState {
+    /// Records a broken rule of the call in progress (the first one is reported).
+    pub(super) fn violate(&mut self, rule: String) {
+        self.call.violation.get_or_insert(rule);
+    }
+
+    /// Whether a body of `len` bytes is within the plugin's `limits.max_body_bytes`; records the
+    /// violation if not.
+    pub(super) fn body_fits(&mut self, len: usize, what: &str) -> bool {
+        let cap = self.info.limits.max_body_bytes;
+        if len as u64 > cap {
+            self.violate(format!(
+                "{what}: a body of {len} bytes is over its limits.max_body_bytes ({cap})"
+            ));
+            return false;
+        }
+        true
+    }
+}
