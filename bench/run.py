@@ -22,7 +22,8 @@ Called by scripts/bench.sh (which builds the release binaries and installs wrk a
 6. Memory: sparkwasm's peak RSS on ROWS and on MEMORY_ROWS rows (10× the input, same batch size): memory is
    bounded by batch_size and the queues, not by the input.
 
-Prints a Markdown table (the README's is a copy of one run) and writes it to bench/last-run.md.
+Prints a Markdown table and writes it into docs/benchmark.md (between its results markers), and the
+figures to bench/results.json; first it prints what moved against the committed bench/results.json.
 """
 
 import argparse
@@ -109,6 +110,24 @@ def python_reference(python, url, rows_file, sink, connections):
          "--concurrency", str(connections // 2)])
     result = json.loads(out.strip().splitlines()[-1])
     return result["rows"], wall, result["failed"]  # whole-process wall clock, as for sparkwasm
+
+
+def compare(old, new, prefix=""):
+    """What moved between two results, key by key (numbers only), as lines."""
+    lines = []
+    for key, value in new.items():
+        before = old.get(key) if isinstance(old, dict) else None
+        if isinstance(value, dict):
+            lines += compare(before or {}, value, f"{prefix}{key}.")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                prior = before[i] if isinstance(before, list) and i < len(before) else {}
+                lines += compare(prior, item, f"{prefix}{key}[{i}].")
+        elif isinstance(value, (int, float)) and isinstance(before, (int, float)) and before:
+            change = (value - before) / before * 100
+            if abs(change) >= 1:
+                lines.append(f"{prefix}{key}: {before} -> {value} ({change:+.0f}%)")
+    return lines
 
 
 def main():
@@ -202,9 +221,11 @@ def main():
             if not many.exists():
                 subprocess.run([args.bin_dir / "testkit", "rows", str(rows_n), many], check=True)
             cfg = work / f"bench-inflight-{n}.yaml"
+            # One connection per request in flight (HTTP/1.1), as wrk opens: no per-host cap.
             cfg.write_text(CONFIG.read_text()
                            .replace("url_path: /items/{id}", "url_path: /slow/50/{id}")
                            .replace("partitions: 2", f"partitions: {partitions}")
+                           .replace("  base_timeout: 30\n", "  base_timeout: 30\n  tcp_connection: {limit: 0}\n")
                            + LEGACY_CHAIN)
             w = wrk(url, n, args.wrk_seconds, path="/slow/50/1")
             r_rows, r_wall, _, r_rss = median_run(args.bin_dir, url, many, work / f"sw-inflight-{n}",
@@ -269,9 +290,42 @@ def main():
     if memory:
         table += ["", "| input rows | sparkwasm peak RSS |", "| ---: | ---: |"]
         table += [f"| {n:,} | {m:.0f} MiB |" for n, m in memory]
+    day = time.strftime("%Y-%m-%d")
+    table.insert(0, f"Run of {day}.\n")
     text = "\n".join(table) + "\n"
     print("\n" + text)
-    (HERE / "last-run.md").write_text(text)
+    figures = {
+        "date": day,
+        "rows": args.rows,
+        "connections": args.connections,
+        "wrk_rps": round(wrk_rate),
+        "sparkwasm_rows_s": round(sw_rate),
+        "python_rows_s": round(py_rate),
+        "legacy_chain_rows_s": round(p_rate),
+        "passthrough_rows_s": round(n_rate),
+        "cpu_us_per_row": round(cpu / args.rows * 1e6, 2),
+        "legacy_hop_us": round(hop_us, 2),
+        "passthrough_hop_us": round(bare_hop_us, 2),
+        "isolated_legacy_hop_us": round(iso_hop, 2),
+        "isolated_passthrough_hop_us": round(iso_bare_hop, 2),
+        "in_flight": [
+            {"partitions": p, "consumers": c, "wrk_rps": round(w), "rows_s": round(r),
+             "peak_rss_mib": round(m)}
+            for p, c, w, r, m in in_flight
+        ],
+        "peak_rss_mib": {str(n): round(m) for n, m in memory},
+    }
+    results = HERE / "results.json"
+    if results.exists():
+        print("Against the committed results (" + json.loads(results.read_text()).get("date", "?") + "):")
+        for line in compare(json.loads(results.read_text()), figures):
+            print("  " + line)
+    results.write_text(json.dumps(figures, indent=2) + "\n")
+    page = HERE.parent / "docs" / "benchmark.md"
+    begin, end = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+    doc = page.read_text()
+    head, rest = doc.split(begin, 1)
+    page.write_text(head + begin + "\n" + text + end + rest.split(end, 1)[1])
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ fn main() {
         .build()
         .expect("runtime");
     let report = runtime.block_on(async {
-        let transport = Arc::new(HttpTransport::new(&pipeline.transport, 1).expect("transport"));
+        let transport = Arc::new(HttpTransport::new(&pipeline.transport, &[concurrency]).expect("transport"));
         let redactor = Arc::new(Redactor::default());
         let plugins = plugin::load(&pipeline, &transport, &redactor)
             .await

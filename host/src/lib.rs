@@ -65,7 +65,14 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
     // 2. plugins: verified, compiled (or from the cache), initialised before any row is read
     let exec = &pipeline.execution;
     let workers = transport::worker_threads(exec.partitions, pipeline.transport.connection_limit);
-    let transport = Arc::new(transport::HttpTransport::new(&pipeline.transport, workers)?);
+    // Partition p runs on worker p % workers, with concurrency_limit requests in flight.
+    let in_flight: Vec<usize> = (0..workers)
+        .map(|w| (0..exec.partitions).filter(|p| p % workers == w).count() * exec.concurrency_limit)
+        .collect();
+    let transport = Arc::new(transport::HttpTransport::new(
+        &pipeline.transport,
+        &in_flight,
+    )?);
     // One redactor for the run: the config's secrets, and every credential acquired later.
     let redactor = Arc::new(Redactor::for_pipeline(pipeline));
     let plugins = plugin::load(pipeline, &transport, &redactor).await?;

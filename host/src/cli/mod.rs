@@ -164,7 +164,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// The pipeline's plugins, loaded, as `validate` shows them.
 async fn plugin_summaries(p: &Pipeline) -> Result<Vec<crate::plugin::PluginSummary>, String> {
     let transport = std::sync::Arc::new(
-        crate::transport::HttpTransport::new(&p.transport, 1).map_err(|e| e.to_string())?,
+        crate::transport::HttpTransport::new(&p.transport, &[1]).map_err(|e| e.to_string())?,
     );
     let redactor = std::sync::Arc::new(crate::redact::Redactor::for_pipeline(p));
     crate::plugin::load(p, &transport, &redactor)

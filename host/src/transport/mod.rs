@@ -72,8 +72,12 @@ pub fn worker_threads(partitions: usize, connection_limit: usize) -> usize {
 }
 
 impl HttpTransport {
-    /// A transport for `workers` worker threads (see [`worker_threads`]).
-    pub fn new(config: &config::Transport, workers: usize) -> Result<Self, TransportError> {
+    /// A transport for worker threads that each keep `in_flight[i]` requests in flight (one entry
+    /// per worker thread, see [`worker_threads`]). A worker never opens more connections than it
+    /// has requests in flight, whatever the configured cap: with `limit: 0` and thousands in flight,
+    /// a pool that raced a new connection for each waiting request would run out of file
+    /// descriptors.
+    pub fn new(config: &config::Transport, in_flight: &[usize]) -> Result<Self, TransportError> {
         let tls = tls_config(&config.tls)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -86,13 +90,16 @@ impl HttpTransport {
             .enable_http2()
             .wrap_connector(http);
         let limit = config.connection_limit;
-        let workers = workers.max(1);
+        let workers = in_flight.len().max(1);
         let quotas: Vec<usize> = (0..workers)
             .map(|w| {
+                let needed = in_flight.get(w).copied().unwrap_or(1).max(1);
                 if limit == 0 {
-                    0
+                    needed
                 } else {
-                    (limit / workers + usize::from(w < limit % workers)).max(1)
+                    (limit / workers + usize::from(w < limit % workers))
+                        .max(1)
+                        .min(needed)
                 }
             })
             .collect();
@@ -105,11 +112,7 @@ impl HttpTransport {
                 .build(LimitedConnector::new(https.clone(), quota))
         };
         let mut shards = vec![client(limit, 0)];
-        shards.extend(
-            quotas
-                .iter()
-                .map(|&q| client(q, if q == 0 { usize::MAX } else { q })),
-        );
+        shards.extend(quotas.iter().map(|&q| client(q, q)));
         Ok(HttpTransport {
             shards,
             quotas,
@@ -127,7 +130,8 @@ impl HttpTransport {
         self.shards.len() - 1
     }
 
-    /// How many connections worker `worker` (1-based) may open to one host (0: no cap).
+    /// How many connections worker `worker` (1-based) may open to one host (0 for a thread that is
+    /// not a worker: no cap).
     pub fn quota(&self, worker: usize) -> usize {
         self.quotas
             .get(worker.wrapping_sub(1))
@@ -320,25 +324,29 @@ fn tls_config(tls: &config::Tls) -> Result<rustls::ClientConfig, TransportError>
 mod tests {
     use super::*;
 
-    fn transport(limit: usize, workers: usize) -> HttpTransport {
+    fn transport(limit: usize, in_flight: &[usize]) -> HttpTransport {
         let config = config::Transport {
             base_timeout: Duration::from_secs(1),
             warmup_timeout: Duration::from_secs(1),
             connection_limit: limit,
             tls: Default::default(),
         };
-        HttpTransport::new(&config, workers).unwrap()
+        HttpTransport::new(&config, in_flight).unwrap()
     }
 
     #[test]
     fn the_connection_cap_is_split_between_the_worker_shards() {
-        let quotas = |limit, workers| {
-            let t = transport(limit, workers);
-            (1..=workers).map(|w| t.quota(w)).collect::<Vec<_>>()
+        let quotas = |limit, in_flight: &[usize]| {
+            let t = transport(limit, in_flight);
+            (1..=in_flight.len())
+                .map(|w| t.quota(w))
+                .collect::<Vec<_>>()
         };
-        assert_eq!(quotas(3, 2), [2, 1]);
-        assert_eq!(quotas(10, 4), [3, 3, 2, 2]);
-        assert_eq!(quotas(0, 2), [0, 0], "no cap");
+        assert_eq!(quotas(3, &[40, 40]), [2, 1]);
+        assert_eq!(quotas(10, &[40; 4]), [3, 3, 2, 2]);
+        // No more connections than requests in flight, with or without a cap.
+        assert_eq!(quotas(0, &[500, 300]), [500, 300], "no cap");
+        assert_eq!(quotas(100, &[20, 20]), [20, 20]);
         // Never more workers than connections: each needs one.
         assert_eq!(worker_threads(8, 1), 1);
         assert!(worker_threads(8, 0) <= 8);
