@@ -61,11 +61,24 @@ pub enum OutcomeAction {
     Respond(ApiResponse),
 }
 
-/// A layer's own state for one row: its notes (`scratch`) and how many times it sent the request on.
+/// A layer's own state for one row: its notes (`scratch`), how many times it sent the request on,
+/// and when it last did ([`monotonic_ns`]; 0 before the first send).
 #[derive(Debug, Default)]
 pub struct LayerState {
     pub sends: u32,
+    pub sent_at: u64,
     pub scratch: Vec<(String, String)>,
+}
+
+/// Nanoseconds on the run's monotonic clock (the one plugins read with `host.monotonic-now`), never
+/// 0.
+pub fn monotonic_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+        + 1
 }
 
 /// A layer's failure in one of its hooks (a trap, a deadline, a broken rule, an error it
@@ -229,8 +242,10 @@ impl Chain {
         let mut attempts = 0u32;
         let mut sent: Option<Arc<ApiRequest>> = None;
         loop {
-            // Inward, from the first layer without a frame.
+            // Inward, from the first layer without a frame. One clock read for the pass: the time
+            // each layer sends at differs by the inner layers' hooks, microseconds.
             let mut early: Option<(usize, Result<ApiResponse, RequestError>)> = None;
+            let now = if layers.is_empty() { 0 } else { monotonic_ns() };
             while frames.len() < layers.len() {
                 let i = frames.len();
                 let layer = &*layers[i];
@@ -261,6 +276,7 @@ impl Chain {
                     break;
                 }
                 frame.state.sends = 1;
+                frame.state.sent_at = now;
                 frames.push(frame);
             }
             // The terminal, unless a layer answered or failed on the way in.
@@ -318,6 +334,7 @@ impl Chain {
                                 frame.state.sends += 1;
                                 resend = Some(at);
                                 tokio::time::sleep(delay).await;
+                                frames[at].state.sent_at = monotonic_ns();
                                 break;
                             }
                             Err(e) => result = Err(e),

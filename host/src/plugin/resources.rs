@@ -316,6 +316,10 @@ impl types::HostRequest for PluginState {
     fn sends(&mut self, _: Resource<HeldRequest>) -> wasmtime::Result<u32> {
         Ok(self.call.layer.sends)
     }
+
+    fn sent_at(&mut self, _: Resource<HeldRequest>) -> wasmtime::Result<u64> {
+        Ok(self.call.layer.sent_at)
+    }
 }
 
 /// The largest note a plugin may keep on a row, and how many.

@@ -2,8 +2,6 @@
 //! identity) for every plugin, `outbound` (a fetch to granted hosts) for auth plugins, and the rule
 //! checks the resources share.
 
-use std::time::Instant;
-
 use wasmtime::component::Resource;
 
 use super::bindings::{WitError, WitKind, host, outbound, to_wit_kind};
@@ -45,8 +43,7 @@ impl host::Host for PluginState {
     }
 
     fn monotonic_now(&mut self) -> wasmtime::Result<u64> {
-        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-        Ok(START.get_or_init(Instant::now).elapsed().as_nanos() as u64)
+        Ok(crate::chain::monotonic_ns())
     }
 
     fn config(&mut self) -> wasmtime::Result<String> {

@@ -75,13 +75,10 @@ impl Middleware for Logging {
     }
 
     fn on_request(&self, request: &Request) -> Result<Action, Error> {
-        if self.on {
-            log(
-                self.level,
-                &format!("-> {} {}", request.method(), request.url()),
-            );
-        }
-        request.set_scratch(STARTED, &now_ns().to_string());
+        log(
+            self.level,
+            &format!("-> {} {}", request.method(), request.url()),
+        );
         Ok(Action::Continue)
     }
 

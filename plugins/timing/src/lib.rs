@@ -8,7 +8,7 @@
 //! ```
 
 use serde::Deserialize;
-use sparkwasm_plugin::{Action, Error, Hooks, Middleware, Outcome, Request, Response, now_ns};
+use sparkwasm_plugin::{Hooks, Middleware, Outcome, Request, Response, now_ns};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,8 +25,6 @@ struct Timing {
     key: String,
 }
 
-const STARTED: &str = "started";
-
 impl Middleware for Timing {
     type Config = Config;
 
@@ -35,19 +33,13 @@ impl Middleware for Timing {
     }
 
     fn hooks(&self) -> Hooks {
-        Hooks::ON_REQUEST | Hooks::ON_RESPONSE
-    }
-
-    fn on_request(&self, request: &Request) -> Result<Action, Error> {
-        request.set_scratch(STARTED, &now_ns().to_string());
-        Ok(Action::Continue)
+        Hooks::ON_RESPONSE
     }
 
     fn on_response(&self, request: &Request, response: &Response) -> Outcome {
-        if let Some(started) = request.scratch(STARTED).and_then(|s| s.parse::<u64>().ok()) {
-            let ms = now_ns().saturating_sub(started) as f64 / 1e6;
-            response.set_metadata(&self.key, &format!("{ms:.3}"));
-        }
+        // The host notes when this layer sent the request on: no `on-request` needed to time it.
+        let ms = now_ns().saturating_sub(request.sent_at()) as f64 / 1e6;
+        response.set_metadata(&self.key, &format!("{ms:.3}"));
         Outcome::Done
     }
 }

@@ -8,7 +8,7 @@
 //! ```
 
 use serde::Deserialize;
-use sparkwasm_plugin::{Action, Error, Middleware, Outcome, Request, Response, kind_name, now_ns};
+use sparkwasm_plugin::{Error, Hooks, Middleware, Outcome, Request, Response, kind_name, now_ns};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,14 +16,9 @@ struct Config {}
 
 struct TransportDiagnostics;
 
-const STARTED: &str = "started";
-
+/// Milliseconds since this layer sent the request on (the host notes when).
 fn elapsed_ms(request: &Request) -> f64 {
-    let started = request
-        .scratch(STARTED)
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or_else(now_ns);
-    now_ns().saturating_sub(started) as f64 / 1e6
+    now_ns().saturating_sub(request.sent_at()) as f64 / 1e6
 }
 
 impl Middleware for TransportDiagnostics {
@@ -33,9 +28,8 @@ impl Middleware for TransportDiagnostics {
         Ok(TransportDiagnostics)
     }
 
-    fn on_request(&self, request: &Request) -> Result<Action, Error> {
-        request.set_scratch(STARTED, &now_ns().to_string());
-        Ok(Action::Continue)
+    fn hooks(&self) -> Hooks {
+        Hooks::ON_RESPONSE | Hooks::ON_ERROR
     }
 
     fn on_response(&self, request: &Request, response: &Response) -> Outcome {
