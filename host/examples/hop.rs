@@ -15,9 +15,9 @@ use futures::future::BoxFuture;
 use sparkwasm::api::{ApiRequest, ApiResponse, RequestError};
 use sparkwasm::chain::{Chain, Destination, Terminal};
 use sparkwasm::config::{self, LoadOptions, SecretStore};
+use sparkwasm::execute::transport::HttpTransport;
 use sparkwasm::plugin;
 use sparkwasm::redact::Redactor;
-use sparkwasm::transport::HttpTransport;
 
 /// Answers every request with the same small JSON document, as the bench's endpoint does, after
 /// giving way `.0` times (each a wake-up, as a network exchange has: the row task is suspended
@@ -84,6 +84,7 @@ fn main() {
         &LoadOptions {
             secrets: &store,
             base_dir: std::env::current_dir().expect("working directory"),
+            shard: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -94,7 +95,8 @@ fn main() {
     let report = runtime.block_on(async {
         let transport = Arc::new(HttpTransport::new(&pipeline.transport, &[concurrency]).expect("transport"));
         let redactor = Arc::new(Redactor::default());
-        let plugins = plugin::load(&pipeline, &transport, &redactor)
+        let sender: Arc<dyn sparkwasm::api::Sender> = transport.clone();
+        let plugins = plugin::load(&pipeline, transport.shards(), &sender, &redactor)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let endpoint = sparkwasm::chain::Origin::of("http://127.0.0.1:9/").ok();

@@ -1,106 +1,132 @@
-//! sparkwasm: one HTTP request per row, through a middleware chain, landed exactly once in Delta.
+//! sparkwasm: one HTTP request per row, through a chain of sandboxed WebAssembly middleware, landed
+//! exactly once in a Delta table.
 //!
-//! [`run`] reads top to bottom as the stages of a run: config → plugins → source → resume → execute →
-//! sink → report. Each stage is a module of the same name.
+//! [`run`] reads top to bottom as the stages of a run, each a module: [`config`] (a validated
+//! pipeline) → [`plugin`] (the middleware, loaded) → [`source`] (rows) → [`resume`] (what already
+//! landed) → [`execute`] (rows → requests → outcomes) → [`sink`] (outcomes → the bronze table) →
+//! [`report`] (progress and summary). A stage imports earlier stages and the vocabulary every stage
+//! shares ([`api`], [`chain`], [`credential`], [`redact`], [`events`], [`worker`], [`builtins`],
+//! [`bronze`], [`delta`], [`spark`]), never a later stage.
+
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
-pub mod auth;
+pub mod bronze;
+pub mod builtins;
 pub mod chain;
-pub mod cli;
 pub mod config;
-pub mod executor;
+pub mod credential;
+pub mod delta;
+pub mod events;
+pub mod execute;
 pub mod plugin;
 pub mod redact;
-pub mod render;
 pub mod report;
+pub mod resume;
 pub mod sink;
 pub mod source;
 pub mod spark;
-pub mod transport;
+pub mod worker;
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use api::Sender;
 use chain::{Chain, Origin};
 use config::Pipeline;
-use executor::{Gate, RateLimiter, Work};
+use events::Events;
+use execute::auth::{Static, Strategy};
+use execute::end::ChainEnd;
+use execute::render::RequestPlan;
+use execute::transport::HttpTransport;
+use execute::{Layout, WarmUp, Work};
 use redact::Redactor;
-use render::RequestPlan;
 use report::{Progress, Summary};
-use sink::{BronzeSink, Record};
+use resume::Resume;
+use sink::BronzeSink;
 
 /// Why a run could not go on. Nothing was sent unless the source failed mid-way.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// A plugin could not be loaded.
     #[error(transparent)]
     Plugin(#[from] plugin::PluginError),
     /// The first credential could not be acquired (token endpoint down, refused, garbage).
     #[error(transparent)]
-    Auth(#[from] auth::AuthError),
+    Auth(#[from] execute::auth::AuthError),
+    /// The source could not be opened or read.
     #[error(transparent)]
     Source(#[from] source::SourceError),
+    /// The sink could not be read.
     #[error(transparent)]
-    Execute(#[from] executor::ExecuteError),
+    Resume(#[from] resume::ResumeError),
+    /// The executor stopped.
+    #[error(transparent)]
+    Execute(#[from] execute::ExecuteError),
+    /// The sink could not be opened or written.
     #[error(transparent)]
     Sink(#[from] sink::SinkError),
+    /// The TLS material could not be read.
     #[error(transparent)]
-    Transport(#[from] transport::TransportError),
-    #[error("endpoint: {0}")]
-    Endpoint(String),
+    Transport(#[from] execute::transport::TransportError),
+    /// The endpoint template does not fit the source's schema.
+    #[error(transparent)]
+    Render(#[from] execute::render::RenderError),
     /// A task of the run panicked or was cancelled: a bug, reported rather than hidden.
     #[error("internal error: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// What a finished run did.
 pub struct RunReport {
+    /// Rows, outcomes, latency, rate.
     pub summary: Summary,
     /// How many batch commits the run made.
     pub commits: u64,
 }
 
-/// Runs a validated pipeline to the end.
-pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
-    // 2. plugins: verified, compiled (or from the cache), initialised before any row is read
-    let exec = &pipeline.execution;
-    let workers = transport::worker_threads(exec.partitions, pipeline.transport.connection_limit);
-    // Partition p runs on worker p % workers, with concurrency_limit requests in flight.
-    let in_flight: Vec<usize> = (0..workers)
-        .map(|w| (0..exec.partitions).filter(|p| p % workers == w).count() * exec.concurrency_limit)
-        .collect();
-    let transport = Arc::new(transport::HttpTransport::new(
-        &pipeline.transport,
-        &in_flight,
-    )?);
+/// Runs a validated pipeline to the end; `observers` get the run's events besides its own
+/// progress display.
+pub async fn run(
+    pipeline: &Pipeline,
+    observers: Vec<Arc<dyn events::Observer>>,
+) -> Result<RunReport, RunError> {
+    let progress = Arc::new(Progress::default());
+    let events = Events::new(
+        std::iter::once(progress.clone() as Arc<dyn events::Observer>)
+            .chain(observers)
+            .collect(),
+    );
     // One redactor for the run: the config's secrets, and every credential acquired later.
-    let redactor = Arc::new(Redactor::for_pipeline(pipeline));
-    let plugins = plugin::load(pipeline, &transport, &redactor).await?;
-    // auth: the first credential before anything else (a token endpoint that is down stops the run)
-    let strategy = auth::Strategy::new(
+    let redactor = Arc::new(Redactor::new(pipeline.secret_values()));
+    let layout = Layout::of(pipeline);
+    let transport = Arc::new(HttpTransport::new(&pipeline.transport, &layout.in_flight)?);
+    let sender: Arc<dyn Sender> = transport.clone();
+
+    // 2. plugins: verified, compiled (or from the cache), initialised before any row is read
+    let plugins = plugin::load(pipeline, transport.shards(), &sender, &redactor).await?;
+    // The first credential before anything else: a token endpoint that is down stops the run.
+    let strategy = Strategy::new(
         &pipeline.auth,
-        transport.clone(),
-        plugins
-            .auth
-            .map(|a| Box::new(a) as Box<dyn auth::Authenticator>),
+        sender,
+        plugins.auth.map(|a| Box::new(a) as _),
         redactor.clone(),
+        events.clone(),
     )?;
     strategy.prepare().await?;
-    // 3. source: schema checked before any request
+
+    // 3. source: the schema checked before any request
     let rows = source::open(pipeline, &RequestPlan::used_columns(pipeline)).await?;
-    let plan = RequestPlan::new(pipeline, &rows.schema).map_err(RunError::Endpoint)?;
+    let plan = RequestPlan::new(pipeline, &rows.schema)?;
     let id_column = pipeline
         .source
         .id_column
         .as_ref()
         .and_then(|c| rows.schema.index_of(c).ok());
+
     // 4. resume: what already landed is skipped
-    // Each shard commits under its own txn app id: N hosts write one table without sharing a version.
-    let app_id = match pipeline.shard {
-        None => format!("sparkwasm/{}", pipeline.id),
-        Some(s) => format!("sparkwasm/{}/shard-{}-of-{}", pipeline.id, s.index, s.count),
-    };
-    let (mut sink, resume) = BronzeSink::open(pipeline, &app_id).await?;
+    let resume = Resume::read(pipeline).await?;
     if resume.resuming || !resume.landed.is_empty() {
         tracing::info!(
             landed = resume.landed.len(),
@@ -109,88 +135,139 @@ pub async fn run(pipeline: &Pipeline) -> Result<RunReport, RunError> {
             "resuming: rows already landed are skipped"
         );
     }
-    // 6. execute: middleware chain -> auth -> rate limit -> transport
-    let gate = Arc::new(Gate {
-        rate: exec.max_requests_per_second.map(RateLimiter::new),
-        transport,
-    });
-    let warm = executor::WarmUp {
-        gate: gate.clone(),
+    let sink = BronzeSink::open(pipeline, &resume).await?;
+
+    // 5. execute: middleware chain → credentials → rate limit → transport
+    let exec = &pipeline.execution;
+    let warm = WarmUp {
         base_url: pipeline.endpoint.base_url.to_string(),
         timeout: pipeline.transport.warmup_timeout,
-        max: exec.max_requests_per_second.map(|r| r.ceil() as usize),
+        connections: (1..=layout.workers())
+            .map(|w| {
+                let n = transport.quota(w);
+                exec.max_requests_per_second
+                    .map_or(n, |r| n.min((r.ceil() as usize).max(1)))
+            })
+            .collect(),
     };
-    let terminal = Arc::new(auth::AuthGate {
-        strategy,
-        credentials: auth::Static::headers(&pipeline.credentials),
-        next: gate,
-    });
-    let endpoint = Origin::of(pipeline.endpoint.base_url.as_str()).ok();
-    let progress = Arc::new(Progress::default());
-    let display = progress.show(rows.total_rows);
     let work = Arc::new(Work {
         plan,
-        chain: Chain::new(plugins.layers, endpoint),
-        terminal,
+        chain: Chain::new(
+            plugins.layers,
+            Origin::of(pipeline.endpoint.base_url.as_str()).ok(),
+        ),
+        end: Arc::new(ChainEnd::new(
+            strategy,
+            Static::headers(&pipeline.credentials),
+            exec.max_requests_per_second,
+            transport,
+            events.clone(),
+        )),
         id_column,
         landed: resume.landed,
-        redactor,
-        progress: progress.clone(),
+        events: events.clone(),
     });
-    // Chunks of results from the worker threads (a few per worker in flight).
-    let (results_tx, mut results) = mpsc::channel::<Vec<Record>>(workers * 4);
-    let executor = tokio::spawn(executor::run(
-        work,
-        rows,
-        exec.partitions,
-        exec.concurrency_limit,
-        warm,
-        results_tx,
-    ));
+    let display = progress.show(rows.total_rows);
+    // Outcomes leave the worker threads in chunks (a few per worker in flight).
+    let (outcomes_tx, outcomes) = mpsc::channel(layout.workers() * 4);
+    let executor = {
+        let layout = layout.clone();
+        tokio::spawn(async move { execute::run(work, rows, &layout, warm, outcomes_tx).await })
+    };
 
-    // 7. sink: batches of batch_size results, committed while the next batch fills
-    let (batches_tx, mut batches) = mpsc::channel::<Vec<Record>>(1);
-    let committer = tokio::spawn(async move {
-        let mut commits = 0u64;
-        while let Some(batch) = batches.recv().await {
-            let version = sink.commit(&batch).await?;
-            commits += 1;
-            tracing::debug!(rows = batch.len(), version, "batch committed");
-        }
-        Ok::<_, sink::SinkError>((sink, commits))
-    });
-    let mut batch = Vec::with_capacity(exec.batch_size);
-    'collect: while let Some(chunk) = results.recv().await {
-        for record in chunk {
-            batch.push(record);
-            if batch.len() >= exec.batch_size
-                && batches_tx
-                    .send(std::mem::replace(
-                        &mut batch,
-                        Vec::with_capacity(exec.batch_size),
-                    ))
-                    .await
-                    .is_err()
-            {
-                break 'collect;
-            }
-        }
-    }
-    if !batch.is_empty() {
-        let _ = batches_tx.send(batch).await;
-    }
-    drop(batches_tx);
-    let (mut sink, commits) = committer
-        .await
-        .map_err(|e| RunError::Task(format!("the sink task stopped: {e}")))??;
-    executor
-        .await
-        .map_err(|e| RunError::Task(format!("the executor task stopped: {e}")))??;
+    // 6. sink: batches of batch_size, each committed while the next fills
+    let (mut sink, commits) = sink
+        .land(outcomes, exec.batch_size, redactor, events)
+        .await?;
+    executor.await??;
     sink.finish().await?;
     drop(display);
-    // 8. report
+
+    // 7. report
     Ok(RunReport {
         summary: progress.summary(),
         commits,
     })
+}
+
+#[cfg(test)]
+mod layers {
+    //! The module house, checked: a stage imports earlier stages and the vocabulary, never a later
+    //! stage; the vocabulary imports no stage.
+
+    /// The stages in run order, then the vocabulary (rank 0).
+    const STAGES: [&str; 7] = [
+        "config", "plugin", "source", "resume", "execute", "sink", "report",
+    ];
+    const VOCABULARY: [&str; 10] = [
+        "api",
+        "bronze",
+        "builtins",
+        "chain",
+        "credential",
+        "delta",
+        "events",
+        "redact",
+        "spark",
+        "worker",
+    ];
+
+    fn rank(module: &str) -> Option<usize> {
+        if VOCABULARY.contains(&module) {
+            return Some(0);
+        }
+        STAGES.iter().position(|s| *s == module).map(|i| i + 1)
+    }
+
+    #[test]
+    fn no_module_imports_a_later_stage() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut back_edges = Vec::new();
+        let mut stack = vec![src.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let rel = path.strip_prefix(&src).unwrap();
+                let top = rel
+                    .components()
+                    .next()
+                    .unwrap()
+                    .as_os_str()
+                    .to_string_lossy()
+                    .trim_end_matches(".rs")
+                    .to_owned();
+                // The binary and the crate root wire everything together.
+                let Some(own) = rank(&top) else { continue };
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    for (i, _) in line.match_indices("crate::") {
+                        let target: String = line[i + 7..]
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect();
+                        let Some(theirs) = rank(&target) else {
+                            continue;
+                        };
+                        let back = if own == 0 { theirs > 0 } else { theirs > own };
+                        if back && target != top {
+                            back_edges.push(format!(
+                                "{}:{}: {top} -> {target}",
+                                rel.display(),
+                                n + 1
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            back_edges.is_empty(),
+            "imports of a later stage:\n{}",
+            back_edges.join("\n")
+        );
+    }
 }

@@ -1,3 +1,7 @@
+//! The `sparkwasm` command: a thin binary over the library (see `cli`).
+
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    sparkwasm::cli::main()
+    cli::main()
 }

@@ -1,12 +1,11 @@
 //! Keeps secrets out of everything sparkwasm writes: the table, logs, errors and reports. One
-//! [`Redactor`] per run, built from the pipeline's secrets ([`Redactor::for_pipeline`]), taught every
-//! credential acquired later.
+//! [`Redactor`] per run, built from the pipeline's secret values (`Pipeline::secret_values`),
+//! taught every credential acquired later.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::api::json_object;
-use crate::config::Pipeline;
 
 /// Keeps secrets out of the sink and the logs: credentials in sensitive headers, any secret value
 /// from the config and every credential acquired during the run are replaced by `***`.
@@ -32,19 +31,7 @@ const SENSITIVE_HEADERS: [&str; 6] = [
 ];
 
 impl Redactor {
-    /// The redactor of a run of `pipeline`: every secret its file references, the credential
-    /// headers the host adds, and the forms its auth secrets travel in.
-    pub fn for_pipeline(pipeline: &Pipeline) -> Self {
-        Redactor::new(
-            pipeline
-                .secrets
-                .iter()
-                .cloned()
-                .chain(pipeline.credentials.iter().map(|c| c.value.clone()))
-                .chain(crate::auth::secrets(&pipeline.auth)),
-        )
-    }
-
+    /// A redactor of `secrets` (empty ones ignored).
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
         let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
         // Longest first, so a secret containing another is replaced whole.

@@ -37,6 +37,7 @@ pub async fn connect(remote: &str) -> Result<SparkConnectClient, String> {
     Ok(client)
 }
 
+/// A relation of `rel_type`.
 pub fn rel(rel_type: proto::relation::RelType) -> Relation {
     Relation {
         rel_type: Some(rel_type),
@@ -44,6 +45,7 @@ pub fn rel(rel_type: proto::relation::RelType) -> Relation {
     }
 }
 
+/// A read of the table `identifier`.
 pub fn table(identifier: &str) -> Relation {
     rel(proto::relation::RelType::Read(proto::Read {
         read_type: Some(proto::read::ReadType::NamedTable(proto::read::NamedTable {
@@ -54,6 +56,7 @@ pub fn table(identifier: &str) -> Relation {
     }))
 }
 
+/// A SQL query.
 pub fn sql(query: &str) -> Relation {
     rel(proto::relation::RelType::Sql(proto::Sql {
         query: query.to_owned(),
@@ -76,6 +79,7 @@ pub fn filter(input: Relation, condition: String) -> Relation {
     })))
 }
 
+/// `input`, its first `n` rows.
 pub fn limit(input: Relation, n: i32) -> Relation {
     rel(proto::relation::RelType::Limit(Box::new(proto::Limit {
         input: Some(Box::new(input)),
@@ -87,6 +91,7 @@ pub fn limit(input: Relation, n: i32) -> Relation {
 pub struct Results {
     stream: tonic::Streaming<proto::ExecutePlanResponse>,
     pending: std::vec::IntoIter<RecordBatch>,
+    /// The schema, once the first batch told it.
     pub schema: Option<SchemaRef>,
 }
 
@@ -235,6 +240,7 @@ pub fn message(e: &SparkError) -> String {
     one_line(&short, 400)
 }
 
+/// `s` on one line, at most `max` characters.
 pub fn one_line(s: &str, max: usize) -> String {
     let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
     match line.char_indices().nth(max) {

@@ -117,7 +117,7 @@ fn bronze_batches(path: &Path) -> Vec<arrow::record_batch::RecordBatch> {
     let files = std::thread::spawn(move || {
         tokio::runtime::Runtime::new()
             .unwrap()
-            .block_on(sparkwasm::source::delta_data_files(&owned))
+            .block_on(sparkwasm::delta::data_files(&owned))
     })
     .join()
     .unwrap()
@@ -205,7 +205,7 @@ fn successes_per_id(rows: &[Landed]) -> HashMap<&str, usize> {
 fn invalid_configs_print_exactly_their_expected_errors() {
     let root = repo_root();
     let mut checked = 0;
-    for entry in std::fs::read_dir(root.join("configs/invalid")).unwrap() {
+    for entry in std::fs::read_dir(root.join("tests/ui")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;

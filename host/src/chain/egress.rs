@@ -81,6 +81,7 @@ pub struct Egress {
 }
 
 impl Egress {
+    /// Whether the grants list `origin`.
     pub fn allows(&self, origin: &Origin) -> bool {
         self.hosts.iter().any(|g| origin.granted_by(g))
     }
@@ -90,14 +91,17 @@ impl Egress {
 /// only for the endpoint's origin, or where a grant forwards them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Destination {
+    /// The endpoint's origin: the pipeline's credentials go along.
     Endpoint,
     /// Another origin, granted to the plugin that chose it.
     Granted {
+        /// The grant forwards the pipeline's credentials.
         credentials: bool,
     },
 }
 
 impl Destination {
+    /// Whether the pipeline's credentials go with a request to this destination.
     pub fn takes_credentials(self) -> bool {
         match self {
             Destination::Endpoint => true,

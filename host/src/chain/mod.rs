@@ -24,20 +24,17 @@ pub use egress::{Destination, Egress, Origin};
 
 use crate::api::{ApiRequest, ApiResponse, ErrorKind, RequestError};
 
-tokio::task_local! {
-    /// The worker slot (partition, consumer) running the current task's rows; plugins ask with
-    /// `whoami`.
-    pub static WORKER: (u32, u32);
-}
-
 /// The longest wait a layer may ask for before a resend.
 pub const MAX_RESEND_DELAY: Duration = Duration::from_secs(900);
 
 /// The hooks a layer asks the host to call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Hooks {
+    /// `on-request` is called.
     pub request: bool,
+    /// `on-response` is called.
     pub response: bool,
+    /// `on-error` is called.
     pub error: bool,
 }
 
@@ -65,8 +62,11 @@ pub enum OutcomeAction {
 /// and when it last did ([`monotonic_ns`]; 0 before the first send).
 #[derive(Debug, Default)]
 pub struct LayerState {
+    /// How many times the layer sent the row's request on.
     pub sends: u32,
+    /// When it last did ([`monotonic_ns`]).
     pub sent_at: u64,
+    /// The layer's own notes on the row (`request.scratch`).
     pub scratch: Vec<(String, String)>,
 }
 
@@ -89,11 +89,14 @@ pub type LayerError = RequestError;
 pub trait Layer: Send + Sync {
     /// The name error messages give for this layer.
     fn name(&self) -> &str;
+    /// The hooks it asked for (the others are not called).
     fn hooks(&self) -> Hooks;
+    /// Where it may send a request besides the endpoint's origin.
     fn egress(&self) -> &Egress;
     /// The most times it may send one row's request on (`limits.max_requests`).
     fn max_requests(&self) -> u32;
 
+    /// The row's request on its way in: edit it, answer it, or fail the row.
     fn on_request<'a>(
         &'a self,
         request: &'a mut Arc<ApiRequest>,
@@ -120,6 +123,7 @@ pub trait Layer: Send + Sync {
 /// The end of the chain: adds the pipeline's credentials where `destination` allows, and sends.
 /// The request is shared with the record of what was sent: a terminal that changes it copies it.
 pub trait Terminal: Send + Sync {
+    /// Sends `request` to `destination`.
     fn send(
         &self,
         request: Arc<ApiRequest>,
@@ -136,12 +140,15 @@ pub struct Chain {
 
 /// What one row's trip through the chain produced.
 pub struct Outcome {
+    /// The answer, or why there is none.
     pub result: Result<ApiResponse, RequestError>,
     /// How many times the request reached the terminal.
     pub attempts: u32,
-    /// When the chain has layers: the request as the last attempt sent it, or as it entered the
-    /// chain when nothing was sent. `None` for an empty chain: the request went out as given.
-    pub sent: Option<Arc<ApiRequest>>,
+    /// The request as the last attempt sent it (before the terminal's credentials), or as it
+    /// entered the chain when nothing was sent.
+    pub sent: Arc<ApiRequest>,
+    /// The plugin whose failure (a trap, a broken rule, an error of its own) ended the row.
+    pub blamed: Option<String>,
 }
 
 /// One layer's part of a trip: its request and state, and where its request is bound.
@@ -181,6 +188,7 @@ impl Chain {
         }
     }
 
+    /// No layers.
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
     }
@@ -241,6 +249,8 @@ impl Chain {
         let mut frames: Vec<Frame> = Vec::with_capacity(layers.len());
         let mut attempts = 0u32;
         let mut sent: Option<Arc<ApiRequest>> = None;
+        // The layer whose failure the result is, if it is one.
+        let mut blamed: Option<&dyn Layer> = None;
         loop {
             // Inward, from the first layer without a frame. One clock read for the pass: the time
             // each layer sends at differs by the inner layers' hooks, microseconds.
@@ -264,12 +274,18 @@ impl Chain {
                             if !Arc::ptr_eq(before, &frame.request) {
                                 match self.route(layer, before, route, &frame.request) {
                                     Ok(r) => frame.route = r,
-                                    Err(e) => early = Some((i, Err(e))),
+                                    Err(e) => {
+                                        blamed = Some(layer);
+                                        early = Some((i, Err(e)));
+                                    }
                                 }
                             }
                         }
                         Ok(RequestAction::Respond(response)) => early = Some((i, Ok(response))),
-                        Err(e) => early = Some((i, Err(named(layer, e)))),
+                        Err(e) => {
+                            blamed = Some(layer);
+                            early = Some((i, Err(named(layer, e))));
+                        }
                     }
                 }
                 if early.is_some() {
@@ -288,9 +304,8 @@ impl Chain {
                         None => (entry.clone(), AT_ENDPOINT),
                     };
                     attempts += 1;
-                    if !layers.is_empty() {
-                        sent = Some(request.clone());
-                    }
+                    sent = Some(request.clone());
+                    blamed = None;
                     let result = terminal.send(request, route.destination).await;
                     (layers.len(), result)
                 }
@@ -324,7 +339,10 @@ impl Chain {
                 };
                 match action {
                     Ok(OutcomeAction::Done) => {}
-                    Ok(OutcomeAction::Fail(e)) | Err(e) => result = Err(named(layer, e)),
+                    Ok(OutcomeAction::Fail(e)) | Err(e) => {
+                        blamed = Some(layer);
+                        result = Err(named(layer, e));
+                    }
                     Ok(OutcomeAction::Respond(response)) => result = Ok(response),
                     Ok(OutcomeAction::Resend(delay)) => {
                         match self.resend(layer, &frames[at], &before, delay) {
@@ -337,7 +355,10 @@ impl Chain {
                                 frames[at].state.sent_at = monotonic_ns();
                                 break;
                             }
-                            Err(e) => result = Err(e),
+                            Err(e) => {
+                                blamed = Some(layer);
+                                result = Err(e);
+                            }
                         }
                     }
                 }
@@ -346,13 +367,12 @@ impl Chain {
                 Some(at) => frames.truncate(at + 1),
                 None => {
                     return Outcome {
+                        blamed: blamed
+                            .filter(|_| result.is_err())
+                            .map(|l| l.name().to_owned()),
                         result,
                         attempts,
-                        sent: if layers.is_empty() {
-                            None
-                        } else {
-                            Some(sent.unwrap_or(entry))
-                        },
+                        sent: sent.unwrap_or(entry),
                     };
                 }
             }

@@ -161,7 +161,7 @@ async fn layers_run_in_onion_order_and_a_resend_reruns_only_the_inner_layers() {
     assert_eq!(response.status, 200);
     // `a` ran once, outside the resends; `b` ran on each resend, on a fresh copy of retry's.
     assert_eq!(response.metadata["order"], "ab");
-    assert_eq!(outcome.sent.unwrap().metadata["order"], "ab");
+    assert_eq!(outcome.sent.metadata["order"], "ab");
 }
 
 #[tokio::test]
@@ -180,7 +180,7 @@ async fn an_edit_made_after_the_last_response_reaches_neither_inner_layers_nor_t
     let outcome = chain(vec![late, inner])
         .call(get("http://api.test/x"), &Server::default())
         .await;
-    let sent = outcome.sent.unwrap();
+    let sent = outcome.sent;
     assert_eq!(sent.url, "http://api.test/x");
     assert_eq!(sent.metadata["order"], "inner");
     assert!(!sent.metadata.contains_key("edited"));

@@ -1,12 +1,15 @@
-//! The command line: `sparkwasm run` and `sparkwasm validate`. Thin: it parses, loads, runs, reports,
-//! and maps the outcome to an exit status (0 all landed, 2 some rows failed, 1 could not run).
+//! The command line: `sparkwasm run` and `sparkwasm validate`, the binary's only module. Thin: it
+//! parses, loads, runs, reports, and maps the outcome to an exit status (0 all landed, 2 some rows
+//! failed, 1 could not run). Errors reach the user with their chain of causes, secrets redacted.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-
-use crate::config::{self, LoadOptions, Pipeline, SecretStore};
+use sparkwasm::config::{self, LoadOptions, Pipeline, SecretStore};
+use sparkwasm::redact::Redactor;
 
 /// Send one HTTP request per row of a table through sandboxed middleware, and land every response in a
 /// Delta table (the bronze layer), exactly once, batch by batch.
@@ -16,13 +19,13 @@ use crate::config::{self, LoadOptions, Pipeline, SecretStore};
     version,
     after_help = "Exit status: 0 every row landed successfully; 2 the run finished but some rows failed (they are recorded with success=false and retried by the next run); 1 the run could not start or go on (bad config, source, sink or plugin).\n\nLogs: RUST_LOG (e.g. RUST_LOG=sparkwasm=debug). A progress bar is drawn when stderr is a terminal."
 )]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+enum Command {
     /// Run a pipeline: read the rows, call the API for each, land the results in the Delta sink.
     /// A rerun resumes: rows already landed with success are not sent again.
     Run {
@@ -45,11 +48,11 @@ pub enum Command {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct SecretsArg {
+struct SecretsArg {
     /// YAML/JSON file of secrets, `scope: {key: value}`, for `{{secret.scope:key}}` in the pipeline.
     /// Without it (or for keys it lacks) secrets come from SPARKWASM_SECRET_<SCOPE>_<KEY>.
     #[arg(long, value_name = "FILE")]
-    pub secrets_file: Option<PathBuf>,
+    secrets_file: Option<PathBuf>,
 }
 
 /// glibc gives each thread that allocates its own malloc arena and keeps what they free: with the
@@ -85,7 +88,8 @@ fn raise_open_files_limit() {
     }
 }
 
-pub fn main() -> ExitCode {
+/// Parses the command line, runs the command, and turns its outcome into the exit status.
+pub(crate) fn main() -> ExitCode {
     limit_malloc_arenas();
     raise_open_files_limit();
     let cli = Cli::parse();
@@ -94,47 +98,39 @@ pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Validate { pipeline, secrets } => {
-            let p = match load(&pipeline, &secrets) {
+            let p = match load(&pipeline, &secrets, None) {
                 Ok(p) => p,
-                Err(message) => return fail(&message),
+                Err(e) => return fail(&e, None),
             };
             // The plugins are loaded as a run loads them (digest, world, init): a plugin that
             // would stop the run stops validate too. Nothing is sent.
-            let summaries = match runtime().block_on(plugin_summaries(&p)) {
-                Ok(s) => s,
-                Err(message) => return fail(&message),
-            };
-            println!(
-                "{}: valid (pipeline `{}`, {} middleware, sink {})",
-                pipeline.display(),
-                p.id,
-                p.middleware.len(),
-                p.sink
-            );
-            for s in summaries {
-                println!("  {s}");
+            match runtime().block_on(plugin_summaries(&p)) {
+                Ok(summaries) => {
+                    println!(
+                        "{}: valid (pipeline `{}`, {} middleware, sink {})",
+                        pipeline.display(),
+                        p.id,
+                        p.middleware.len(),
+                        p.sink
+                    );
+                    for s in summaries {
+                        println!("  {s}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e, Some(&p)),
             }
-            ExitCode::SUCCESS
         }
         Command::Run {
             pipeline,
             secrets,
             shard,
         } => {
-            let mut p = match load(&pipeline, &secrets) {
+            let p = match load(&pipeline, &secrets, shard) {
                 Ok(p) => p,
-                Err(message) => return fail(&message),
+                Err(e) => return fail(&e, None),
             };
-            p.shard = shard;
-            if shard.is_some()
-                && p.sink.mode == config::SinkMode::Overwrite
-                && p.sink.spark_table.is_none()
-            {
-                return fail(
-                    "--shard with tables.sink.mode: overwrite: each shard would replace the rows the others landed; use mode: append (empty the table before the first shard starts)",
-                );
-            }
-            match runtime().block_on(crate::run(&p)) {
+            match runtime().block_on(sparkwasm::run(&p, Vec::new())) {
                 Ok(report) => {
                     let s = &report.summary;
                     println!(
@@ -148,7 +144,7 @@ pub fn main() -> ExitCode {
                         ExitCode::SUCCESS
                     }
                 }
-                Err(e) => fail(&crate::redact::Redactor::for_pipeline(&p).text(&e.to_string())),
+                Err(e) => fail(&anyhow::Error::new(e), Some(&p)),
             }
         }
     }
@@ -162,36 +158,51 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The pipeline's plugins, loaded, as `validate` shows them.
-async fn plugin_summaries(p: &Pipeline) -> Result<Vec<crate::plugin::PluginSummary>, String> {
-    let transport = std::sync::Arc::new(
-        crate::transport::HttpTransport::new(&p.transport, &[1]).map_err(|e| e.to_string())?,
-    );
-    let redactor = std::sync::Arc::new(crate::redact::Redactor::for_pipeline(p));
-    crate::plugin::load(p, &transport, &redactor)
-        .await
-        .map(|plugins| plugins.summaries)
-        .map_err(|e| redactor.text(&e.to_string()).into_owned())
+async fn plugin_summaries(p: &Pipeline) -> anyhow::Result<Vec<sparkwasm::plugin::PluginSummary>> {
+    let transport = Arc::new(sparkwasm::execute::transport::HttpTransport::new(
+        &p.transport,
+        &[1],
+    )?);
+    let sender: Arc<dyn sparkwasm::api::Sender> = transport.clone();
+    let redactor = Arc::new(Redactor::new(p.secret_values()));
+    let plugins = sparkwasm::plugin::load(p, transport.shards(), &sender, &redactor).await?;
+    Ok(plugins.summaries)
 }
 
-fn load(path: &std::path::Path, secrets: &SecretsArg) -> Result<Pipeline, String> {
+fn load(
+    path: &std::path::Path,
+    secrets: &SecretsArg,
+    shard: Option<config::Shard>,
+) -> anyhow::Result<Pipeline> {
     let store = match &secrets.secrets_file {
         Some(f) => SecretStore::from_file(f)?,
         None => SecretStore::default(),
     };
-    let base_dir =
-        std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
-    config::load(
+    let base_dir = std::env::current_dir().context("cannot read the working directory")?;
+    Ok(config::load(
         path,
         &LoadOptions {
             secrets: &store,
             base_dir,
+            shard,
         },
-    )
-    .map_err(|e| e.to_string())
+    )?)
 }
 
-fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+/// Prints `error` with its causes (each once), every secret of `pipeline` redacted; exit status 1.
+fn fail(error: &anyhow::Error, pipeline: Option<&Pipeline>) -> ExitCode {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    let text = match pipeline {
+        Some(p) => Redactor::new(p.secret_values()).text(&text).into_owned(),
+        None => text,
+    };
+    eprintln!("error: {text}");
     ExitCode::from(1)
 }
 

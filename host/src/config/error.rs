@@ -9,11 +9,14 @@ use super::tree::Pos;
 pub struct ConfigError {
     /// Dotted key path, e.g. `execution.partitions` or `middleware[2].type`.
     pub path: String,
+    /// Where the key (or value) is written.
     pub pos: Pos,
+    /// What is wrong.
     pub message: String,
 }
 
 impl ConfigError {
+    /// An error about `path` at `pos`.
     pub fn new(path: impl Into<String>, pos: Pos, message: impl Into<String>) -> Self {
         ConfigError {
             path: path.into(),
@@ -36,7 +39,9 @@ impl fmt::Display for ConfigError {
 /// Every error found in one pipeline file, printed one per line as `FILE:LINE:COL: PATH: MESSAGE`.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigErrors {
+    /// The file, as it was named.
     pub file: String,
+    /// Every error, in file order.
     pub errors: Vec<ConfigError>,
 }
 
@@ -60,7 +65,7 @@ impl fmt::Display for ConfigErrors {
 }
 
 /// The closest of `candidates` to `word`, if it is close enough to be what the user meant.
-pub fn did_you_mean<'a>(
+pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {

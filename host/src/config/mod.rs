@@ -1,38 +1,66 @@
 //! Stage 1: a pipeline file (YAML or JSON, legacy or new keys) → a validated [`Pipeline`].
 //!
-//! `load` reads the file into a located tree, resolves `{{env.X}}` / `{{secret.S:K}}`, then `validate`
-//! reads every section, collecting all errors with their key path and line:col. Runtime objects are built
-//! only from a `Pipeline`, never from the raw file.
+//! [`load`] reads the file into a located tree ([`tree`]), resolves `{{env.X}}` / `{{secret.S:K}}`
+//! ([`template`]), reads every section through its key descriptions ([`keys`]; one module per
+//! section: [`endpoint`], [`execution`], [`transport`], [`auth`], [`middleware`], [`tables`],
+//! [`spark`]), applies the rules that span sections ([`checks`]), then checks the filesystem
+//! ([`probe`]). Every error is collected, each with its key path and line:col. Runtime objects are
+//! built only from a `Pipeline`, never from the raw file.
 
+pub mod auth;
+mod checks;
+pub mod endpoint;
 mod error;
+pub mod execution;
+pub mod keys;
+pub mod middleware;
+mod probe;
+pub mod spark;
+pub mod tables;
 mod template;
+pub mod transport;
 mod tree;
 mod validate;
 mod walk;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+pub use auth::{Auth, ClientAuth, OAuth2Grant, OAuth2Settings, basic_header};
+pub use endpoint::{Endpoint, Header};
 pub use error::{ConfigError, ConfigErrors};
-pub use template::{SecretStore, secret_env_var};
+pub use execution::Execution;
+pub use middleware::{Grants, HostCredential, MiddlewareSpec, PluginLimits, PluginSource};
+pub use spark::{Spark, quote_identifier};
+pub use tables::{ColumnMapping, FileFormat, Sink, SinkMode, Source, SourceLocation};
+pub use template::{SecretStore, SecretsFileError, secret_env_var};
+pub use transport::{Tls, Transport};
 
 /// A validated pipeline: everything a run needs, with defaults filled in.
 #[derive(Clone, Debug)]
 pub struct Pipeline {
     /// Identifies the pipeline in the sink's transaction log (`endpoint.name`, else the file's stem).
     pub id: String,
+    /// `tables.source`.
     pub source: Source,
+    /// `tables.sink`.
     pub sink: Sink,
+    /// `endpoint`.
     pub endpoint: Endpoint,
+    /// `tables.column_mapping`.
     pub column_mapping: Vec<ColumnMapping>,
+    /// `execution`.
     pub execution: Execution,
+    /// `transport`.
     pub transport: Transport,
+    /// `auth`.
     pub auth: Auth,
+    /// The plugins of `middleware`, outermost first.
     pub middleware: Vec<MiddlewareSpec>,
     /// Headers the host adds to every request for the endpoint's origin after the chain: the
     /// legacy `bearer` / `header_auth` middleware and endpoint headers whose value is a secret.
     pub credentials: Vec<HostCredential>,
+    /// `spark`.
     pub spark: Option<Spark>,
     /// This host's share of the rows (`--shard I/N`); `None`: all of them.
     pub shard: Option<Shard>,
@@ -40,311 +68,53 @@ pub struct Pipeline {
     pub secrets: BTreeSet<String>,
 }
 
-#[derive(Clone, Debug)]
-pub struct Source {
-    pub location: SourceLocation,
-    pub id_column: Option<String>,
-    pub required_columns: Vec<String>,
-}
-
-#[derive(Clone, Debug)]
-pub enum SourceLocation {
-    File {
-        path: PathBuf,
-        format: FileFormat,
-    },
-    /// A table or a query read through Spark Connect.
-    Spark {
-        table: Option<String>,
-        query: Option<String>,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileFormat {
-    Parquet,
-    Csv,
-    Jsonl,
-    Delta,
-}
-
-impl FileFormat {
-    pub const NAMES: [&'static str; 4] = ["parquet", "csv", "jsonl", "delta"];
-
-    fn from_name(name: &str) -> Self {
-        match name {
-            "csv" => FileFormat::Csv,
-            "jsonl" => FileFormat::Jsonl,
-            "delta" => FileFormat::Delta,
-            _ => FileFormat::Parquet,
-        }
+impl Pipeline {
+    /// Every secret value a run must keep out of what it writes: the values substituted from
+    /// `{{secret...}}`, the credential headers the host adds, and the `auth` section's secrets in
+    /// every form they travel in.
+    pub fn secret_values(&self) -> Vec<String> {
+        self.secrets
+            .iter()
+            .cloned()
+            .chain(self.credentials.iter().map(|c| c.value.clone()))
+            .chain(self.auth.secret_forms())
+            .collect()
     }
-
-    /// The format a path implies: its extension, or a folder holding `_delta_log` (else parquet files).
-    pub fn infer(path: &Path) -> Option<Self> {
-        if path.is_dir() {
-            return Some(if path.join("_delta_log").is_dir() {
-                FileFormat::Delta
-            } else {
-                FileFormat::Parquet
-            });
-        }
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
-            "parquet" | "pq" => Some(FileFormat::Parquet),
-            "csv" => Some(FileFormat::Csv),
-            "jsonl" | "ndjson" | "json" => Some(FileFormat::Jsonl),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Sink {
-    /// The Delta table's location: a local folder (unused when `spark_table` is set).
-    pub path: PathBuf,
-    pub mode: SinkMode,
-    /// With `spark.remote` and no `path`: the Spark catalog table (`namespace.name`) the bronze batches
-    /// are appended to instead.
-    pub spark_table: Option<String>,
-    /// With `path`: a Spark catalog table every committed batch is also appended to
-    /// (`tables.sink.also_spark_table`).
-    pub mirror: Option<String>,
-}
-
-impl std::fmt::Display for Sink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.spark_table {
-            Some(table) => write!(f, "Spark table {table}"),
-            None => match &self.mirror {
-                Some(table) => write!(f, "{} and Spark table {table}", self.path.display()),
-                None => write!(f, "{}", self.path.display()),
-            },
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SinkMode {
-    Append,
-    Overwrite,
-}
-
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    pub name: Option<String>,
-    pub vendor: Option<String>,
-    pub method: http::Method,
-    pub base_url: url::Url,
-    /// Path template appended to `base_url`; `{column}` is replaced by the row's value, percent-encoded.
-    pub url_path: String,
-    pub headers: Vec<Header>,
-}
-
-/// A credential header the host adds after the middleware chain (no plugin sees it).
-#[derive(Clone, Debug)]
-pub struct HostCredential {
-    pub name: String,
-    pub value: String,
-    /// Where the pipeline file sets it, for messages: `middleware[1] (bearer)`.
-    pub from: String,
-}
-
-#[derive(Clone, Debug)]
-pub struct Header {
-    pub name: String,
-    pub value: String,
-    /// The value came from a secret: it is sent but never recorded.
-    pub secret: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct ColumnMapping {
-    pub source_column: String,
-    pub endpoint_param: String,
-}
-
-#[derive(Clone, Debug)]
-pub struct Execution {
-    pub partitions: usize,
-    pub batch_size: usize,
-    pub max_requests_per_second: Option<f64>,
-    /// Consumers per partition.
-    pub concurrency_limit: usize,
-    pub max_attempts: u32,
-}
-
-#[derive(Clone, Debug)]
-pub struct Transport {
-    pub base_timeout: Duration,
-    pub warmup_timeout: Duration,
-    /// Open connections per host; 0 = no cap (as aiohttp's `limit=0`).
-    pub connection_limit: usize,
-    pub tls: Tls,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Tls {
-    pub ca_file: Option<PathBuf>,
-    pub client_cert_file: Option<PathBuf>,
-    pub client_key_file: Option<PathBuf>,
-}
-
-#[derive(Clone, Debug)]
-pub enum Auth {
-    None,
-    Basic {
-        username: String,
-        password: String,
-    },
-    Bearer {
-        token: String,
-    },
-    /// A fixed key in a header (default `X-API-Key`) or a query parameter.
-    ApiKey {
-        key: String,
-        header: String,
-        query_param: Option<String>,
-    },
-    OAuth2(OAuth2Settings),
-    /// A component of the `auth` world; its credential is renewed `refresh_margin` before it expires.
-    Wasm {
-        plugin: MiddlewareSpec,
-        refresh_margin: Duration,
-    },
-}
-
-#[derive(Clone, Debug)]
-pub struct OAuth2Settings {
-    pub grant: OAuth2Grant,
-    pub token_url: url::Url,
-    pub client_id: String,
-    pub client_secret: String,
-    pub scope: Option<String>,
-    /// Renew the token this long before it expires (at most half its lifetime).
-    pub refresh_margin: Duration,
-    pub client_auth: ClientAuth,
-}
-
-#[derive(Clone, Debug)]
-pub enum OAuth2Grant {
-    ClientCredentials,
-    Password { username: String, password: String },
-}
-
-/// How the client authenticates to the token endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// HTTP Basic first; the form body if the server refuses the client.
-    Auto,
-    Basic,
-    Body,
-}
-
-/// One entry of the `middleware` list: a built-in plugin or a custom component.
-#[derive(Clone, Debug)]
-pub struct MiddlewareSpec {
-    /// The built-in type (`retry`, ...) or `wasm`.
-    pub kind: String,
-    /// What errors and logs call it: the type for built-ins, `name` for custom plugins.
-    pub name: String,
-    /// `middleware[i]`, for messages.
-    pub path: String,
-    pub source: PluginSource,
-    /// The plugin's own settings, as JSON (built-ins: the entry's other keys; custom: `config`).
-    pub config: serde_json::Value,
-    pub limits: PluginLimits,
-    pub grants: Grants,
-}
-
-#[derive(Clone, Debug)]
-pub enum PluginSource {
-    /// Embedded in the binary.
-    Builtin,
-    /// A component file, pinned by its digest.
-    File { path: PathBuf, sha256: String },
-}
-
-/// What a plugin may use.
-#[derive(Clone, Copy, Debug)]
-pub struct PluginLimits {
-    /// Linear memory cap, per instance.
-    pub memory_mb: u32,
-    /// Time the guest may run per call (an auth plugin's outbound fetches do not count).
-    pub timeout_ms: u64,
-    /// Most times one row's request may be sent on by this plugin (its first send and its resends).
-    pub max_requests: u32,
-    /// The largest body the plugin may set or answer with (and an auth plugin may fetch).
-    pub max_body_bytes: u64,
-    /// `max_requests` was given in the file (else the built-in retry raises it to its attempts).
-    pub max_requests_set: bool,
-}
-
-impl Default for PluginLimits {
-    fn default() -> Self {
-        PluginLimits {
-            memory_mb: 32,
-            timeout_ms: 1000,
-            max_requests: 10,
-            max_body_bytes: 16 << 20,
-            max_requests_set: false,
-        }
-    }
-}
-
-/// Capabilities beyond the sandbox's defaults (nothing).
-#[derive(Clone, Debug, Default)]
-pub struct Grants {
-    /// Hosts (`host` or `host:port`) besides the endpoint's origin that a middleware may send a
-    /// row's request to, and that an auth plugin's outbound fetch may reach.
-    pub outbound_hosts: Vec<String>,
-    /// The pipeline's credentials go with this plugin's requests to its `outbound_hosts` too.
-    pub forward_credentials: bool,
-    /// Environment variables the plugin sees (names; values from the sparkwasm process).
-    pub env: Vec<String>,
-    /// The real wall clock (otherwise the plugin's clock reads 1970-01-01).
-    pub wall_clock: bool,
-}
-
-#[derive(Clone, Debug)]
-pub struct Spark {
-    pub remote: String,
-}
-
-/// A table name (`name`, `ns.name`, `catalog.ns.name`) as a Spark SQL identifier, each part
-/// backtick-quoted: names with hyphens or reserved words work, and nothing else can ride along.
-pub fn quote_identifier(name: &str) -> String {
-    name.split('.')
-        .map(|part| format!("`{}`", part.trim().trim_matches('`').replace('`', "``")))
-        .collect::<Vec<_>>()
-        .join(".")
 }
 
 /// `--shard I/N`: the rows with `pmod(xxhash64(id_column), N) = I`, computed by Spark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
+    /// This host's shard, from 0.
     pub index: u32,
+    /// How many shards.
     pub count: u32,
 }
 
-impl std::str::FromStr for Shard {
-    type Err = String;
+/// A `--shard` value that is not `I/N` with `I < N`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ShardError(String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for Shard {
+    type Err = ShardError;
+
+    fn from_str(s: &str) -> Result<Self, ShardError> {
         let (i, n) = s
             .split_once('/')
-            .ok_or_else(|| format!("`{s}` is not I/N (e.g. 0/4)"))?;
+            .ok_or_else(|| ShardError(format!("`{s}` is not I/N (e.g. 0/4)")))?;
         let index: u32 = i
             .trim()
             .parse()
-            .map_err(|_| format!("`{i}` is not a shard index"))?;
+            .map_err(|_| ShardError(format!("`{i}` is not a shard index")))?;
         let count: u32 = n
             .trim()
             .parse()
-            .map_err(|_| format!("`{n}` is not a shard count"))?;
+            .map_err(|_| ShardError(format!("`{n}` is not a shard count")))?;
         if count == 0 || index >= count {
-            return Err(format!(
+            return Err(ShardError(format!(
                 "shard {index}/{count}: the index runs from 0 to N-1"
-            ));
+            )));
         }
         Ok(Shard { index, count })
     }
@@ -358,9 +128,12 @@ impl std::fmt::Display for Shard {
 
 /// How a pipeline file is loaded.
 pub struct LoadOptions<'a> {
+    /// Where `{{secret...}}` values come from.
     pub secrets: &'a SecretStore,
     /// Folder that relative paths (source, sink, TLS files) are taken from: the working directory.
     pub base_dir: PathBuf,
+    /// This host's share of the rows (`--shard I/N`), checked with the rest of the pipeline.
+    pub shard: Option<Shard>,
 }
 
 /// Reads, resolves and validates a pipeline file; errors name the file as `path` was given.
@@ -393,14 +166,24 @@ pub fn load_str(
     let mut root = tree::parse(text).map_err(|e| vec![parse_error(&e)])?;
     let mut errors = Vec::new();
     let secrets = template::resolve(&mut root, options.secrets, &mut errors);
-    let pipeline = validate::pipeline(&root, stem, &options.base_dir, &mut errors);
+    let mut probes = Vec::new();
+    let mut pipeline = validate::pipeline(
+        &root,
+        stem,
+        &options.base_dir,
+        options.shard,
+        &mut errors,
+        &mut probes,
+    );
+    if let Some(p) = &mut pipeline {
+        p.secrets = secrets;
+    }
+    probe::run(probes, pipeline.as_mut(), &mut errors);
     match pipeline {
-        Some(mut p) if errors.is_empty() => {
-            p.secrets = secrets;
-            Ok(p)
-        }
+        Some(p) if errors.is_empty() => Ok(p),
         _ => {
             errors.sort_by_key(|e| (e.pos.line, e.pos.col));
+            errors.dedup();
             Err(errors)
         }
     }
@@ -412,4 +195,107 @@ fn parse_error(e: &serde_saphyr::Error) -> ConfigError {
     let text = e.without_snippet().to_string();
     let first = text.lines().next().unwrap_or("syntax error").trim();
     ConfigError::new("", pos, format!("not valid YAML/JSON: {first}"))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Helpers for the sections' tests: a section's YAML is completed with a minimal endpoint and
+    //! tables (a `rows.csv` in a temp folder) unless it gives its own, so line numbers in the
+    //! expected errors are the section's own.
+
+    use super::*;
+
+    fn run(yaml: &str) -> (tempfile::TempDir, Result<Pipeline, Vec<ConfigError>>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rows.csv"), "id\n1\n").unwrap();
+        let mut text = yaml.to_owned();
+        if !yaml.lines().any(|l| l.starts_with("endpoint:")) {
+            text.push_str("endpoint: {base_url: \"http://127.0.0.1:1\"}\n");
+        }
+        if !yaml.lines().any(|l| l.starts_with("tables:")) {
+            text.push_str("tables: {source: {path: rows.csv, id_column: id}, sink: {path: out}}\n");
+        }
+        let secrets = SecretStore::default();
+        let result = load_str(
+            &text,
+            "t",
+            &LoadOptions {
+                secrets: &secrets,
+                base_dir: dir.path().into(),
+                shard: None,
+            },
+        );
+        (dir, result)
+    }
+
+    /// The pipeline of `yaml` (completed), which must be valid.
+    pub(crate) fn load(yaml: &str) -> Pipeline {
+        run(yaml).1.unwrap_or_else(|e| panic!("{e:#?}"))
+    }
+
+    /// The pipeline of a whole `yaml`, which must be valid.
+    pub(crate) fn load_full(yaml: &str) -> Pipeline {
+        load(yaml)
+    }
+
+    /// The errors of `yaml` (completed), as printed after the file name.
+    pub(crate) fn errors(yaml: &str) -> Vec<String> {
+        match run(yaml).1 {
+            Ok(_) => vec![],
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let e = errors(
+            "endpoint:\n  base_url: ftp://x\nexecution:\n  partitons: 2\n  batch_size: -1\ntables:\n  source: {}\n  sink: {}\n",
+        );
+        assert_eq!(e.len(), 5, "{e:#?}");
+        assert!(
+            e[0].starts_with("2:13: endpoint.base_url: expected an http:// or https:// URL"),
+            "{e:#?}"
+        );
+        assert_eq!(
+            e[1],
+            "4:3: execution.partitons: unknown key `partitons`; did you mean `partitions`?"
+        );
+        assert_eq!(
+            e[2],
+            "5:15: execution.batch_size: must be between 1 and 10000000, found -1"
+        );
+    }
+
+    #[test]
+    fn the_shard_is_checked_with_the_pipeline() {
+        let (_dir, result) = {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("rows.csv"), "id\n1\n").unwrap();
+            let secrets = SecretStore::default();
+            let r = load_str(
+                "endpoint: {base_url: \"http://127.0.0.1:1\"}\ntables:\n  source: {path: rows.csv, id_column: id}\n  sink: {path: out, mode: overwrite}\n",
+                "t",
+                &LoadOptions {
+                    secrets: &secrets,
+                    base_dir: dir.path().into(),
+                    shard: Some("1/2".parse().unwrap()),
+                },
+            );
+            (dir, r)
+        };
+        let e: Vec<String> = result
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e[0].starts_with("3:18: tables.source.path: --shard 1/2 splits a Spark source"),
+            "{e:#?}"
+        );
+        assert!(
+            e[1].starts_with("4:27: tables.sink.mode: --shard 1/2 with mode: overwrite"),
+            "{e:#?}"
+        );
+    }
 }

@@ -17,9 +17,18 @@ pub struct SecretStore {
     file: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+/// A secrets file that cannot be used (its text is never quoted: it holds secrets).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SecretsFileError(String);
+
 impl SecretStore {
     /// Reads a secrets file: a mapping of scopes, each a mapping of keys to string values.
-    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+    pub fn from_file(path: &std::path::Path) -> Result<Self, SecretsFileError> {
+        Self::read(path).map_err(SecretsFileError)
+    }
+
+    fn read(path: &std::path::Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read secrets file {}: {e}", path.display()))?;
         let root = super::tree::parse(&text).map_err(|e| {
@@ -92,7 +101,7 @@ pub fn secret_env_var(scope: &str, key: &str) -> String {
 }
 
 /// Replaces every template in the tree. Returns the secret values that were substituted.
-pub fn resolve(
+pub(crate) fn resolve(
     root: &mut Node,
     secrets: &SecretStore,
     errors: &mut Vec<ConfigError>,

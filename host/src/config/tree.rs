@@ -33,7 +33,7 @@ impl From<serde_saphyr::Location> for Pos {
 
 /// One node of the document.
 #[derive(Clone, Debug)]
-pub struct Node {
+pub(crate) struct Node {
     pub value: Value,
     pub pos: Pos,
     /// True when a `{{secret...}}` template contributed to this scalar: its text is never printed.
@@ -42,13 +42,13 @@ pub struct Node {
 
 /// A key of a mapping, with its own position (unknown-key errors point at the key, not the value).
 #[derive(Clone, Debug)]
-pub struct Key {
+pub(crate) struct Key {
     pub name: String,
     pub pos: Pos,
 }
 
 #[derive(Clone, Debug)]
-pub enum Value {
+pub(crate) enum Value {
     Null,
     Bool(bool),
     Int(i64),
@@ -58,9 +58,21 @@ pub enum Value {
     Map(Vec<(Key, Node)>),
 }
 
+impl Node {
+    /// The node at a dotted key path below this one (`tables.sink.mode`), if written.
+    pub(crate) fn find(&self, dotted: &str) -> Option<&Node> {
+        dotted
+            .split('.')
+            .try_fold(self, |node, key| match &node.value {
+                Value::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v),
+                _ => None,
+            })
+    }
+}
+
 impl Value {
     /// What kind of value this is, in the words an error message uses.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Value::Null => "null",
             Value::Bool(_) => "a boolean",
@@ -75,7 +87,7 @@ impl Value {
 
 impl Node {
     /// The node as plain JSON (for plugin configs and other free-form sections).
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         match &self.value {
             Value::Null => serde_json::Value::Null,
             Value::Bool(b) => (*b).into(),
@@ -93,7 +105,7 @@ impl Node {
     }
 
     /// Visits every scalar string in the tree, mutably (template resolution).
-    pub fn walk_strings_mut(
+    pub(crate) fn walk_strings_mut(
         &mut self,
         path: &str,
         f: &mut dyn FnMut(&str, &mut String, Pos, &mut bool),
@@ -121,7 +133,7 @@ impl Node {
 }
 
 /// Parses YAML or JSON text into a located tree. The error is serde-saphyr's, which carries line and column.
-pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
+pub(crate) fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
     let doc: Spanned<Value> = serde_saphyr::from_str(text)?;
     Ok(Node {
         value: doc.value,

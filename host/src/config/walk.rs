@@ -2,38 +2,49 @@
 //! stopping, so that one pass reports everything that is wrong.
 
 use super::error::{ConfigError, did_you_mean};
+use super::keys::{KeySpec, Kind};
 use super::tree::{Key, Node, Pos, Value};
 
 /// A value found at a key path.
 #[derive(Clone, Copy)]
-pub struct Field<'a> {
-    pub path: &'a str,
-    pub node: &'a Node,
+pub(crate) struct Field<'a> {
+    pub(crate) path: &'a str,
+    pub(crate) node: &'a Node,
 }
 
 /// A mapping whose keys were checked against the known ones.
-pub struct Section<'a> {
-    pub path: String,
-    pub pos: Pos,
+pub(crate) struct Section<'a> {
+    pub(crate) path: String,
+    pub(crate) pos: Pos,
+    /// The keys it accepts.
+    keys: Vec<KeySpec>,
     /// (canonical key, key path as written, value)
     found: Vec<(&'static str, String, &'a Node)>,
 }
 
 impl<'a> Section<'a> {
+    /// The kind of a known key.
+    fn kind(&self, canonical: &str) -> Option<Kind> {
+        self.keys
+            .iter()
+            .find(|k| k.name == canonical)
+            .map(|k| k.kind)
+    }
+
     /// The value of a known key (under any of its spellings).
-    pub fn get(&self, canonical: &str) -> Option<Field<'_>> {
+    pub(crate) fn get(&self, canonical: &str) -> Option<Field<'_>> {
         self.found
             .iter()
             .find(|(c, _, _)| *c == canonical)
             .map(|(_, path, node)| Field { path, node })
     }
 
-    pub fn has(&self, canonical: &str) -> bool {
+    pub(crate) fn has(&self, canonical: &str) -> bool {
         self.get(canonical).is_some()
     }
 
     /// Path of a child key, for messages about a missing key.
-    pub fn child(&self, key: &str) -> String {
+    pub(crate) fn child(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_owned()
         } else {
@@ -44,27 +55,28 @@ impl<'a> Section<'a> {
 
 /// Collects errors while reading the tree.
 #[derive(Default)]
-pub struct Walker {
-    pub errors: Vec<ConfigError>,
+pub(crate) struct Walker {
+    pub(crate) errors: Vec<ConfigError>,
 }
 
 impl Walker {
-    pub fn error(&mut self, path: &str, pos: Pos, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, path: &str, pos: Pos, message: impl Into<String>) {
         self.errors.push(ConfigError::new(path, pos, message));
     }
 
-    /// Reads a mapping whose keys must be among `keys`. A key written `a|b` may be spelled either way
-    /// (the first is canonical). `None` (the section is absent) reads as an empty section.
-    pub fn section<'a>(
+    /// Reads a mapping whose keys must be among `keys` (each under any of its spellings). `None` (the
+    /// section is absent) reads as an empty section.
+    pub(crate) fn section<'a>(
         &mut self,
         node: Option<Field<'a>>,
         path: &str,
         pos: Pos,
-        keys: &[&'static str],
+        keys: &[KeySpec],
     ) -> Section<'a> {
         let mut section = Section {
             path: path.to_owned(),
             pos,
+            keys: keys.to_vec(),
             found: Vec::new(),
         };
         let Some(field) = node else { return section };
@@ -83,12 +95,9 @@ impl Walker {
         };
         for (key, value) in entries {
             let key_path = section.child(&key.name);
-            let canonical = keys
-                .iter()
-                .find(|spellings| spellings.split('|').any(|s| s == key.name));
-            match canonical {
-                Some(spellings) => {
-                    let canonical = spellings.split('|').next().unwrap_or(spellings);
+            match keys.iter().find(|k| k.is(&key.name)) {
+                Some(spec) => {
+                    let canonical = spec.name;
                     if let Some((_, earlier, _)) =
                         section.found.iter().find(|(c, _, _)| *c == canonical)
                     {
@@ -99,16 +108,15 @@ impl Walker {
                     section.found.push((canonical, key_path, value));
                 }
                 None => {
-                    let all = keys.iter().flat_map(|k| k.split('|'));
+                    let all = keys
+                        .iter()
+                        .flat_map(|k| std::iter::once(k.name).chain(k.aliases.iter().copied()));
                     let message = match did_you_mean(&key.name, all) {
                         Some(suggestion) => {
                             format!("unknown key `{}`; did you mean `{suggestion}`?", key.name)
                         }
                         None => {
-                            let list: Vec<&str> = keys
-                                .iter()
-                                .map(|k| k.split('|').next().unwrap_or(k))
-                                .collect();
+                            let list: Vec<&str> = keys.iter().map(|k| k.name).collect();
                             format!(
                                 "unknown key `{}` (expected one of: {})",
                                 key.name,
@@ -123,7 +131,7 @@ impl Walker {
         section
     }
 
-    pub fn require<'a>(
+    pub(crate) fn require<'a>(
         &mut self,
         section: &'a Section<'_>,
         canonical: &str,
@@ -154,7 +162,7 @@ impl Walker {
     }
 
     /// An integer in `min..=max`. A string holding an integer is accepted (values from `{{env.X}}`).
-    pub fn int(&mut self, f: Option<Field<'_>>, min: i64, max: i64) -> Option<i64> {
+    pub(crate) fn int(&mut self, f: Option<Field<'_>>, min: i64, max: i64) -> Option<i64> {
         let f = f?;
         let value = match &f.node.value {
             Value::Int(i) => Some(*i),
@@ -181,7 +189,7 @@ impl Walker {
     }
 
     /// A number greater than `above` (seconds, rates).
-    pub fn number(&mut self, f: Option<Field<'_>>, above: f64) -> Option<f64> {
+    pub(crate) fn number(&mut self, f: Option<Field<'_>>, above: f64) -> Option<f64> {
         let f = f?;
         let value = match &f.node.value {
             Value::Int(i) => Some(*i as f64),
@@ -207,7 +215,11 @@ impl Walker {
     }
 
     /// A duration in seconds, from 0 to `max`.
-    pub fn seconds(&mut self, f: Option<Field<'_>>, max: f64) -> Option<std::time::Duration> {
+    pub(crate) fn seconds(
+        &mut self,
+        f: Option<Field<'_>>,
+        max: f64,
+    ) -> Option<std::time::Duration> {
         let field = f?;
         let v = self.number(f, f64::NEG_INFINITY)?;
         if !(0.0..=max).contains(&v) {
@@ -222,7 +234,7 @@ impl Walker {
     }
 
     /// A string; numbers and booleans are taken as their text (YAML users write `version: 2`).
-    pub fn string(&mut self, f: Option<Field<'_>>) -> Option<String> {
+    pub(crate) fn string(&mut self, f: Option<Field<'_>>) -> Option<String> {
         let f = f?;
         match &f.node.value {
             Value::Str(s) => Some(s.clone()),
@@ -237,7 +249,7 @@ impl Walker {
     }
 
     /// `true` or `false`.
-    pub fn boolean(&mut self, f: Option<Field<'_>>) -> Option<bool> {
+    pub(crate) fn boolean(&mut self, f: Option<Field<'_>>) -> Option<bool> {
         let f = f?;
         match &f.node.value {
             Value::Bool(b) => Some(*b),
@@ -249,7 +261,7 @@ impl Walker {
     }
 
     /// A non-empty string.
-    pub fn name(&mut self, f: Option<Field<'_>>) -> Option<String> {
+    pub(crate) fn name(&mut self, f: Option<Field<'_>>) -> Option<String> {
         let node = f?;
         let s = self.string(f)?;
         if s.trim().is_empty() {
@@ -260,7 +272,7 @@ impl Walker {
     }
 
     /// One of `options` (case-insensitive); returns the option as listed.
-    pub fn choice(
+    pub(crate) fn choice(
         &mut self,
         f: Option<Field<'_>>,
         options: &[&'static str],
@@ -283,7 +295,7 @@ impl Walker {
     }
 
     /// The items of a list, each with its own path.
-    pub fn list<'a>(&mut self, f: Option<Field<'a>>) -> Vec<(String, &'a Node)> {
+    pub(crate) fn list<'a>(&mut self, f: Option<Field<'a>>) -> Vec<(String, &'a Node)> {
         let Some(f) = f else { return Vec::new() };
         match &f.node.value {
             Value::Seq(items) => items
@@ -299,7 +311,7 @@ impl Walker {
         }
     }
 
-    pub fn string_list(&mut self, f: Option<Field<'_>>) -> Vec<String> {
+    pub(crate) fn string_list(&mut self, f: Option<Field<'_>>) -> Vec<String> {
         self.list(f)
             .iter()
             .filter_map(|(path, node)| self.name(Some(Field { path, node })))
@@ -307,7 +319,7 @@ impl Walker {
     }
 
     /// A mapping of names to scalar values (headers). Keeps whether each value came from a secret.
-    pub fn string_map(&mut self, f: Option<Field<'_>>) -> Vec<(String, String, bool)> {
+    pub(crate) fn string_map(&mut self, f: Option<Field<'_>>) -> Vec<(String, String, bool)> {
         let Some(f) = f else { return Vec::new() };
         match &f.node.value {
             Value::Map(entries) => entries
@@ -327,5 +339,41 @@ impl Walker {
                 Vec::new()
             }
         }
+    }
+
+    /// A key of kind [`Kind::Int`] of `s`, within its bounds.
+    pub(crate) fn int_of(&mut self, s: &Section<'_>, key: &str) -> Option<i64> {
+        let (min, max) = match s.kind(key) {
+            Some(Kind::Int { min, max }) => (min, max),
+            _ => (i64::MIN, i64::MAX),
+        };
+        self.int(s.get(key), min, max)
+    }
+
+    /// A key of kind [`Kind::Number`] of `s`.
+    pub(crate) fn number_of(&mut self, s: &Section<'_>, key: &str) -> Option<f64> {
+        let above = match s.kind(key) {
+            Some(Kind::Number { above }) => above,
+            _ => f64::NEG_INFINITY,
+        };
+        self.number(s.get(key), above)
+    }
+
+    /// A key of kind [`Kind::Seconds`] of `s`.
+    pub(crate) fn seconds_of(&mut self, s: &Section<'_>, key: &str) -> Option<std::time::Duration> {
+        let max = match s.kind(key) {
+            Some(Kind::Seconds { max }) => max,
+            _ => f64::MAX,
+        };
+        self.seconds(s.get(key), max)
+    }
+
+    /// A key of kind [`Kind::Choice`] of `s`: one of its words.
+    pub(crate) fn choice_of(&mut self, s: &Section<'_>, key: &str) -> Option<&'static str> {
+        let options = match s.kind(key) {
+            Some(Kind::Choice(options)) => options,
+            _ => &[],
+        };
+        self.choice(s.get(key), options)
     }
 }

@@ -12,8 +12,8 @@ use super::budget::{self, describe_failure, stuck, watchdog};
 use super::instance::{AuthWorld, Lease, WasmPlugin};
 use super::resources;
 use crate::api::{ApiRequest, ErrorKind, RequestError};
-use crate::auth::{Authenticator, Credential, Fresh};
 use crate::chain::Origin;
+use crate::credential::{AcquireError, CredentialSource, Fresh};
 
 /// A custom auth strategy: a component of the `auth` world.
 pub struct WasmAuth {
@@ -59,8 +59,8 @@ impl WasmAuth {
         }
     }
 
-    async fn acquire_credential(&self) -> Result<Fresh, String> {
-        let mut lease = self.begin().await?;
+    async fn acquire_credential(&self) -> Result<Fresh, AcquireError> {
+        let mut lease = self.begin().await.map_err(AcquireError)?;
         let instance = lease.instance();
         let result = watchdog(instance.store.data())
             .run(
@@ -71,8 +71,9 @@ impl WasmAuth {
             )
             .await;
         let credential = self
-            .finish(lease, result, "acquire")?
-            .map_err(|e| e.message)?;
+            .finish(lease, result, "acquire")
+            .map_err(AcquireError)?
+            .map_err(|e| AcquireError(e.message))?;
         Ok(Fresh {
             secret: credential.secret,
             expires_in: credential.expires_in.map(Duration::from_secs),
@@ -82,7 +83,8 @@ impl WasmAuth {
     async fn apply_credential(
         &self,
         request: ApiRequest,
-        credential: &Credential,
+        secret: &str,
+        expires_in: Option<Duration>,
     ) -> Result<ApiRequest, RequestError> {
         let fail =
             |kind, message: String| RequestError::of(kind, format!("{}: {message}", self.what));
@@ -90,8 +92,8 @@ impl WasmAuth {
         let instance = lease.instance();
         let store = &mut instance.store;
         let wit_credential = WitCredential {
-            secret: credential.secret.clone(),
-            expires_in: credential.expires_in().map(|d| d.as_secs()),
+            secret: secret.to_owned(),
+            expires_in: expires_in.map(|d| d.as_secs()),
         };
         let (method, url, metadata) = (
             request.method.clone(),
@@ -139,20 +141,21 @@ fn target(url: &str) -> Option<(Origin, String)> {
     Some((Origin::of(url).ok()?, uri.path().to_owned()))
 }
 
-impl Authenticator for WasmAuth {
+impl CredentialSource for WasmAuth {
     fn what(&self) -> &str {
         &self.what
     }
 
-    fn acquire(&self) -> BoxFuture<'_, Result<Fresh, String>> {
+    fn acquire(&self) -> BoxFuture<'_, Result<Fresh, AcquireError>> {
         Box::pin(self.acquire_credential())
     }
 
     fn apply<'a>(
         &'a self,
         request: ApiRequest,
-        credential: &'a Credential,
+        secret: &'a str,
+        expires_in: Option<Duration>,
     ) -> BoxFuture<'a, Result<ApiRequest, RequestError>> {
-        Box::pin(self.apply_credential(request, credential))
+        Box::pin(self.apply_credential(request, secret, expires_in))
     }
 }

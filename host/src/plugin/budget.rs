@@ -47,7 +47,7 @@ impl Default for Budget {
 
 impl Budget {
     /// Resets the budget before a call into the guest.
-    pub fn begin(&mut self) {
+    pub(crate) fn begin(&mut self) {
         self.ran = Duration::ZERO;
         self.last_check = Instant::now();
         self.holding_since = self.last_check;
@@ -186,7 +186,7 @@ impl Bound {
     ///
     /// The timer is armed only when the call is pending outside a wait: a call that ends in its
     /// first poll (nearly every hook) never touches the runtime's timer wheel.
-    pub async fn run<T>(self, call: impl std::future::Future<Output = T>) -> Option<T> {
+    pub(crate) async fn run<T>(self, call: impl std::future::Future<Output = T>) -> Option<T> {
         let timer = self.expired();
         let (mut call, mut timer) = (std::pin::pin!(call), std::pin::pin!(timer));
         std::future::poll_fn(|cx| {

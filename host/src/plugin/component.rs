@@ -9,7 +9,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 
 use super::bindings::{AUTH_EXPORT, MIDDLEWARE_EXPORT};
-use super::builtin;
 use super::instance::Contract;
 use super::sandbox::PluginState;
 use crate::config::{MiddlewareSpec, PluginSource};
@@ -17,7 +16,9 @@ use crate::config::{MiddlewareSpec, PluginSource};
 /// The contract world a plugin is loaded as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum World {
+    /// `sparkwasm:plugin/middleware`.
     Middleware,
+    /// `sparkwasm:plugin/auth`.
     Auth,
 }
 
@@ -51,7 +52,7 @@ pub(super) struct Prepared {
 /// The component's bytes: embedded for built-ins; for a file, read and checked against its sha256.
 fn bytes(spec: &MiddlewareSpec) -> Result<Cow<'static, [u8]>, String> {
     match &spec.source {
-        PluginSource::Builtin => builtin::find(&spec.kind)
+        PluginSource::Builtin => crate::builtins::find(&spec.kind)
             .map(|b| Cow::Borrowed(b.component))
             .ok_or_else(|| format!("no built-in plugin `{}`", spec.kind)),
         PluginSource::File { path, sha256 } => {

@@ -138,13 +138,13 @@ pub(super) struct Lease<'a, C: Contract> {
 }
 
 impl<C: Contract> Lease<'_, C> {
-    pub fn instance(&mut self) -> &mut Instance<C> {
+    pub(crate) fn instance(&mut self) -> &mut Instance<C> {
         self.instance
             .as_mut()
             .expect("a lease holds its instance until it ends")
     }
 
-    pub fn give_back(mut self) {
+    pub(crate) fn give_back(mut self) {
         let instance = self.instance.take();
         self.end(instance);
     }
@@ -172,8 +172,8 @@ impl<C: Contract> Drop for Lease<'_, C> {
 
 impl<C: Contract> WasmPlugin<C> {
     /// The plugin, with one pool per worker thread of the run (`shards`, as the transport's
-    /// connection pools: [`crate::transport::shard_of`]).
-    pub fn new(
+    /// connection pools: [`crate::worker::pool_index`]).
+    pub(crate) fn new(
         info: Arc<PluginInfo>,
         engine: wasmtime::Engine,
         pre: C::Pre,
@@ -197,7 +197,7 @@ impl<C: Contract> WasmPlugin<C> {
     }
 
     /// A fresh instance, initialised (its `init` export run once), and what `init` answered.
-    pub async fn instantiate(&self) -> Result<(Instance<C>, C::Init), String> {
+    pub(crate) async fn instantiate(&self) -> Result<(Instance<C>, C::Init), String> {
         let info = &self.info;
         let mut store = Store::new(&self.engine, PluginState::new(info));
         store.limiter(|s| &mut s.memory);
@@ -227,8 +227,8 @@ impl<C: Contract> WasmPlugin<C> {
 
     /// An instance of this worker's pool for one call: an idle one, else a new one while the pool
     /// has room, else the first one given back.
-    pub async fn lease(&self) -> Result<Lease<'_, C>, String> {
-        let shard = &self.shards[crate::transport::shard_of(self.shards.len())];
+    pub(crate) async fn lease(&self) -> Result<Lease<'_, C>, String> {
+        let shard = &self.shards[crate::worker::pool_index(self.shards.len())];
         loop {
             let returned = shard.returned.notified();
             let idle = {
@@ -263,7 +263,7 @@ impl<C: Contract> WasmPlugin<C> {
     }
 
     /// Puts an instance made at load time in the pool of shard 0.
-    pub fn keep(&self, instance: Instance<C>) {
+    pub(crate) fn keep(&self, instance: Instance<C>) {
         self.shards[0]
             .pool
             .lock()

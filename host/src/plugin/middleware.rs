@@ -24,11 +24,6 @@ fn failed(message: String) -> LayerError {
     RequestError::of(ErrorKind::Other, message)
 }
 
-/// The worker slot running the current row, for `host.whoami`.
-fn worker() -> (u32, u32) {
-    crate::chain::WORKER.try_with(|w| *w).unwrap_or((0, 0))
-}
-
 impl WasmMiddleware {
     /// An instance ready for a hook of the row whose layer state is `state`.
     async fn begin(
@@ -37,7 +32,9 @@ impl WasmMiddleware {
     ) -> Result<Lease<'_, MiddlewareWorld>, LayerError> {
         let mut lease = self.plugin.lease().await.map_err(failed)?;
         let store = &mut lease.instance().store;
-        store.data_mut().begin_call(std::mem::take(state), worker());
+        store
+            .data_mut()
+            .begin_call(std::mem::take(state), crate::worker::slot());
         budget::arm(store);
         Ok(lease)
     }

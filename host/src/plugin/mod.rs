@@ -16,7 +16,6 @@
 mod auth;
 mod bindings;
 mod budget;
-pub mod builtin;
 mod component;
 mod engine;
 mod instance;
@@ -32,10 +31,10 @@ pub use auth::WasmAuth;
 pub use component::World;
 pub use sandbox::WorkerSlot;
 
+use crate::api::Sender;
 use crate::chain::{Egress, Hooks, Layer};
 use crate::config::{Auth, MiddlewareSpec, Pipeline, PluginLimits, PluginSource};
 use crate::redact::Redactor;
-use crate::transport::HttpTransport;
 use component::Prepared;
 use instance::{AuthWorld, Contract, MiddlewareWorld, PER_WORKER, WasmPlugin};
 use sandbox::{PluginInfo, PluginState};
@@ -44,25 +43,36 @@ use sandbox::{PluginInfo, PluginState};
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: plugin `{name}`: {message}")]
 pub struct PluginError {
+    /// The entry's key path (`middleware[2]`).
     pub path: String,
+    /// The plugin's name.
     pub name: String,
+    /// What went wrong.
     pub message: String,
 }
 
 /// What a loaded plugin is, as `validate` prints it and a run logs it.
 #[derive(Clone, Debug)]
 pub struct PluginSummary {
+    /// Its name.
     pub name: String,
     /// `built-in` or the file's path.
     pub source: String,
+    /// The component's sha256 (hex).
     pub sha256: String,
+    /// The component's size in bytes.
     pub size: usize,
+    /// The world it was loaded as.
     pub world: World,
     /// The hooks a middleware asked for (`None` for an auth plugin).
     pub hooks: Option<Hooks>,
+    /// What it may use.
     pub limits: PluginLimits,
+    /// Where it may send requests.
     pub egress: Egress,
+    /// Environment variables it sees.
     pub env: Vec<String>,
+    /// It sees the real wall clock.
     pub wall_clock: bool,
     /// Compiled by this load (false: from the compile cache).
     pub compiled: bool,
@@ -134,12 +144,13 @@ pub struct Plugins {
     pub summaries: Vec<PluginSummary>,
 }
 
-/// Loads a pipeline's plugins for a run on `transport`'s worker threads (each gets its own
-/// instance pools). An auth plugin's outbound fetches go through `transport`; whatever plugins log
-/// passes through `redactor`.
+/// Loads a pipeline's plugins for a run with `pools` worker pools (one per worker thread, and pool
+/// 0 for other threads: see [`crate::worker`]). An auth plugin's outbound fetches go through
+/// `sender`; whatever plugins log passes through `redactor`.
 pub async fn load(
     pipeline: &Pipeline,
-    transport: &Arc<HttpTransport>,
+    pools: usize,
+    sender: &Arc<dyn Sender>,
     redactor: &Arc<Redactor>,
 ) -> Result<Plugins, PluginError> {
     let auth_spec = match &pipeline.auth {
@@ -160,7 +171,7 @@ pub async fn load(
         name: "host".into(),
         message,
     };
-    let shards = transport.shards();
+    let shards = pools.max(1);
     // Each plugin: at most PER_WORKER instances alive per worker pool, plus the one made at load.
     let instances = u32::try_from(specs.len() * shards * (PER_WORKER + 1) + 8)
         .map_err(|_| host_error("too many plugins for the instance pool".into()))?;
@@ -196,7 +207,7 @@ pub async fn load(
                 hosts: spec.grants.outbound_hosts.clone(),
                 forward_credentials: spec.grants.forward_credentials,
             },
-            transport: transport.clone(),
+            sender: sender.clone(),
         });
         let summary = |prepared: &Prepared, world, hooks| PluginSummary {
             name: spec.name.clone(),

@@ -16,7 +16,8 @@ use crate::chain::Origin;
 type Fields = Vec<(String, String)>;
 
 /// A request a plugin made (an auth plugin's `request::new`), in its instance's table: shared until
-/// edited (`Arc::make_mut`).
+/// edited (`Arc::make_mut`). Public because the generated bindings name it.
+#[allow(unreachable_pub)]
 pub struct HeldRequest(pub(super) Arc<ApiRequest>);
 
 /// The handle of the request (and of the response) lent to the call in progress: it lives in the

@@ -10,10 +10,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::budget::Budget;
+use crate::api::Sender;
 use crate::chain::{Egress, LayerState};
 use crate::config::PluginLimits;
 use crate::redact::Redactor;
-use crate::transport::HttpTransport;
 
 /// Most elements of one table (the pool reserves this much for each).
 pub(super) const TABLE_ELEMENTS: usize = 100_000;
@@ -38,7 +38,7 @@ pub(super) struct PluginInfo {
     pub redactor: Arc<Redactor>,
     pub egress: Egress,
     /// For an auth plugin's outbound fetches.
-    pub transport: Arc<HttpTransport>,
+    pub sender: Arc<dyn Sender>,
 }
 
 /// What the call in progress carries besides the guest's own arguments.
@@ -88,7 +88,7 @@ impl WasiView for PluginState {
 
 impl PluginState {
     /// The data of a new store of `info`'s plugin.
-    pub fn new(info: &Arc<PluginInfo>) -> Self {
+    pub(crate) fn new(info: &Arc<PluginInfo>) -> Self {
         let stderr = Arc::new(Stderr::default());
         let mut wasi = WasiCtx::builder();
         wasi.allow_tcp(false)
@@ -121,7 +121,7 @@ impl PluginState {
     }
 
     /// Readies the state for a call into the guest (the budget is armed apart, see `budget::arm`).
-    pub fn begin_call(&mut self, layer: LayerState, worker: WorkerSlot) {
+    pub(crate) fn begin_call(&mut self, layer: LayerState, worker: WorkerSlot) {
         self.call = CallState {
             layer,
             worker,
@@ -137,7 +137,7 @@ impl PluginState {
     }
 
     /// Ends a call: the layer's state goes back to the row.
-    pub fn end_call(&mut self) -> LayerState {
+    pub(crate) fn end_call(&mut self) -> LayerState {
         std::mem::take(&mut self.call.layer)
     }
 }

@@ -94,8 +94,8 @@ impl outbound::Host for PluginState {
                 ),
             );
         }
-        let transport = self.info.transport.clone();
-        match self.wait(transport.send(request)).await {
+        let sender = self.info.sender.clone();
+        match self.wait(sender.send(request)).await {
             Ok(response) => {
                 if !self.body_fits(response.body.len(), "outbound fetch") {
                     let rule = self.call.violation.take().unwrap_or_default();

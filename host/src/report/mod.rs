@@ -1,4 +1,4 @@
-//! Stage 8: live progress and the final summary.
+//! Stage 7: live progress and the final summary, as a consumer of the run's events.
 //!
 //! On a terminal: a progress bar (rows, rows/s, ok/failed, ETA). Otherwise: a tracing line every few
 //! seconds. At the end: rows, ok, failed, retries, p50/p99 latency, rows/s, elapsed.
@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Counters shared by every consumer.
+use crate::events::{Event, Observer};
+
+/// The run's counters, kept from its events.
 pub struct Progress {
     ok: AtomicU64,
     failed: AtomicU64,
@@ -38,23 +40,34 @@ impl Default for Progress {
     }
 }
 
-impl Progress {
-    pub fn skipped(&self) {
-        self.skipped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn done(&self, success: bool, retries: u32, latency: Option<Duration>) {
-        (if success { &self.ok } else { &self.failed }).fetch_add(1, Ordering::Relaxed);
-        self.retries.fetch_add(retries.into(), Ordering::Relaxed);
-        if let Some(l) = latency {
-            let _ = self
-                .latency
-                .lock()
-                .expect("histogram lock")
-                .record((l.as_micros() as u64).max(1));
+impl Observer for Progress {
+    fn observe(&self, event: &Event<'_>) {
+        match *event {
+            Event::RowSkipped => {
+                self.skipped.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::RowDone {
+                success,
+                retries,
+                latency,
+            } => {
+                (if success { &self.ok } else { &self.failed }).fetch_add(1, Ordering::Relaxed);
+                self.retries.fetch_add(retries.into(), Ordering::Relaxed);
+                if let Some(l) = latency {
+                    let _ = self
+                        .latency
+                        .lock()
+                        .expect("histogram lock")
+                        .record((l.as_micros() as u64).max(1));
+                }
+            }
+            _ => {}
         }
     }
+}
 
+impl Progress {
+    /// The numbers so far.
     pub fn summary(&self) -> Summary {
         let h = self.latency.lock().expect("histogram lock");
         let (ok, failed) = (
@@ -134,17 +147,26 @@ impl Drop for Display {
 /// The numbers of a finished run.
 #[derive(Clone, Debug)]
 pub struct Summary {
+    /// Rows sent (or failed before sending).
     pub rows: u64,
+    /// Rows that ended with a 2xx.
     pub ok: u64,
+    /// Rows that did not (recorded with success=false).
     pub failed: u64,
+    /// Rows that had already landed: not sent.
     pub skipped: u64,
+    /// Sends beyond each row's first.
     pub retries: u64,
+    /// Median row latency.
     pub p50: Duration,
+    /// 99th percentile row latency.
     pub p99: Duration,
+    /// Since the run began.
     pub elapsed: Duration,
 }
 
 impl Summary {
+    /// Rows per second.
     pub fn rate(&self) -> f64 {
         self.rows as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

@@ -12,11 +12,17 @@ use super::SharedBatch;
 /// A cell's value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cell {
+    /// No value.
     Null,
+    /// A boolean.
     Bool(bool),
+    /// A signed integer.
     Int(i64),
+    /// An unsigned integer.
     UInt(u64),
+    /// A float.
     Float(f64),
+    /// Text (and anything else, as Arrow displays it).
     Text(String),
 }
 
@@ -49,7 +55,7 @@ impl Cell {
 }
 
 /// Reads the cell at `row` of `array`.
-pub fn cell(array: &dyn Array, row: usize) -> Cell {
+pub(crate) fn cell(array: &dyn Array, row: usize) -> Cell {
     if array.is_null(row) {
         return Cell::Null;
     }
@@ -78,11 +84,14 @@ pub fn cell(array: &dyn Array, row: usize) -> Cell {
 /// One row of a shared batch.
 #[derive(Clone)]
 pub struct RowView {
+    /// The batch the row is in.
     pub batch: SharedBatch,
+    /// Its index in the batch.
     pub row: usize,
 }
 
 impl RowView {
+    /// The value in `column`.
     pub fn cell(&self, column: usize) -> Cell {
         cell(self.batch.column(column).as_ref(), self.row)
     }

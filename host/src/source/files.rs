@@ -15,7 +15,7 @@ use crate::config::FileFormat;
 /// Rows read to infer a CSV or JSON schema.
 const INFER_ROWS: usize = 1000;
 
-pub async fn open(path: PathBuf, format: FileFormat) -> Result<RowStream, SourceError> {
+pub(crate) async fn open(path: PathBuf, format: FileFormat) -> Result<RowStream, SourceError> {
     match format {
         FileFormat::Parquet => {
             let files = if path.is_dir() {
@@ -26,9 +26,9 @@ pub async fn open(path: PathBuf, format: FileFormat) -> Result<RowStream, Source
             parquet_stream(files)
         }
         FileFormat::Delta => {
-            let files = delta_data_files(&path)
+            let files = crate::delta::data_files(&path)
                 .await
-                .map_err(|message| open_error(&path, message))?;
+                .map_err(|e| open_error(&path, e.message()))?;
             parquet_stream(files)
         }
         FileFormat::Csv => {
@@ -101,40 +101,6 @@ fn parquet_files_in(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
     if files.is_empty() {
         return Err(open_error(dir, "the folder holds no .parquet files"));
     }
-    Ok(files)
-}
-
-/// The Parquet files of a Delta table's current version. Refuses what reading raw files would get wrong.
-pub async fn delta_data_files(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let url = url::Url::from_directory_path(std::path::absolute(path).map_err(|e| e.to_string())?)
-        .map_err(|()| "not a local folder".to_owned())?;
-    let table = deltalake::open_table(url)
-        .await
-        .map_err(|e| format!("cannot open the Delta table: {e}"))?;
-    let snapshot = table.snapshot().map_err(|e| e.to_string())?;
-    if !snapshot.metadata().partition_columns().is_empty() {
-        return Err("partitioned Delta tables are not supported as a source yet (their partition values live in the log)".into());
-    }
-    if snapshot
-        .log_data()
-        .iter()
-        .any(|f| f.deletion_vector_descriptor().is_some())
-    {
-        return Err("the table has deletion vectors, which this reader does not apply".into());
-    }
-    let mut files = Vec::new();
-    for uri in table.get_file_uris().map_err(|e| e.to_string())? {
-        // Local tables give plain paths; object stores give URLs, which this reader does not fetch.
-        match url::Url::parse(&uri) {
-            Ok(u) if u.scheme() == "file" => files.push(
-                u.to_file_path()
-                    .map_err(|()| format!("data file {uri} is not local"))?,
-            ),
-            Ok(_) => return Err(format!("data file {uri} is not on the local filesystem")),
-            Err(_) => files.push(PathBuf::from(uri)),
-        }
-    }
-    files.sort();
     Ok(files)
 }
 

@@ -14,7 +14,6 @@ use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 
 pub use cell::{Cell, RowView};
-pub use files::delta_data_files;
 
 use crate::config::{self, SourceLocation};
 
@@ -24,19 +23,35 @@ pub const READ_BATCH_ROWS: usize = 4096;
 /// Why a source cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// It could not be opened.
     #[error("source {path}: {message}")]
-    Open { path: String, message: String },
+    Open {
+        /// The file, folder or table.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// It failed while being read.
     #[error("source {path}: {message}")]
-    Read { path: String, message: String },
+    Read {
+        /// The file, folder or table.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// Columns the pipeline uses are missing.
     #[error("source column check: {0}")]
     Columns(String),
+    /// The pipeline asks what the source cannot do.
     #[error("source: {0}")]
     Unsupported(String),
 }
 
 /// An opened source: its schema (known before any request) and its batches.
 pub struct RowStream {
+    /// The source's columns, known before any request.
     pub schema: SchemaRef,
+    /// The rows, batch by batch.
     pub batches: mpsc::Receiver<Result<RecordBatch, SourceError>>,
     /// Rows in the source, where the format records it (Parquet footers, hence Delta): the progress
     /// bar's total and ETA.
@@ -51,15 +66,7 @@ pub async fn open(
 ) -> Result<RowStream, SourceError> {
     let source = &pipeline.source;
     let stream = match &source.location {
-        SourceLocation::File { path, format } => {
-            if let Some(shard) = pipeline.shard {
-                return Err(SourceError::Unsupported(format!(
-                    "--shard {shard} splits a Spark source (Spark computes each row's shard); {} is a local file: run it on one host",
-                    path.display()
-                )));
-            }
-            files::open(path.clone(), *format).await?
-        }
+        SourceLocation::File { path, format } => files::open(path.clone(), *format).await?,
         SourceLocation::Spark { table, query } => {
             let remote = pipeline
                 .spark
@@ -68,15 +75,11 @@ pub async fn open(
                 .ok_or_else(|| {
                     SourceError::Unsupported("a Spark source needs spark.remote".into())
                 })?;
-            let shard = match (pipeline.shard, &source.id_column) {
-                (None, _) => None,
-                (Some(s), Some(id)) => Some((s.index, s.count, id.as_str())),
-                (Some(s), None) => {
-                    return Err(SourceError::Unsupported(format!(
-                        "--shard {s} needs tables.source.id_column: a row's shard is the hash of its id"
-                    )));
-                }
-            };
+            // config checked that a shard goes with an id column.
+            let shard = pipeline
+                .shard
+                .zip(source.id_column.as_deref())
+                .map(|(s, id)| (s.index, s.count, id));
             spark::open(spark::SparkRead {
                 remote,
                 table: table.as_deref(),

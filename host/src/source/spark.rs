@@ -17,7 +17,7 @@ use super::{RowStream, SourceError};
 use crate::spark::{self, Relation, one_line};
 
 /// What to read.
-pub struct SparkRead<'a> {
+pub(crate) struct SparkRead<'a> {
     pub remote: &'a str,
     pub table: Option<&'a str>,
     pub query: Option<&'a str>,
@@ -52,7 +52,7 @@ impl SparkRead<'_> {
 }
 
 /// Connects, reads the schema, and starts streaming the rows into a two-slot channel.
-pub async fn open(read: SparkRead<'_>) -> Result<RowStream, SourceError> {
+pub(crate) async fn open(read: SparkRead<'_>) -> Result<RowStream, SourceError> {
     let what = read.what();
     let fail = |message: String| SourceError::Open {
         path: what.clone(),

@@ -10,6 +10,7 @@ pub struct Builtin {
     pub kind: &'static str,
     /// The keys its entry takes besides `type` and `limits` (the plugin checks the values).
     pub keys: &'static [&'static str],
+    /// The component, embedded.
     pub component: &'static [u8],
 }
 
@@ -23,6 +24,7 @@ macro_rules! builtin {
     };
 }
 
+/// Every built-in middleware.
 pub const BUILTINS: [Builtin; 7] = [
     builtin!(
         "retry",

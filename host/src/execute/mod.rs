@@ -1,86 +1,141 @@
-//! Stage 6: rows → requests → results, with bounded concurrency and backpressure.
+//! Stage 5: rows → requests → outcomes, with bounded concurrency and backpressure.
 //!
 //! A dispatcher deals rows round-robin into `partitions` bounded queues; each partition has
-//! `concurrency_limit` consumers. A consumer renders the row's request, sends it through the middleware
-//! chain to the transport (behind the global rate limit) and hands the result to the sink channel. Every
-//! queue is bounded, so a slow API or a slow sink holds the source back instead of filling memory.
+//! `concurrency_limit` consumers. A consumer renders the row's request ([`render`]), sends it through
+//! the middleware chain to the chain's end ([`end`]: credentials, rate limit, transport) and hands
+//! the outcome to the sink's channel. Every queue is bounded, so a slow API or a slow sink holds the
+//! source back instead of filling memory.
 //!
 //! Partitions run on worker threads, each a single-threaded tokio runtime with its own shard of the
 //! connection pool (as each legacy partition ran its own asyncio loop): a request, its connection and
 //! its consumer stay on one thread, so sending a row wakes no other thread. Rows reach a worker and
-//! results leave it in chunks, the only traffic between threads.
+//! outcomes leave it in chunks, the only traffic between threads.
 
+pub mod auth;
+pub mod end;
 mod rate;
+pub mod render;
+pub mod transport;
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-pub use rate::RateLimiter;
-
 use crate::api::{ApiRequest, ApiResponse, RequestError};
-use crate::chain::{Chain, Destination, Terminal, WORKER};
-use crate::redact::Redactor;
-use crate::render::RequestPlan;
-use crate::report::Progress;
-use crate::sink::{Record, id_key};
+use crate::chain::Chain;
+use crate::config::Pipeline;
+use crate::events::{Event, Events};
+use crate::resume::Landed;
 use crate::source::{RowStream, RowView, SourceError};
-use crate::transport::HttpTransport;
+use end::ChainEnd;
+use render::{RenderError, RequestPlan};
 
-/// The end of the chain: rate limit, then the pooled client.
-pub struct Gate {
-    pub rate: Option<RateLimiter>,
-    pub transport: Arc<HttpTransport>,
+/// How a run's rows are spread over threads: partition `p` runs on worker `p % workers`, each
+/// partition with `concurrency_limit` consumers (requests in flight).
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Partitions (event loops), as configured.
+    pub partitions: usize,
+    /// Consumers per partition.
+    pub consumers: usize,
+    /// Requests in flight on each worker thread (one entry per thread).
+    pub in_flight: Vec<usize>,
 }
 
-impl Terminal for Gate {
-    fn send(
-        &self,
-        request: Arc<ApiRequest>,
-        _: Destination,
-    ) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
-        Box::pin(async move {
-            if let Some(rate) = &self.rate {
-                rate.acquire().await;
-            }
-            self.transport.send(request).await
-        })
+impl Layout {
+    /// The layout of `pipeline` on this machine: one worker thread per partition, at most one per
+    /// core, and no more than the connection cap (each worker needs a connection of its own).
+    pub fn of(pipeline: &Pipeline) -> Self {
+        let exec = &pipeline.execution;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut workers = exec.partitions.min(cores);
+        let limit = pipeline.transport.connection_limit;
+        if limit > 0 {
+            workers = workers.min(limit);
+        }
+        let workers = workers.max(1);
+        Layout {
+            partitions: exec.partitions,
+            consumers: exec.concurrency_limit,
+            in_flight: (0..workers)
+                .map(|w| {
+                    (0..exec.partitions).filter(|p| p % workers == w).count()
+                        * exec.concurrency_limit
+                })
+                .collect(),
+        }
+    }
+
+    /// Worker threads.
+    pub fn workers(&self) -> usize {
+        self.in_flight.len()
     }
 }
 
 /// Everything a consumer needs, shared.
 pub struct Work {
+    /// The endpoint template compiled against the source's schema.
     pub plan: RequestPlan,
+    /// The middleware.
     pub chain: Chain,
-    /// The end of the chain: the rate limit, then the transport.
-    pub terminal: Arc<dyn Terminal>,
+    /// Where requests leave the chain.
+    pub end: Arc<ChainEnd>,
+    /// The source column whose value is the request_id (else the row's hash).
     pub id_column: Option<usize>,
-    pub landed: HashSet<u128>,
-    pub redactor: Arc<Redactor>,
-    pub progress: Arc<Progress>,
+    /// What landed in earlier runs: skipped.
+    pub landed: Landed,
+    /// Where the executor reports rows and requests.
+    pub events: Events,
+}
+
+/// One row's result, for the sink.
+pub struct RowOutcome {
+    /// The row's id (the id_column's value, else its content hash).
+    pub request_id: String,
+    /// The hash of the row's content.
+    pub row_hash: String,
+    /// When the row started, µs since the Unix epoch (UTC).
+    pub request_time_us: i64,
+    /// The rendered request's parameters (`request_params`); `None` when no request could be
+    /// rendered (the result then says why).
+    pub params_json: Option<String>,
+    /// The request as the chain's last attempt sent it (or as rendered, when nothing was sent).
+    pub sent: Option<Arc<ApiRequest>>,
+    /// The API's answer, or why there is none.
+    pub result: Result<ApiResponse, RequestError>,
+    /// Sends to the network.
+    pub attempts: u32,
 }
 
 /// Why the executor stopped early. Rows already sent are still delivered to the sink; the rest are
 /// sent by the next run.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {
+    /// The source failed mid-way.
     #[error(transparent)]
     Source(#[from] SourceError),
     /// A worker thread or its runtime could not start: its partitions' rows could not be sent.
-    #[error("executor: {0}")]
-    Worker(String),
+    #[error("executor: cannot start worker {worker}: {source}")]
+    Worker {
+        /// Which worker (1-based).
+        worker: usize,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The endpoint template does not fit the source.
+    #[error(transparent)]
+    Render(#[from] RenderError),
 }
 
 /// How the connections are warmed up before the first row (see [`warm_up`]).
 pub struct WarmUp {
-    pub gate: Arc<Gate>,
+    /// The URL HEAD requests go to (the endpoint's root).
     pub base_url: String,
-    pub timeout: std::time::Duration,
-    /// At most this many connections (the rate limit's burst).
-    pub max: Option<usize>,
+    /// The longest the warm-up may take.
+    pub timeout: Duration,
+    /// Connections to open on each worker (one entry per worker thread).
+    pub connections: Vec<usize>,
 }
 
 /// Rows travel to a worker in chunks of up to this many (one cross-thread wake per chunk, not per row).
@@ -91,13 +146,11 @@ const CHUNK: usize = 32;
 pub async fn run(
     work: Arc<Work>,
     mut rows: RowStream,
-    partitions: usize,
-    consumers: usize,
+    layout: &Layout,
     warm: WarmUp,
-    results: mpsc::Sender<Vec<Record>>,
+    results: mpsc::Sender<Vec<RowOutcome>>,
 ) -> Result<(), ExecuteError> {
-    // One worker thread per shard of the transport's connection pool.
-    let workers = warm.gate.transport.workers();
+    let (workers, partitions, consumers) = (layout.workers(), layout.partitions, layout.consumers);
     let warm = Arc::new(warm);
     let mut queues = Vec::with_capacity(partitions);
     let mut receivers: Vec<Vec<(usize, async_channel::Receiver<Vec<RowView>>)>> =
@@ -111,14 +164,17 @@ pub async fn run(
     let mut done = Vec::with_capacity(workers);
     for (index, mine) in receivers.into_iter().enumerate() {
         let (work, results, warm) = (work.clone(), results.clone(), warm.clone());
-        let (finished, finished_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        let (finished, finished_rx) = tokio::sync::oneshot::channel::<Result<(), ExecuteError>>();
         done.push(finished_rx);
         std::thread::Builder::new()
             .name(format!("sparkwasm-worker-{}", index + 1))
             .spawn(move || {
                 let _ = finished.send(worker(index + 1, mine, consumers, work, warm, results));
             })
-            .map_err(|e| ExecuteError::Worker(format!("cannot start a worker thread: {e}")))?;
+            .map_err(|source| ExecuteError::Worker {
+                worker: index + 1,
+                source,
+            })?;
     }
     drop(results);
     let mut outcome: Result<(), ExecuteError> = Ok(());
@@ -158,7 +214,7 @@ pub async fn run(
     // error is the run's.
     for finished in done {
         if let Ok(Err(e)) = finished.await {
-            outcome = outcome.and(Err(ExecuteError::Worker(e)));
+            outcome = outcome.and(Err(e));
         }
     }
     outcome
@@ -171,18 +227,22 @@ fn worker(
     consumers: usize,
     work: Arc<Work>,
     warm: Arc<WarmUp>,
-    results: mpsc::Sender<Vec<Record>>,
-) -> Result<(), String> {
+    results: mpsc::Sender<Vec<RowOutcome>>,
+) -> Result<(), ExecuteError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime of worker {index}: {e}"))?;
-    crate::transport::enter_worker(index);
+        .map_err(|source| ExecuteError::Worker {
+            worker: index,
+            source,
+        })?;
+    crate::worker::enter_thread(index);
     runtime.block_on(async move {
-        warm_up(&warm, index, partitions.len() * consumers).await;
+        warm_up(&work.end, &warm, index).await;
         let mut tasks = tokio::task::JoinSet::new();
         // Results leave the thread in chunks: whatever the consumers finished since the last send.
-        let (local, mut finished) = mpsc::channel::<Record>(partitions.len() * consumers + CHUNK);
+        let (local, mut finished) =
+            mpsc::channel::<RowOutcome>(partitions.len() * consumers + CHUNK);
         let forward = tokio::spawn(async move {
             let mut chunk = Vec::with_capacity(CHUNK * 4);
             while finished.recv_many(&mut chunk, CHUNK * 4).await > 0 {
@@ -207,10 +267,10 @@ fn worker(
             for consumer in 0..consumers {
                 let (rx, work, results) = (rx.clone(), work.clone(), local.clone());
                 let slot = (partition as u32, consumer as u32);
-                tasks.spawn(WORKER.scope(slot, async move {
+                tasks.spawn(crate::worker::as_slot(slot, async move {
                     while let Ok(row) = rx.recv().await {
-                        if let Some(record) = process(&work, partition, row).await
-                            && results.send(record).await.is_err()
+                        if let Some(outcome) = process(&work, partition, row).await
+                            && results.send(outcome).await.is_err()
                         {
                             return;
                         }
@@ -229,16 +289,13 @@ fn worker(
 /// first; if the server speaks HTTP/2 that one connection carries everything, else as many HEAD
 /// requests at once as connections the worker will use. A failure here is only logged; the rows
 /// report their own errors.
-async fn warm_up(warm: &WarmUp, worker: usize, consumers: usize) {
-    let quota = warm.gate.transport.quota(worker);
-    let mut n = if quota == 0 {
-        consumers
-    } else {
-        consumers.min(quota)
-    };
-    if let Some(max) = warm.max {
-        n = n.min(max.max(1));
-    }
+async fn warm_up(end: &ChainEnd, warm: &WarmUp, worker: usize) {
+    let n = warm
+        .connections
+        .get(worker - 1)
+        .copied()
+        .unwrap_or(1)
+        .max(1);
     let head = || ApiRequest {
         method: http::Method::HEAD,
         url: warm.base_url.clone(),
@@ -247,10 +304,7 @@ async fn warm_up(warm: &WarmUp, worker: usize, consumers: usize) {
         metadata: Default::default(),
     };
     let opened = async {
-        let first = warm
-            .gate
-            .send(Arc::new(head()), Destination::Endpoint)
-            .await?;
+        let first = end.network(Arc::new(head())).await?;
         if first
             .metadata
             .get("http_version")
@@ -258,10 +312,7 @@ async fn warm_up(warm: &WarmUp, worker: usize, consumers: usize) {
         {
             return Ok(1);
         }
-        let rest = futures::future::join_all(
-            (1..n).map(|_| warm.gate.send(Arc::new(head()), Destination::Endpoint)),
-        )
-        .await;
+        let rest = futures::future::join_all((1..n).map(|_| end.network(Arc::new(head())))).await;
         Ok::<_, RequestError>(1 + rest.iter().filter(|r| r.is_ok()).count())
     };
     match tokio::time::timeout(warm.timeout, opened).await {
@@ -272,87 +323,59 @@ async fn warm_up(warm: &WarmUp, worker: usize, consumers: usize) {
 }
 
 /// One row, start to finish. `None` when the row already landed in an earlier run.
-async fn process(work: &Work, partition: usize, row: RowView) -> Option<Record> {
+async fn process(work: &Work, partition: usize, row: RowView) -> Option<RowOutcome> {
     let identity = identify(work, &row)?;
     let request_time_us = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64);
-    let mut record = Record {
-        request_id: identity.request_id,
-        row_hash: identity.row_hash,
-        request_time_us,
-        ..Default::default()
-    };
     let rendered = match identity.problem {
         Some(problem) => Err(RequestError::new(problem)),
         None => work.plan.render(&row),
     };
+    let mut outcome = RowOutcome {
+        request_id: identity.request_id,
+        row_hash: identity.row_hash,
+        request_time_us,
+        params_json: None,
+        sent: None,
+        result: Err(RequestError::new("")),
+        attempts: 0,
+    };
     let rendered = match rendered {
         Ok(r) => r,
         Err(e) => {
-            let message = format!("row {}: {}", record.request_id, e.message);
-            record.error_message = Some(work.redactor.text(&message).into_owned());
-            record.request_headers = "{}".into();
-            record.request_metadata = "{}".into();
-            work.progress.done(false, 0, None);
-            return Some(record);
+            outcome.result = Err(RequestError::new(format!(
+                "row {}: {}",
+                outcome.request_id, e.message
+            )));
+            work.events.emit(Event::RowDone {
+                success: false,
+                retries: 0,
+                latency: None,
+            });
+            return Some(outcome);
         }
     };
     let mut request = rendered.request;
     request
         .metadata
         .insert("partition".into(), partition.to_string());
-    record.method = request.method.to_string();
-    record.request_params = work.redactor.text(&rendered.params_json).into_owned();
-    if work.chain.is_empty() {
-        record_sent(work, &mut record, &request);
-    }
+    outcome.params_json = Some(rendered.params_json);
     let started = Instant::now();
-    let outcome = work.chain.call(request, &*work.terminal).await;
+    let trip = work.chain.call(request, &*work.end).await;
     let latency = started.elapsed();
-    record.attempts = outcome.attempts as i32;
-    if let Some(sent) = &outcome.sent {
-        // With middleware: what it actually sent (url, headers, metadata), not what the row rendered.
-        record_sent(work, &mut record, sent);
+    if let Some(plugin) = &trip.blamed {
+        work.events.emit(Event::PluginFailed { plugin });
     }
-    match outcome.result {
-        Ok(response) => {
-            record.success = response.is_success();
-            record.status_code = Some(response.status as i32);
-            if !record.success {
-                let reason = http::StatusCode::from_u16(response.status)
-                    .ok()
-                    .and_then(|s| s.canonical_reason())
-                    .unwrap_or("");
-                record.error_message = Some(
-                    format!("HTTP {} {reason}", response.status)
-                        .trim_end()
-                        .to_owned(),
-                );
-            }
-            record.response_headers = Some(work.redactor.headers(&response.headers));
-            record.body_text = Some(
-                work.redactor
-                    .text(&String::from_utf8_lossy(&response.body))
-                    .into_owned(),
-            );
-            record.response_metadata = Some(work.redactor.metadata(&response.metadata));
-        }
-        Err(e) => record.error_message = Some(work.redactor.text(&e.message).into_owned()),
-    }
-    work.progress.done(
-        record.success,
-        outcome.attempts.saturating_sub(1),
-        Some(latency),
-    );
-    Some(record)
-}
-
-/// The request columns of the record (url, request_headers, request_metadata), redacted.
-fn record_sent(work: &Work, record: &mut Record, request: &ApiRequest) {
-    record.url = work.redactor.text(&request.url).into_owned();
-    record.request_headers = work.redactor.headers(&request.headers);
-    record.request_metadata = work.redactor.metadata(&request.metadata);
+    outcome.attempts = trip.attempts;
+    outcome.sent = Some(trip.sent);
+    outcome.result = trip.result;
+    work.events.emit(Event::RowDone {
+        success: outcome.result.as_ref().is_ok_and(|r| r.is_success()),
+        retries: trip.attempts.saturating_sub(1),
+        latency: Some(latency),
+    });
+    Some(outcome)
 }
 
 /// Who a row is: its request_id (the id_column's value, else the content hash) and its content hash,
@@ -368,9 +391,9 @@ struct Identity {
 /// against the landed set before the row is hashed, so resumed rows cost one lookup.
 fn identify(work: &Work, row: &RowView) -> Option<Identity> {
     let landed = |id: &str| {
-        let done = work.landed.contains(&id_key(id));
+        let done = work.landed.contains(id);
         if done {
-            work.progress.skipped();
+            work.events.emit(Event::RowSkipped);
         }
         done
     };

@@ -1,10 +1,11 @@
-//! Stage 6b: auth. The host applies the pipeline's credentials to every request for the endpoint's
-//! origin after the middleware chain and before the rate limit and the transport: no plugin sees
-//! them, a request a plugin sent elsewhere never carries them (unless its grant forwards them), and
-//! a retry's second attempt carries a fresh credential too.
+//! The pipeline's credentials, applied by the host to every request for the endpoint's origin after
+//! the middleware chain and before the rate limit and the transport: no plugin sees them, a request a
+//! plugin sent elsewhere never carries them (unless its grant forwards them), and a retry's second
+//! attempt carries a fresh credential too.
 //!
 //! Static strategies (basic, bearer, API key) add a header or a query parameter. Refreshing strategies
-//! (OAuth2, a WASM auth plugin) get their credential from a [`CredentialCache`] that every consumer
+//! (OAuth2, a WASM auth plugin: a [`CredentialSource`]) get their credential from a
+//! [`CredentialCache`] that every consumer
 //! shares: one acquisition at a time no matter how many requests wait for it (single-flight), renewed
 //! `refresh_margin` before it expires, and after an API answers 401 the credential that request used is
 //! dropped, a new one acquired once, and the request sent again once.
@@ -18,15 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
+pub(crate) use oauth2::OAuth2;
 
-pub use oauth2::OAuth2;
-
-use crate::api::{ApiRequest, ApiResponse, ErrorKind, RequestError};
-use crate::chain::{Destination, Terminal};
+use crate::api::{ApiRequest, ApiResponse, ErrorKind, RequestError, Sender};
 use crate::config;
+use crate::credential::{AcquireError, CredentialSource};
+use crate::events::{Event, Events};
 use crate::redact::Redactor;
-use crate::transport::HttpTransport;
 
 /// After a failed acquisition, requests fail with its error for this long before one tries again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
@@ -39,31 +38,9 @@ const RENEW_UNACCEPTED_AFTER: Duration = Duration::from_secs(1);
 const MIN_LIFETIME: Duration = Duration::from_secs(1);
 const MAX_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
 
-/// A credential as its source hands it over.
-pub struct Fresh {
-    pub secret: String,
-    /// How long it stays good; `None`: until an API rejects it.
-    pub expires_in: Option<Duration>,
-}
-
-/// A strategy whose credential is acquired at run time and applied per request.
-pub trait Authenticator: Send + Sync {
-    /// Names the strategy in errors: `auth (oauth2_client_credentials, http://...)`.
-    fn what(&self) -> &str;
-
-    /// Obtains a new credential. The cache calls it one at a time.
-    fn acquire(&self) -> BoxFuture<'_, Result<Fresh, String>>;
-
-    /// Puts the credential on one request.
-    fn apply<'a>(
-        &'a self,
-        request: ApiRequest,
-        credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<ApiRequest, RequestError>>;
-}
-
 /// One acquired credential.
 pub struct Credential {
+    /// The secret (never logged).
     pub secret: String,
     /// Counts acquisitions; a 401 drops the credential only if it is still the one that was used.
     generation: u64,
@@ -99,7 +76,7 @@ struct Failure {
 
 /// The shared credential of a refreshing strategy.
 pub struct CredentialCache {
-    auth: Box<dyn Authenticator>,
+    auth: Box<dyn CredentialSource>,
     margin: Duration,
     current: RwLock<Option<Arc<Credential>>>,
     /// Held while acquiring (single-flight); remembers the last failed acquisition, so that the
@@ -109,10 +86,17 @@ pub struct CredentialCache {
     /// The last generation a refused-while-fresh warning was logged for.
     warned: AtomicU64,
     redactor: Arc<Redactor>,
+    events: Events,
 }
 
 impl CredentialCache {
-    pub fn new(auth: Box<dyn Authenticator>, margin: Duration, redactor: Arc<Redactor>) -> Self {
+    /// A cache of `auth`'s credentials, renewed `margin` before they expire, every secret taught to `redactor`.
+    pub fn new(
+        auth: Box<dyn CredentialSource>,
+        margin: Duration,
+        redactor: Arc<Redactor>,
+        events: Events,
+    ) -> Self {
         CredentialCache {
             auth,
             margin,
@@ -121,6 +105,7 @@ impl CredentialCache {
             generation: AtomicU64::new(0),
             warned: AtomicU64::new(0),
             redactor,
+            events,
         }
     }
 
@@ -138,7 +123,7 @@ impl CredentialCache {
     }
 
     /// The current credential, acquired first if there is none or it is due for renewal.
-    pub async fn get(&self) -> Result<Arc<Credential>, String> {
+    pub async fn get(&self) -> Result<Arc<Credential>, AcquireError> {
         if let Some(c) = self.fresh() {
             return Ok(c);
         }
@@ -160,10 +145,15 @@ impl CredentialCache {
         if let Some(f) = last_failure.as_ref()
             && (f.at >= arrived || f.at.elapsed() < RETRY_AFTER_FAILURE)
         {
-            return self.unexpired().ok_or_else(|| f.message.clone());
+            return self
+                .unexpired()
+                .ok_or_else(|| AcquireError(f.message.clone()));
         }
         match self.auth.acquire().await {
             Ok(fresh) => {
+                self.events.emit(Event::CredentialAcquired {
+                    by: self.auth.what(),
+                });
                 let now = Instant::now();
                 let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
                 // A margin as long as the lifetime would renew on every request: at most half.
@@ -192,7 +182,10 @@ impl CredentialCache {
                 tracing::debug!(generation, expires_in = ?fresh.expires_in, "credential acquired");
                 Ok(credential)
             }
-            Err(message) => {
+            Err(AcquireError(message)) => {
+                self.events.emit(Event::CredentialFailed {
+                    by: self.auth.what(),
+                });
                 let message = self
                     .redactor
                     .text(&format!("{}: {message}", self.auth.what()))
@@ -207,7 +200,7 @@ impl CredentialCache {
                         tracing::warn!(error = %message, "credential renewal failed; the current one is still valid");
                         Ok(c)
                     }
-                    None => Err(message),
+                    None => Err(AcquireError(message)),
                 }
             }
         }
@@ -250,59 +243,29 @@ impl CredentialCache {
         }
     }
 
-    pub fn authenticator(&self) -> &dyn Authenticator {
+    /// Where the credentials come from.
+    pub fn source(&self) -> &dyn CredentialSource {
         self.auth.as_ref()
     }
-}
-
-/// The secret values of an `auth` section (redacted wherever they could show up).
-/// As configured, and as they travel (form-encoded, percent-encoded, in a Basic header): an API that
-/// echoes a request shows them encoded.
-pub fn secrets(auth: &config::Auth) -> Vec<String> {
-    let (raw, derived) = match auth {
-        config::Auth::None | config::Auth::Wasm { .. } => (vec![], vec![]),
-        config::Auth::Basic { username, password } => (
-            vec![password.clone()],
-            vec![basic_header(username, password)],
-        ),
-        config::Auth::Bearer { token } => (vec![token.clone()], vec![]),
-        config::Auth::ApiKey { key, .. } => (vec![key.clone()], vec![]),
-        config::Auth::OAuth2(s) => {
-            let mut raw = vec![s.client_secret.clone()];
-            if let config::OAuth2Grant::Password { password, .. } = &s.grant {
-                raw.push(password.clone());
-            }
-            (raw, vec![oauth2::basic_client_auth(s)])
-        }
-    };
-    raw.iter()
-        .flat_map(|secret| encodings(secret))
-        .chain(derived)
-        .collect()
-}
-
-fn basic_header(username: &str, password: &str) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
-    )
-}
-
-/// A secret and the forms it takes in a URL or a form body.
-fn encodings(secret: &str) -> Vec<String> {
-    let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-    let percent = form.replace('+', "%20");
-    let mut all = vec![secret.to_owned(), form, percent];
-    all.dedup();
-    all
 }
 
 /// A header or a query parameter that never changes.
 #[derive(Clone, Debug)]
 pub enum Static {
-    Header { name: String, value: String },
-    Query { name: String, value: String },
+    /// A header.
+    Header {
+        /// Its name.
+        name: String,
+        /// Its value (a secret).
+        value: String,
+    },
+    /// A query parameter.
+    Query {
+        /// Its name.
+        name: String,
+        /// Its value (a secret).
+        value: String,
+    },
 }
 
 impl Static {
@@ -317,7 +280,7 @@ impl Static {
             .collect()
     }
 
-    fn apply(&self, mut request: ApiRequest) -> ApiRequest {
+    pub(crate) fn apply(&self, mut request: ApiRequest) -> ApiRequest {
         match self {
             Static::Header { name, value } => {
                 request
@@ -340,8 +303,11 @@ impl Static {
 
 /// How the pipeline authenticates.
 pub enum Strategy {
+    /// No credential.
     None,
+    /// A fixed header or query parameter.
     Static(Static),
+    /// A credential acquired at run time and renewed.
     Refreshing(Arc<CredentialCache>),
 }
 
@@ -352,26 +318,27 @@ pub enum AuthError {
     #[error("auth: the auth plugin was not loaded")]
     MissingPlugin,
     /// The first credential could not be acquired (token endpoint down, refused, garbage).
-    #[error("{0}")]
-    Acquire(String),
+    #[error(transparent)]
+    Acquire(#[from] AcquireError),
 }
 
 impl Strategy {
-    /// The strategy of a pipeline's `auth` section. OAuth2 token requests go through `transport`
-    /// (its TLS settings apply), not through the API's rate limit; `plugin` is the loaded auth
-    /// plugin of `type: wasm`.
+    /// The strategy of a pipeline's `auth` section. OAuth2 token requests go through `sender`
+    /// (the run's transport: its TLS settings apply), not through the API's rate limit; `plugin`
+    /// is the loaded auth plugin of `type: wasm`.
     pub fn new(
         auth: &config::Auth,
-        transport: Arc<HttpTransport>,
-        plugin: Option<Box<dyn Authenticator>>,
+        sender: Arc<dyn Sender>,
+        plugin: Option<Box<dyn CredentialSource>>,
         redactor: Arc<Redactor>,
+        events: Events,
     ) -> Result<Self, AuthError> {
         // The section's own secrets are in the run's redactor from the start (see `secrets`).
         Ok(match auth {
             config::Auth::None => Strategy::None,
             config::Auth::Basic { username, password } => Strategy::Static(Static::Header {
                 name: "authorization".into(),
-                value: basic_header(username, password),
+                value: config::basic_header(username, password),
             }),
             config::Auth::Bearer { token } => Strategy::Static(Static::Header {
                 name: "authorization".into(),
@@ -393,11 +360,12 @@ impl Strategy {
             }),
             config::Auth::OAuth2(settings) => {
                 let margin = settings.refresh_margin;
-                let auth = OAuth2::new(settings.clone(), transport);
+                let auth = OAuth2::new(settings.clone(), sender);
                 Strategy::Refreshing(Arc::new(CredentialCache::new(
                     Box::new(auth),
                     margin,
                     redactor,
+                    events,
                 )))
             }
             config::Auth::Wasm { refresh_margin, .. } => {
@@ -406,6 +374,7 @@ impl Strategy {
                     plugin,
                     *refresh_margin,
                     redactor,
+                    events,
                 )))
             }
         })
@@ -415,66 +384,37 @@ impl Strategy {
     /// answers garbage stops the run here.
     pub async fn prepare(&self) -> Result<(), AuthError> {
         match self {
-            Strategy::Refreshing(cache) => {
-                cache.get().await.map(|_| ()).map_err(AuthError::Acquire)
-            }
+            Strategy::Refreshing(cache) => Ok(cache.get().await.map(|_| ())?),
             _ => Ok(()),
         }
     }
-}
 
-/// The auth stage as the chain's terminal: adds the pipeline's credentials (the `auth` section's,
-/// and the headers of `credentials`) to requests whose destination takes them, then hands over to
-/// `next` (the rate limit and the transport).
-pub struct AuthGate {
-    pub strategy: Strategy,
-    /// Fixed credential headers (the legacy `bearer` / `header_auth` middleware, secret endpoint
-    /// headers).
-    pub credentials: Vec<Static>,
-    pub next: Arc<dyn Terminal>,
-}
-
-impl Terminal for AuthGate {
-    fn send(
+    /// Sends `request` with the credential on it through `send` (the rate limit and the network).
+    /// For a refreshing credential an API's 401 drops the credential that request carried (once,
+    /// however many requests carried it), and the request goes once more with a new one.
+    pub async fn send<F, Fut>(
         &self,
         request: Arc<ApiRequest>,
-        destination: Destination,
-    ) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
-        if !destination.takes_credentials() {
-            return self.next.send(request, destination);
-        }
-        let request = if self.credentials.is_empty() {
-            request
-        } else {
-            let mut request = Arc::unwrap_or_clone(request);
-            for c in &self.credentials {
-                request = c.apply(request);
+        send: F,
+    ) -> Result<ApiResponse, RequestError>
+    where
+        F: Fn(Arc<ApiRequest>) -> Fut,
+        Fut: std::future::Future<Output = Result<ApiResponse, RequestError>>,
+    {
+        let cache = match self {
+            Strategy::None => return send(request).await,
+            Strategy::Static(s) => {
+                return send(Arc::new(s.apply(Arc::unwrap_or_clone(request)))).await;
             }
-            Arc::new(request)
+            Strategy::Refreshing(cache) => cache,
         };
-        match &self.strategy {
-            Strategy::None => self.next.send(request, destination),
-            Strategy::Static(s) => self.next.send(
-                Arc::new(s.apply(Arc::unwrap_or_clone(request))),
-                destination,
-            ),
-            Strategy::Refreshing(cache) => Box::pin(self.refreshing(cache, request, destination)),
-        }
-    }
-}
-
-impl AuthGate {
-    async fn refreshing(
-        &self,
-        cache: &CredentialCache,
-        request: Arc<ApiRequest>,
-        destination: Destination,
-    ) -> Result<ApiResponse, RequestError> {
-        let failed = |m: String| RequestError::of(ErrorKind::Rejected, m);
+        let failed = |e: AcquireError| RequestError::of(ErrorKind::Rejected, e.0);
         let used = cache.get().await.map_err(failed)?;
-        let auth = cache.authenticator();
-        let first = auth.apply(ApiRequest::clone(&request), &used).await?;
-        let response = self.next.send(Arc::new(first), destination).await?;
+        let source = cache.source();
+        let first = source
+            .apply(ApiRequest::clone(&request), &used.secret, used.expires_in())
+            .await?;
+        let response = send(Arc::new(first)).await?;
         if response.status != 401 {
             used.accept();
             return Ok(response);
@@ -484,8 +424,14 @@ impl AuthGate {
         if renewed.generation == used.generation {
             return Ok(response);
         }
-        let second = auth.apply(Arc::unwrap_or_clone(request), &renewed).await?;
-        let mut response = self.next.send(Arc::new(second), destination).await?;
+        let second = source
+            .apply(
+                Arc::unwrap_or_clone(request),
+                &renewed.secret,
+                renewed.expires_in(),
+            )
+            .await?;
+        let mut response = send(Arc::new(second)).await?;
         if response.status != 401 {
             renewed.accept();
         }
@@ -500,7 +446,10 @@ impl AuthGate {
 mod tests {
     use std::sync::atomic::AtomicU32;
 
+    use futures::future::BoxFuture;
+
     use super::*;
+    use crate::credential::Fresh;
 
     /// Counts acquisitions; each takes 50 ms and lives `life`. (The end-to-end tests run the real
     /// token endpoint; this checks the cache's bookkeeping alone.)
@@ -509,11 +458,11 @@ mod tests {
         life: Option<Duration>,
     }
 
-    impl Authenticator for Counting {
+    impl CredentialSource for Counting {
         fn what(&self) -> &str {
             "counting"
         }
-        fn acquire(&self) -> BoxFuture<'_, Result<Fresh, String>> {
+        fn acquire(&self) -> BoxFuture<'_, Result<Fresh, AcquireError>> {
             Box::pin(async move {
                 let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -526,7 +475,8 @@ mod tests {
         fn apply<'a>(
             &'a self,
             request: ApiRequest,
-            _: &'a Credential,
+            _: &'a str,
+            _: Option<Duration>,
         ) -> BoxFuture<'a, Result<ApiRequest, RequestError>> {
             Box::pin(async move { Ok(request) })
         }
@@ -540,6 +490,7 @@ mod tests {
             }),
             Duration::from_secs(60),
             Arc::new(Redactor::default()),
+            Events::default(),
         ))
     }
 

@@ -8,29 +8,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::{Authenticator, Fresh};
-use crate::api::{ApiRequest, ApiResponse, RequestError};
+use crate::api::{ApiRequest, ApiResponse, RequestError, Sender};
 use crate::config::{ClientAuth, OAuth2Grant, OAuth2Settings};
-use crate::transport::HttpTransport;
+use crate::credential::{AcquireError, CredentialSource, Fresh};
 
 const AUTO: u8 = 0;
 const BASIC: u8 = 1;
 const BODY: u8 = 2;
 
-pub struct OAuth2 {
+pub(crate) struct OAuth2 {
     settings: OAuth2Settings,
-    transport: Arc<HttpTransport>,
+    transport: Arc<dyn Sender>,
     /// AUTO until a method has worked, then BASIC or BODY.
     client_auth: AtomicU8,
     what: String,
 }
 
 impl OAuth2 {
-    pub fn new(settings: OAuth2Settings, transport: Arc<HttpTransport>) -> Self {
+    pub(crate) fn new(settings: OAuth2Settings, transport: Arc<dyn Sender>) -> Self {
         let grant = match settings.grant {
             OAuth2Grant::ClientCredentials => "oauth2_client_credentials",
             OAuth2Grant::Password { .. } => "oauth2_password",
@@ -77,7 +75,7 @@ impl OAuth2 {
             ("accept".to_owned(), "application/json".to_owned()),
         ];
         if basic {
-            headers.push(("authorization".to_owned(), basic_client_auth(s)));
+            headers.push(("authorization".to_owned(), s.basic_client_auth()));
         } else {
             form.append_pair("client_id", &s.client_id)
                 .append_pair("client_secret", &s.client_secret);
@@ -119,39 +117,29 @@ impl OAuth2 {
     }
 }
 
-impl Authenticator for OAuth2 {
+impl CredentialSource for OAuth2 {
     fn what(&self) -> &str {
         &self.what
     }
 
-    fn acquire(&self) -> BoxFuture<'_, Result<Fresh, String>> {
-        Box::pin(self.fetch())
+    fn acquire(&self) -> BoxFuture<'_, Result<Fresh, AcquireError>> {
+        Box::pin(async move { self.fetch().await.map_err(AcquireError) })
     }
 
     fn apply<'a>(
         &'a self,
         mut request: ApiRequest,
-        credential: &'a super::Credential,
+        secret: &'a str,
+        _: Option<Duration>,
     ) -> BoxFuture<'a, Result<ApiRequest, RequestError>> {
         request
             .headers
             .retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
-        request.headers.push((
-            "authorization".into(),
-            format!("Bearer {}", credential.secret),
-        ));
+        request
+            .headers
+            .push(("authorization".into(), format!("Bearer {secret}")));
         Box::pin(async move { Ok(request) })
     }
-}
-
-/// `Basic base64(urlencode(client_id):urlencode(client_secret))` (RFC 6749 §2.3.1).
-pub fn basic_client_auth(s: &OAuth2Settings) -> String {
-    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-    let pair = format!("{}:{}", enc(&s.client_id), enc(&s.client_secret));
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(pair)
-    )
 }
 
 /// The server refused how the client authenticated (RFC 6749 §5.2: 401, or 400 `invalid_client`).

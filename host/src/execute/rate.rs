@@ -6,23 +6,30 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub struct RateLimiter {
+/// The limit: one slot every `1/rate` seconds, shared by every worker.
+pub(crate) struct RateLimiter {
     interval: Duration,
     next_slot: Mutex<Instant>,
 }
 
 impl RateLimiter {
-    pub fn new(per_second: f64) -> Self {
+    /// A limit of `per_second` requests per second.
+    pub(crate) fn new(per_second: f64) -> Self {
         RateLimiter {
             interval: Duration::from_secs_f64(1.0 / per_second),
             next_slot: Mutex::new(Instant::now()),
         }
     }
 
-    /// Waits for this caller's slot.
-    pub async fn acquire(&self) {
-        let slot = self.reserve(Instant::now());
+    /// Waits for this caller's slot; how long it waited.
+    pub(crate) async fn acquire(&self) -> Duration {
+        let now = Instant::now();
+        let slot = self.reserve(now);
+        if slot <= now {
+            return Duration::ZERO;
+        }
         tokio::time::sleep_until(slot).await;
+        slot - now
     }
 
     /// Books the next free slot at or after `now`.

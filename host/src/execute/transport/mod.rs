@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::api::{ApiRequest, ApiResponse, ErrorKind, RequestError};
+use crate::api::{ApiRequest, ApiResponse, ErrorKind, RequestError, Sender};
 use crate::config;
 use limit::LimitedConnector;
 
@@ -43,37 +43,9 @@ pub struct HttpTransport {
     timeout: Duration,
 }
 
-thread_local! {
-    /// The pool shard of the current thread: 0 outside the executor's worker threads.
-    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Makes the current thread use worker shard `worker` (1-based) of every transport.
-pub fn enter_worker(worker: usize) {
-    SHARD.with(|s| s.set(worker));
-}
-
-/// The shard of the current thread among `shards` (0 outside the executor's worker threads). Other
-/// per-worker state (the plugins' instance pools) is sharded the same way.
-pub fn shard_of(shards: usize) -> usize {
-    SHARD.with(|s| s.get()).min(shards.saturating_sub(1))
-}
-
-/// How many worker threads serve `partitions` partitions: one per partition (each partition is one
-/// event loop, as in the legacy framework), at most one per core, and no more than the connection cap
-/// (each worker needs a connection of its own).
-pub fn worker_threads(partitions: usize, connection_limit: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut n = partitions.min(cores);
-    if connection_limit > 0 {
-        n = n.min(connection_limit);
-    }
-    n.max(1)
-}
-
 impl HttpTransport {
     /// A transport for worker threads that each keep `in_flight[i]` requests in flight (one entry
-    /// per worker thread, see [`worker_threads`]). A worker never opens more connections than it
+    /// per worker thread, see [`super::Layout`]). A worker never opens more connections than it
     /// has requests in flight, whatever the configured cap: with `limit: 0` and thousands in flight,
     /// a pool that raced a new connection for each waiting request would run out of file
     /// descriptors.
@@ -145,7 +117,7 @@ impl HttpTransport {
     /// what was sent (its metadata, which the response carries on, is then copied); without
     /// middleware it is the only reference and its metadata moves into the response.
     pub async fn send(&self, request: Arc<ApiRequest>) -> Result<ApiResponse, RequestError> {
-        let client = &self.shards[shard_of(self.shards.len())];
+        let client = &self.shards[crate::worker::pool_index(self.shards.len())];
         let mut builder = http::Request::builder()
             .method(request.method.clone())
             .uri(&request.url);
@@ -209,6 +181,15 @@ impl HttpTransport {
 
 /// A transport failure as a [`RequestError`]: one line (`prefix`, what happened first, then the chain
 /// of causes) and its kind — from the first cause that tells, else `unclassified`.
+impl Sender for HttpTransport {
+    fn send(
+        &self,
+        request: Arc<ApiRequest>,
+    ) -> futures::future::BoxFuture<'_, Result<ApiResponse, RequestError>> {
+        Box::pin(HttpTransport::send(self, request))
+    }
+}
+
 fn describe(
     error: &(dyn std::error::Error + 'static),
     unclassified: ErrorKind,
@@ -347,9 +328,5 @@ mod tests {
         // No more connections than requests in flight, with or without a cap.
         assert_eq!(quotas(0, &[500, 300]), [500, 300], "no cap");
         assert_eq!(quotas(100, &[20, 20]), [20, 20]);
-        // Never more workers than connections: each needs one.
-        assert_eq!(worker_threads(8, 1), 1);
-        assert!(worker_threads(8, 0) <= 8);
-        assert_eq!(worker_threads(1, 0), 1);
     }
 }

@@ -21,7 +21,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Wraps a connector so that at most `per_host` connections to one host are open at once.
 #[derive(Clone)]
-pub struct LimitedConnector<C> {
+pub(crate) struct LimitedConnector<C> {
     inner: C,
     per_host: usize,
     hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
@@ -29,7 +29,7 @@ pub struct LimitedConnector<C> {
 
 impl<C> LimitedConnector<C> {
     /// `per_host` = 0 means no cap.
-    pub fn new(inner: C, per_host: usize) -> Self {
+    pub(crate) fn new(inner: C, per_host: usize) -> Self {
         LimitedConnector {
             inner,
             per_host,
@@ -91,7 +91,7 @@ where
 }
 
 /// A connection holding its host slot until it is dropped.
-pub struct Limited<T> {
+pub(crate) struct Limited<T> {
     io: T,
     _permit: Option<OwnedSemaphorePermit>,
 }

@@ -15,6 +15,11 @@ use crate::api::{ApiRequest, RequestError, json_object};
 use crate::config::{Endpoint, Pipeline};
 use crate::source::RowView;
 
+/// The endpoint template does not fit the source's schema.
+#[derive(Debug, thiserror::Error)]
+#[error("endpoint: {0}")]
+pub struct RenderError(String);
+
 /// Characters escaped in a path segment: everything but RFC 3986's unreserved set.
 const SEGMENT: &AsciiSet = &CONTROLS
     .add(b' ')
@@ -50,6 +55,7 @@ const SEGMENT: &AsciiSet = &CONTROLS
 /// A request rendered from a row, with the parameters that went into it (for `request_params`).
 #[derive(Debug)]
 pub struct Rendered {
+    /// The request.
     pub request: ApiRequest,
     /// `{"param": value, ...}` in column_mapping order (the `request_params` column).
     pub params_json: String,
@@ -88,7 +94,11 @@ impl RequestPlan {
     }
 
     /// Compiles the plan. The schema must already hold every used column (checked by the source).
-    pub fn new(pipeline: &Pipeline, schema: &Schema) -> Result<Self, String> {
+    pub fn new(pipeline: &Pipeline, schema: &Schema) -> Result<Self, RenderError> {
+        Self::compile(pipeline, schema).map_err(RenderError)
+    }
+
+    fn compile(pipeline: &Pipeline, schema: &Schema) -> Result<Self, String> {
         let Endpoint {
             method,
             base_url,
@@ -237,6 +247,7 @@ mod tests {
             &LoadOptions {
                 secrets: &SecretStore::default(),
                 base_dir: dir,
+                shard: None,
             },
         )
         .unwrap()

@@ -1,39 +1,30 @@
-//! The bronze row: the legacy table's columns, typed.
+//! The bronze table's shape, as every stage that reads or writes it knows it: its columns (the
+//! legacy table's names, typed), the key of a request_id in the resume set, and readers of what
+//! landed in a table's data files.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBuilder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
-};
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-/// One result, as it lands.
-#[derive(Clone, Debug, Default)]
-pub struct Record {
-    pub request_id: String,
-    pub row_hash: String,
-    pub url: String,
-    pub method: String,
-    /// JSON objects, secrets redacted.
-    pub request_headers: String,
-    pub request_params: String,
-    pub request_metadata: String,
-    pub status_code: Option<i32>,
-    pub response_headers: Option<String>,
-    pub body_text: Option<String>,
-    pub success: bool,
-    pub error_message: Option<String>,
-    pub attempts: i32,
-    pub response_metadata: Option<String>,
-    /// When the request started, µs since the Unix epoch (UTC).
-    pub request_time_us: i64,
+/// A data file of a bronze table that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("reading {file}: {message}")]
+pub struct ReadError {
+    file: PathBuf,
+    message: String,
+}
+
+fn read_error(file: &Path, e: impl std::fmt::Display) -> ReadError {
+    ReadError {
+        file: file.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -72,53 +63,11 @@ pub fn id_key(request_id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(request_id.as_bytes())
 }
 
-pub fn to_batch(records: &[Record], batch_id: i64) -> Result<RecordBatch, ArrowError> {
-    let n = records.len();
-    let strings = |get: &dyn Fn(&Record) -> Option<&str>| -> ArrayRef {
-        let mut b = StringBuilder::with_capacity(n, n * 16);
-        for r in records {
-            b.append_option(get(r));
-        }
-        Arc::new(b.finish())
-    };
-    let mut status = Int32Builder::with_capacity(n);
-    let mut success = BooleanBuilder::with_capacity(n);
-    let mut attempts = Int32Builder::with_capacity(n);
-    let mut time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut batch = Int64Builder::with_capacity(n);
-    for r in records {
-        status.append_option(r.status_code);
-        success.append_value(r.success);
-        attempts.append_value(r.attempts);
-        time.append_value(r.request_time_us);
-        batch.append_value(batch_id);
-    }
-    let columns: Vec<ArrayRef> = vec![
-        strings(&|r| Some(&r.request_id)),
-        strings(&|r| Some(&r.row_hash)),
-        strings(&|r| Some(&r.url)),
-        strings(&|r| Some(&r.method)),
-        strings(&|r| Some(&r.request_headers)),
-        strings(&|r| Some(&r.request_params)),
-        strings(&|r| Some(&r.request_metadata)),
-        Arc::new(status.finish()),
-        strings(&|r| r.response_headers.as_deref()),
-        strings(&|r| r.body_text.as_deref()),
-        Arc::new(success.finish()),
-        strings(&|r| r.error_message.as_deref()),
-        Arc::new(attempts.finish()),
-        strings(&|r| r.response_metadata.as_deref()),
-        Arc::new(time.finish()),
-        Arc::new(batch.finish()),
-    ];
-    RecordBatch::try_new(bronze_schema(), columns)
-}
-
 /// The keys of request_ids that landed with success=true in the given data files.
-pub fn successful_ids(files: &[PathBuf]) -> Result<HashSet<u128>, String> {
+pub fn successful_ids(files: &[PathBuf]) -> Result<HashSet<u128>, ReadError> {
     let mut landed = HashSet::new();
     for file in files {
-        let err = |e: &dyn std::fmt::Display| format!("reading {}: {e}", file.display());
+        let err = |e: &dyn std::fmt::Display| read_error(file, e);
         let f = std::fs::File::open(file).map_err(|e| err(&e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| err(&e))?;
         let schema = builder.schema().clone();
@@ -148,10 +97,10 @@ pub fn successful_ids(files: &[PathBuf]) -> Result<HashSet<u128>, String> {
 pub fn successful_rows(
     files: &[PathBuf],
     wanted: &HashSet<u128>,
-) -> Result<Vec<RecordBatch>, String> {
+) -> Result<Vec<RecordBatch>, ReadError> {
     let mut out = Vec::new();
     for file in files {
-        let err = |e: &dyn std::fmt::Display| format!("reading {}: {e}", file.display());
+        let err = |e: &dyn std::fmt::Display| read_error(file, e);
         let f = std::fs::File::open(file).map_err(|e| err(&e))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(f)
             .and_then(|b| b.build())

@@ -1,0 +1,388 @@
+//! `tables`: where the rows come from (`source`: a local file or folder, or a Spark table or
+//! query), where the bronze table goes (`sink`), and which columns become request parameters
+//! (`column_mapping`).
+
+use std::path::{Path, PathBuf};
+
+use super::keys::{KeySpec, Kind};
+use super::probe::Probe;
+use super::walk::{Field, Section, Walker};
+
+/// `tables.source`.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// Where the rows are.
+    pub location: SourceLocation,
+    /// The column whose value is a row's request_id; without it, a hash of the whole row.
+    pub id_column: Option<String>,
+    /// Columns that must be in the source (checked before any request).
+    pub required_columns: Vec<String>,
+}
+
+/// Where a source's rows are.
+#[derive(Clone, Debug)]
+pub enum SourceLocation {
+    /// A local file or folder.
+    File {
+        /// The file or folder.
+        path: PathBuf,
+        /// How to read it.
+        format: FileFormat,
+    },
+    /// A table or a query read through Spark Connect.
+    Spark {
+        /// `namespace.name`, or an identifier.
+        table: Option<String>,
+        /// A SQL query instead of a table.
+        query: Option<String>,
+    },
+}
+
+/// The formats of a local source. One table: a format's name in the file and the extensions that
+/// imply it (the source stage opens each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    /// A Parquet file, or a folder of them.
+    Parquet,
+    /// CSV with a header line.
+    Csv,
+    /// JSON lines.
+    Jsonl,
+    /// A Delta table's current version.
+    Delta,
+}
+
+/// Each format, its name and its extensions.
+pub(crate) const FORMATS: [(FileFormat, &str, &[&str]); 4] = [
+    (FileFormat::Parquet, "parquet", &["parquet", "pq"]),
+    (FileFormat::Csv, "csv", &["csv"]),
+    (FileFormat::Jsonl, "jsonl", &["jsonl", "ndjson", "json"]),
+    (FileFormat::Delta, "delta", &[]),
+];
+
+const FORMAT_NAMES: &[&str] = &["parquet", "csv", "jsonl", "delta"];
+
+impl FileFormat {
+    /// The format named `name` in a pipeline file.
+    fn named(name: &str) -> Option<Self> {
+        FORMATS
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|(f, ..)| *f)
+    }
+
+    /// The format a file's extension implies.
+    pub(crate) fn of_extension(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        FORMATS
+            .iter()
+            .find(|(_, _, exts)| exts.contains(&ext.as_str()))
+            .map(|(f, ..)| *f)
+    }
+}
+
+/// `tables.sink`.
+#[derive(Clone, Debug)]
+pub struct Sink {
+    /// The Delta table's location: a local folder (unused when `spark_table` is set).
+    pub path: PathBuf,
+    /// Append or overwrite.
+    pub mode: SinkMode,
+    /// With `spark.remote` and no `path`: the Spark catalog table (`namespace.name`) the bronze
+    /// batches are appended to instead.
+    pub spark_table: Option<String>,
+    /// With `path`: a Spark catalog table every committed batch is also appended to
+    /// (`tables.sink.also_spark_table`).
+    pub mirror: Option<String>,
+}
+
+impl std::fmt::Display for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.spark_table {
+            Some(table) => write!(f, "Spark table {table}"),
+            None => match &self.mirror {
+                Some(table) => write!(f, "{} and Spark table {table}", self.path.display()),
+                None => write!(f, "{}", self.path.display()),
+            },
+        }
+    }
+}
+
+/// How a run writes the sink.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SinkMode {
+    /// Add to what is there.
+    #[default]
+    Append,
+    /// A run that follows a finished one replaces the table's rows (a killed run resumes).
+    Overwrite,
+}
+
+/// One `column_mapping` entry: a source column sent as a request parameter.
+#[derive(Clone, Debug)]
+pub struct ColumnMapping {
+    /// The column.
+    pub source_column: String,
+    /// The parameter's name (default: the column's).
+    pub endpoint_param: String,
+}
+
+/// The keys of `tables`.
+pub(crate) const KEYS: &[KeySpec] = &[
+    KeySpec::new(
+        "source",
+        Kind::Section(SOURCE_KEYS),
+        "Where the rows come from.",
+    ),
+    KeySpec::new(
+        "sink",
+        Kind::Section(SINK_KEYS),
+        "Where the bronze table goes.",
+    ),
+    KeySpec::new(
+        "column_mapping",
+        Kind::Sections(MAPPING_KEYS),
+        "Columns sent as request parameters (query for GET/DELETE, JSON body otherwise).",
+    )
+    .alias(&["column_mappings"]),
+];
+
+const SOURCE_KEYS: &[KeySpec] = &[
+    KeySpec::new("name", Kind::Text, "A Spark table's name."),
+    KeySpec::new("namespace", Kind::Text, "A Spark table's namespace."),
+    KeySpec::new("identifier", Kind::Text, "A Spark table's full identifier."),
+    KeySpec::new(
+        "id_column",
+        Kind::Text,
+        "The column whose value is a row's request_id (else a hash of the row).",
+    ),
+    KeySpec::new(
+        "required_columns",
+        Kind::TextList,
+        "Columns that must be in the source.",
+    ),
+    KeySpec::new("path", Kind::Text, "A local file or folder."),
+    KeySpec::new(
+        "format",
+        Kind::Choice(FORMAT_NAMES),
+        "How to read path; default: from its extension (a folder: delta if it holds _delta_log, else parquet).",
+    ),
+    KeySpec::new("query", Kind::Text, "A SQL query read through Spark."),
+];
+
+const SINK_KEYS: &[KeySpec] = &[
+    KeySpec::new("name", Kind::Text, "The table's name."),
+    KeySpec::new("namespace", Kind::Text, "The table's namespace."),
+    KeySpec::new(
+        "mode",
+        Kind::Choice(&["append", "overwrite"]),
+        "append, or overwrite (a run after a finished one replaces the rows).",
+    )
+    .default(|| "append".into()),
+    KeySpec::new(
+        "path",
+        Kind::Text,
+        "The Delta table's folder; default ./warehouse/<namespace>/<name>.",
+    ),
+    KeySpec::new(
+        "also_spark_table",
+        Kind::Text,
+        "A Spark catalog table every committed batch is also appended to.",
+    ),
+];
+
+const MAPPING_KEYS: &[KeySpec] = &[
+    KeySpec::new("source_column", Kind::Text, "The column."),
+    KeySpec::new(
+        "endpoint_param",
+        Kind::Text,
+        "The parameter's name (default: the column's).",
+    ),
+];
+
+/// Reads `tables.source`; a local path is checked afterwards (`probes`).
+pub(crate) fn source(
+    w: &mut Walker,
+    tables: &Section<'_>,
+    base_dir: &Path,
+    probes: &mut Vec<Probe>,
+) -> Option<Source> {
+    let s = w.section(
+        tables.get("source"),
+        &tables.child("source"),
+        tables.pos,
+        SOURCE_KEYS,
+    );
+    if !tables.has("source") {
+        w.error(
+            &s.path,
+            tables.pos,
+            "missing required section: tables.source",
+        );
+        return None;
+    }
+    let id_column = w.name(s.get("id_column"));
+    let required_columns = w.string_list(s.get("required_columns"));
+    let format = w.choice_of(&s, "format").and_then(FileFormat::named);
+    let location = match s.get("path") {
+        Some(f) => {
+            let written = w.name(Some(f))?;
+            let path = base_dir.join(&written);
+            if s.has("query") {
+                w.error(
+                    &s.child("query"),
+                    s.pos,
+                    "query reads through Spark; it does not go with path",
+                );
+            }
+            probes.push(Probe::Source {
+                key: f.path.to_owned(),
+                pos: f.node.pos,
+                written,
+                format_given: format.is_some(),
+            });
+            SourceLocation::File {
+                format: format
+                    .or_else(|| FileFormat::of_extension(&path))
+                    .unwrap_or(FileFormat::Parquet),
+                path,
+            }
+        }
+        None => SourceLocation::Spark {
+            table: match (
+                w.name(s.get("identifier")),
+                w.name(s.get("name")),
+                w.name(s.get("namespace")),
+            ) {
+                (Some(identifier), _, _) => Some(identifier),
+                (None, Some(name), Some(ns)) => Some(format!("{ns}.{name}")),
+                (None, Some(name), None) => Some(name),
+                (None, None, _) => None,
+            },
+            query: w.name(s.get("query")),
+        },
+    };
+    Some(Source {
+        location,
+        id_column,
+        required_columns,
+    })
+}
+
+/// Reads `tables.sink`. A sink named without `path` is the Spark table of that name when the
+/// pipeline has `spark`, else a local Delta table under ./warehouse.
+pub(crate) fn sink(
+    w: &mut Walker,
+    tables: &Section<'_>,
+    has_spark: bool,
+    base_dir: &Path,
+) -> Option<Sink> {
+    let s = w.section(
+        tables.get("sink"),
+        &tables.child("sink"),
+        tables.pos,
+        SINK_KEYS,
+    );
+    if !tables.has("sink") {
+        w.error(&s.path, tables.pos, "missing required section: tables.sink");
+        return None;
+    }
+    let mode = match w.choice_of(&s, "mode") {
+        Some("overwrite") => SinkMode::Overwrite,
+        _ => SinkMode::Append,
+    };
+    let mirror = w.name(s.get("also_spark_table"));
+    let (path, spark_table) = match (w.name(s.get("path")), w.name(s.get("name"))) {
+        (Some(path), _) => (base_dir.join(path), None),
+        (None, Some(name)) => {
+            let namespace = w.name(s.get("namespace"));
+            if has_spark {
+                let table = match namespace {
+                    Some(ns) => format!("{ns}.{name}"),
+                    None => name,
+                };
+                (PathBuf::new(), Some(table))
+            } else {
+                let namespace = namespace.unwrap_or_else(|| "default".to_owned());
+                let path = base_dir
+                    .join("warehouse")
+                    .join(namespace.replace('.', "/"))
+                    .join(name);
+                (path, None)
+            }
+        }
+        (None, None) => {
+            w.error(
+                &s.path,
+                s.pos,
+                "missing required key: path (the Delta table's folder) or name",
+            );
+            return None;
+        }
+    };
+    Some(Sink {
+        path,
+        mode,
+        spark_table,
+        mirror,
+    })
+}
+
+/// Reads `tables.column_mapping`.
+pub(crate) fn column_mapping(w: &mut Walker, tables: &Section<'_>) -> Vec<ColumnMapping> {
+    let mut out = Vec::new();
+    for (path, node) in w.list(tables.get("column_mapping")) {
+        let m = w.section(
+            Some(Field { path: &path, node }),
+            &path,
+            node.pos,
+            MAPPING_KEYS,
+        );
+        let source_column = w.require(&m, "source_column", "source_column");
+        let source_column = w.name(source_column);
+        let endpoint_param = w
+            .name(m.get("endpoint_param"))
+            .or_else(|| source_column.clone());
+        if let (Some(source_column), Some(endpoint_param)) = (source_column, endpoint_param) {
+            out.push(ColumnMapping {
+                source_column,
+                endpoint_param,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{errors, load_full};
+    use super::{FileFormat, SinkMode, SourceLocation};
+
+    #[test]
+    fn legacy_spellings_and_a_sink_by_name() {
+        let p = load_full(
+            "endpoint: {base_path: \"http://127.0.0.1:1/api\"}\ntables:\n  source: {path: rows.csv, id_column: id}\n  sink: {name: out, namespace: bronze.demo, mode: overwrite}\n  column_mappings:\n    - {source_column: id, endpoint_param: item}\n",
+        );
+        assert_eq!(p.column_mapping[0].endpoint_param, "item");
+        assert!(p.sink.path.ends_with("warehouse/bronze/demo/out"));
+        assert_eq!(p.sink.mode, SinkMode::Overwrite);
+        assert!(matches!(
+            p.source.location,
+            SourceLocation::File {
+                format: FileFormat::Csv,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_source_path_must_exist_and_name_its_format() {
+        let e = errors(
+            "endpoint: {base_url: \"http://127.0.0.1:1\"}\ntables:\n  source: {path: nothing.csv}\n  sink: {path: out}\n",
+        );
+        assert_eq!(
+            e,
+            ["3:18: tables.source.path: no such file or folder: nothing.csv"]
+        );
+    }
+}

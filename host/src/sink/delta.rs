@@ -1,0 +1,220 @@
+//! The bronze table as a Delta table: each batch is ONE commit carrying txn(app_id, version), so a
+//! rerun knows exactly which batches landed. delta-rs does not refuse a txn version it has seen: the
+//! version counter is kept here, from the version `resume` read.
+
+use std::path::{Path, PathBuf};
+
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableError};
+
+use super::SinkError;
+use super::record::{Record, to_batch};
+use crate::bronze::bronze_schema;
+use crate::delta;
+use crate::resume::{Resume, finished_app_id};
+
+/// The bronze Delta table, opened for one pipeline's commits.
+pub struct DeltaSink {
+    table: DeltaTable,
+    path: PathBuf,
+    app_id: String,
+    next_version: i64,
+    /// On an overwrite run's first commit, the files of the previous runs are removed in the same commit.
+    replace_on_first_commit: bool,
+}
+
+impl DeltaSink {
+    /// Opens (or creates) the table at `path` for the commits of the run `resume` describes.
+    pub async fn open(path: &Path, resume: &Resume) -> Result<Self, SinkError> {
+        let error = |message: String| SinkError {
+            path: path.display().to_string(),
+            message,
+        };
+        std::fs::create_dir_all(path)
+            .map_err(|e| error(format!("cannot create the folder: {e}")))?;
+        let url = delta::table_url(path).map_err(|e| error(e.message().to_owned()))?;
+        let table = match deltalake::open_table(url.clone()).await {
+            Ok(t) => t,
+            Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => {
+                match create(url.clone()).await {
+                    Ok(t) => t,
+                    // Another host (a shard) created it first: use theirs.
+                    Err(e) => deltalake::open_table(url)
+                        .await
+                        .map_err(|_| error(format!("cannot create the table: {e}")))?,
+                }
+            }
+            Err(e) => return Err(error(format!("cannot open the table: {e}"))),
+        };
+        let fields = table.snapshot().map_err(|e| error(e.to_string()))?.schema();
+        for wanted in bronze_schema().fields() {
+            if fields.field(wanted.name()).is_none() {
+                return Err(error(format!(
+                    "the table exists but has no column `{}`: it is not a bronze table",
+                    wanted.name()
+                )));
+            }
+        }
+        Ok(DeltaSink {
+            table,
+            path: path.to_path_buf(),
+            app_id: resume.app_id.clone(),
+            next_version: resume.last_version + 1,
+            replace_on_first_commit: resume.replace,
+        })
+    }
+
+    /// Writes one batch of results as one commit with txn(app_id, version). Returns the table version.
+    pub async fn commit(&mut self, records: &[Record]) -> Result<i64, SinkError> {
+        let batch = to_batch(records, self.next_version)
+            .map_err(|e| self.error(format!("cannot build the batch: {e}")))?;
+        let mut writer =
+            RecordBatchWriter::for_table(&self.table).map_err(|e| self.error(e.to_string()))?;
+        writer
+            .write(batch)
+            .await
+            .map_err(|e| self.error(format!("cannot write data files: {e}")))?;
+        let mut actions: Vec<Action> = writer
+            .flush()
+            .await
+            .map_err(|e| self.error(format!("cannot write data files: {e}")))?
+            .into_iter()
+            .map(Action::Add)
+            .collect();
+        let mode = if self.replace_on_first_commit {
+            let snapshot = self
+                .table
+                .snapshot()
+                .map_err(|e| self.error(e.to_string()))?;
+            actions.extend(
+                snapshot
+                    .log_data()
+                    .iter()
+                    .map(|f| Action::Remove(f.remove_action(true))),
+            );
+            SaveMode::Overwrite
+        } else {
+            SaveMode::Append
+        };
+        let version = self
+            .commit_actions(
+                actions,
+                mode,
+                Transaction::new(&self.app_id, self.next_version),
+            )
+            .await?;
+        self.replace_on_first_commit = false;
+        self.next_version += 1;
+        Ok(version)
+    }
+
+    /// The version of the last batch this run committed (0 if none).
+    pub fn last_batch(&self) -> i64 {
+        self.next_version - 1
+    }
+
+    /// Marks the run finished (the next run of an overwrite pipeline starts afresh) and writes a
+    /// checkpoint, so readers and the next run do not replay this run's commits one by one. Commits
+    /// during the run write none: delta-rs's snapshot grows with each checkpoint it loads (measured:
+    /// peak RSS 161 MiB with them over 200 commits, 108 MiB without).
+    pub async fn finish(&mut self) -> Result<(), SinkError> {
+        let last = self.next_version - 1;
+        if last > 0 {
+            self.commit_actions(
+                Vec::new(),
+                SaveMode::Append,
+                Transaction::new(finished_app_id(&self.app_id), last),
+            )
+            .await?;
+            deltalake::protocol::checkpoints::create_checkpoint(&self.table, None)
+                .await
+                .map_err(|e| self.error(format!("cannot write a checkpoint: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn commit_actions(
+        &mut self,
+        actions: Vec<Action>,
+        mode: SaveMode,
+        txn: Transaction,
+    ) -> Result<i64, SinkError> {
+        use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+        // Once more on a newer snapshot if another writer changed the table's metadata meanwhile
+        // (two hosts creating a new table at the same moment: delta-rs may land the second create as
+        // a later version). A writer under the same txn app id is still refused then.
+        let mut retried = false;
+        loop {
+            let snapshot = self
+                .table
+                .snapshot()
+                .map_err(|e| self.error(e.to_string()))?;
+            let operation = DeltaOperation::Write {
+                mode,
+                partition_by: None,
+                predicate: None,
+            };
+            let result = CommitBuilder::from(
+                CommitProperties::default()
+                    .with_application_transaction(txn.clone())
+                    .with_create_checkpoint(false),
+            )
+            .with_actions(actions.clone())
+            .build(Some(snapshot), self.table.log_store(), operation)
+            .await;
+            match result {
+                Ok(finalized) => {
+                    self.table.state = Some(finalized.snapshot());
+                    return Ok(finalized.version() as i64);
+                }
+                Err(DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(CommitConflictError::MetadataChanged),
+                }) if !retried => {
+                    retried = true;
+                    self.table
+                        .update_state()
+                        .await
+                        .map_err(|e| self.error(format!("cannot reload the table: {e}")))?;
+                }
+                Err(e) => return Err(self.commit_error(e)),
+            }
+        }
+    }
+
+    fn error(&self, message: String) -> SinkError {
+        SinkError {
+            path: self.path.display().to_string(),
+            message,
+        }
+    }
+
+    /// A failed commit in words. Another process committing under this run's transaction id (the same
+    /// pipeline, or the same shard, started twice) is named as such: delta-rs refuses the commit
+    /// because the winning one carries the same app id.
+    fn commit_error(&self, e: DeltaTableError) -> SinkError {
+        use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+        match e {
+            DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
+            } => self.error(format!(
+                "another run committed to this table under the same transaction id `{}` while this run was going (the same pipeline or shard started twice); this run stops without committing its last batch, whose rows the next run sends again",
+                self.app_id
+            )),
+            e => self.error(format!("commit failed: {e}")),
+        }
+    }
+}
+
+async fn create(url: url::Url) -> Result<DeltaTable, DeltaTableError> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+    let schema: deltalake::kernel::StructType = bronze_schema().as_ref().try_into_kernel()?;
+    DeltaTable::try_from_url(url)
+        .await?
+        .create()
+        .with_columns(schema.fields().cloned())
+        .with_table_name("bronze")
+        .await
+}
