@@ -152,7 +152,7 @@ pub async fn spark_landed(remote: &str, table: &str) -> Result<(Landed, i64), Re
         what: what.clone(),
         message: format!("cannot read what already landed: {message}"),
     };
-    let client = spark::connect(remote).await.map_err(fail)?;
+    let client = spark::connect(remote).await.map_err(|e| fail(e.0))?;
     let ids = spark::sql(&format!(
         "SELECT CAST(request_id AS STRING) FROM {} WHERE success",
         quote_identifier(table)
@@ -160,8 +160,8 @@ pub async fn spark_landed(remote: &str, table: &str) -> Result<(Landed, i64), Re
     let batches = match collect(&client, ids).await {
         Ok(b) => b,
         // Not created yet: nothing landed (the sink creates it before the first request).
-        Err(e) if e.contains("TABLE_OR_VIEW_NOT_FOUND") => return Ok((Landed::default(), 0)),
-        Err(e) => return Err(fail(e)),
+        Err(e) if e.is_missing_table() => return Ok((Landed::default(), 0)),
+        Err(e) => return Err(fail(e.0)),
     };
     let mut landed = HashSet::new();
     for batch in batches {
@@ -180,7 +180,7 @@ pub async fn spark_landed(remote: &str, table: &str) -> Result<(Landed, i64), Re
         quote_identifier(table)
     ));
     let mut last = 0;
-    for batch in collect(&client, max).await.map_err(fail)? {
+    for batch in collect(&client, max).await.map_err(|e| fail(e.0))? {
         if let Some(column) = batch
             .column(0)
             .as_primitive_opt::<arrow::datatypes::Int64Type>()
@@ -196,7 +196,7 @@ pub async fn spark_landed(remote: &str, table: &str) -> Result<(Landed, i64), Re
 async fn collect(
     client: &spark_connect_core::SparkConnectClient,
     root: spark::Relation,
-) -> Result<Vec<arrow::record_batch::RecordBatch>, String> {
+) -> Result<Vec<arrow::record_batch::RecordBatch>, spark::Error> {
     let mut results = spark::query(client, root).await?;
     let mut out = Vec::new();
     while let Some(batch) = results.next().await? {

@@ -10,6 +10,25 @@ use spark_connect_proto as proto;
 
 pub use proto::Relation;
 
+/// What Spark Connect answered instead of a result, on one line (its first sentence, and where in
+/// a query): see [`message`].
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(pub String);
+
+impl Error {
+    /// Whether Spark said the table or view does not exist.
+    pub fn is_missing_table(&self) -> bool {
+        self.0.contains("TABLE_OR_VIEW_NOT_FOUND")
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Self {
+        Error(message)
+    }
+}
+
 /// The address for messages: `sc://host:port`, without its `;key=value` parameters (a token may be
 /// among them).
 pub fn display_remote(remote: &str) -> &str {
@@ -22,12 +41,12 @@ pub fn display_remote(remote: &str) -> &str {
 
 /// A connected client, failing fast: the crate's default retries an unreachable server for about ten
 /// minutes.
-pub async fn connect(remote: &str) -> Result<SparkConnectClient, String> {
+pub async fn connect(remote: &str) -> Result<SparkConnectClient, Error> {
     let builder = ChannelBuilder::parse(remote)
-        .map_err(|e| format!("not a Spark Connect address: {}", message(&e)))?;
+        .map_err(|e| Error(format!("not a Spark Connect address: {}", message(&e))))?;
     let mut client = SparkConnectClient::connect(&builder)
         .await
-        .map_err(|e| format!("cannot connect: {}", message(&e)))?;
+        .map_err(|e| Error(format!("cannot connect: {}", message(&e))))?;
     client.set_retry_policy(RetryPolicy {
         max_retries: Some(2),
         initial_backoff_ms: 200,
@@ -98,7 +117,7 @@ pub struct Results {
 impl Results {
     /// The next batch, or `None` at the end. A non-reattachable stream: the server never cuts it short
     /// (a reattachable one may end early without an error in client 4.2.0).
-    pub async fn next(&mut self) -> Result<Option<RecordBatch>, String> {
+    pub async fn next(&mut self) -> Result<Option<RecordBatch>, Error> {
         loop {
             if let Some(batch) = self.pending.next() {
                 return Ok(Some(batch));
@@ -106,7 +125,7 @@ impl Results {
             let response = match self.stream.message().await {
                 Ok(Some(r)) => r,
                 Ok(None) => return Ok(None),
-                Err(status) => return Err(message(&SparkError::from_grpc_status(status))),
+                Err(status) => return Err(Error(message(&SparkError::from_grpc_status(status)))),
             };
             let Some(proto::execute_plan_response::ResponseType::ArrowBatch(b)) =
                 response.response_type
@@ -114,25 +133,25 @@ impl Results {
                 continue;
             };
             let reader = StreamReader::try_new(std::io::Cursor::new(b.data), None)
-                .map_err(|e| format!("unreadable Arrow data from Spark: {e}"))?;
+                .map_err(|e| Error(format!("unreadable Arrow data from Spark: {e}")))?;
             self.schema.get_or_insert(reader.schema());
             let batches = reader
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("unreadable Arrow data from Spark: {e}"))?;
+                .map_err(|e| Error(format!("unreadable Arrow data from Spark: {e}")))?;
             self.pending = batches.into_iter();
         }
     }
 }
 
 /// Runs a SQL statement (DDL) to its end.
-pub async fn run_sql(client: &SparkConnectClient, statement: &str) -> Result<(), String> {
+pub async fn run_sql(client: &SparkConnectClient, statement: &str) -> Result<(), Error> {
     let mut results = query(client, sql(statement)).await?;
     while results.next().await?.is_some() {}
     Ok(())
 }
 
 /// Runs a relation and streams its rows.
-pub async fn query(client: &SparkConnectClient, root: Relation) -> Result<Results, String> {
+pub async fn query(client: &SparkConnectClient, root: Relation) -> Result<Results, Error> {
     let stream = execute(client, proto::plan::OpType::Root(root)).await?;
     Ok(Results {
         stream,
@@ -143,27 +162,27 @@ pub async fn query(client: &SparkConnectClient, root: Relation) -> Result<Result
 
 /// The exact Arrow schema of a relation's result: the relation run with `LIMIT 0` (a missing table or
 /// column, or bad SQL, fails here).
-pub async fn schema(client: &SparkConnectClient, root: &Relation) -> Result<SchemaRef, String> {
+pub async fn schema(client: &SparkConnectClient, root: &Relation) -> Result<SchemaRef, Error> {
     let mut results = query(client, limit(root.clone(), 0)).await?;
     while results.next().await?.is_some() {}
     results
         .schema
-        .ok_or_else(|| "the server sent no schema for the result".into())
+        .ok_or_else(|| Error("the server sent no schema for the result".into()))
 }
 
 /// A batch as one Arrow IPC stream (what a local relation carries).
-pub fn to_ipc(batch: &RecordBatch) -> Result<Vec<u8>, String> {
+pub fn to_ipc(batch: &RecordBatch) -> Result<Vec<u8>, Error> {
     let mut ipc = Vec::new();
     let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut ipc, &batch.schema())
-        .map_err(|e| e.to_string())?;
-    writer.write(batch).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())?;
+        .map_err(|e| Error(e.to_string()))?;
+    writer.write(batch).map_err(|e| Error(e.to_string()))?;
+    writer.finish().map_err(|e| Error(e.to_string()))?;
     drop(writer);
     Ok(ipc)
 }
 
 /// Appends Arrow IPC data to a catalog table (created on the first append, columns matched by name).
-pub async fn append(client: &SparkConnectClient, table: &str, ipc: Vec<u8>) -> Result<(), String> {
+pub async fn append(client: &SparkConnectClient, table: &str, ipc: Vec<u8>) -> Result<(), Error> {
     let write = proto::WriteOperation {
         input: Some(rel(proto::relation::RelType::LocalRelation(
             proto::LocalRelation {
@@ -189,7 +208,7 @@ pub async fn append(client: &SparkConnectClient, table: &str, ipc: Vec<u8>) -> R
         match stream.message().await {
             Ok(Some(_)) => {}
             Ok(None) => return Ok(()),
-            Err(status) => return Err(message(&SparkError::from_grpc_status(status))),
+            Err(status) => return Err(Error(message(&SparkError::from_grpc_status(status)))),
         }
     }
 }
@@ -197,14 +216,17 @@ pub async fn append(client: &SparkConnectClient, table: &str, ipc: Vec<u8>) -> R
 async fn execute(
     client: &SparkConnectClient,
     op: proto::plan::OpType,
-) -> Result<tonic::Streaming<proto::ExecutePlanResponse>, String> {
+) -> Result<tonic::Streaming<proto::ExecutePlanResponse>, Error> {
     let request = proto::ExecutePlanRequest {
         session_id: client.session_id().to_owned(),
         user_context: Some(proto::UserContext::default()),
         plan: Some(proto::Plan { op_type: Some(op) }),
         ..Default::default()
     };
-    client.execute_plan(request).await.map_err(|e| message(&e))
+    client
+        .execute_plan(request)
+        .await
+        .map_err(|e| Error(message(&e)))
 }
 
 /// The server's own message, short and on one line: its first sentence (Spark's messages go on with

@@ -13,9 +13,18 @@ pub struct Origin {
     port: u16,
 }
 
+/// A URL that has no origin a request could go to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAnOrigin(String);
+
 impl Origin {
     /// The origin of an absolute http(s) URL, or why it has none.
-    pub fn of(url: &str) -> Result<Origin, String> {
+    pub fn of(url: &str) -> Result<Origin, NotAnOrigin> {
+        Self::parse(url).map_err(NotAnOrigin)
+    }
+
+    fn parse(url: &str) -> Result<Origin, String> {
         let uri: http::Uri = url
             .parse()
             .map_err(|e| format!("`{url}` is not a URL: {e}"))?;

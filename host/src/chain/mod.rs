@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-pub use egress::{Destination, Egress, Origin};
+pub use egress::{Destination, Egress, NotAnOrigin, Origin};
 
 use crate::api::{ApiRequest, ApiResponse, ErrorKind, RequestError};
 

@@ -35,7 +35,7 @@ impl SparkSink {
             path: what.clone(),
             message,
         };
-        let client = spark::connect(remote).await.map_err(error)?;
+        let client = spark::connect(remote).await.map_err(|e| error(e.0))?;
         // Created now, not by the first append: a missing namespace or a refused permission stops the
         // run before any request, and shards starting together do not race to create it.
         let ddl = format!(

@@ -54,18 +54,18 @@ impl SparkRead<'_> {
 /// Connects, reads the schema, and starts streaming the rows into a two-slot channel.
 pub(crate) async fn open(read: SparkRead<'_>) -> Result<RowStream, SourceError> {
     let what = read.what();
-    let fail = |message: String| SourceError::Open {
+    let fail = |e: spark::Error| SourceError::Open {
         path: what.clone(),
-        message,
+        message: e.0,
     };
     let client: SparkConnectClient = spark::connect(read.remote).await.map_err(fail)?;
     let relation = read.relation();
     let schema = spark::schema(&client, &relation).await.map_err(fail)?;
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
-        let failed = |message: String| SourceError::Read {
+        let failed = |e: spark::Error| SourceError::Read {
             path: what.clone(),
-            message,
+            message: e.0,
         };
         let mut results = match spark::query(&client, relation).await {
             Ok(r) => r,
