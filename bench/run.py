@@ -22,8 +22,10 @@ Called by scripts/bench.sh (which builds the release binaries and installs wrk a
 6. Memory: sparkwasm's peak RSS on ROWS and on MEMORY_ROWS rows (10× the input, same batch size): memory is
    bounded by batch_size and the queues, not by the input.
 
-Prints a Markdown table and writes it into docs/benchmark.md (between its results markers), and the
-figures to bench/results.json; first it prints what moved against the committed bench/results.json.
+Prints a Markdown table and writes it into docs/benchmark.md (between its results markers), the
+figures to bench/results.json and one headline line into README.md (between its headline markers);
+first it prints what moved against the committed bench/results.json. `run.py --headline` rewrites the
+README's line from the committed results alone.
 """
 
 import argparse
@@ -130,7 +132,34 @@ def compare(old, new, prefix=""):
     return lines
 
 
+def headline(f):
+    """The README's one benchmark line, from the figures of a run."""
+    legacy = next((r for r in f.get("in_flight", []) if r["partitions"] * r["consumers"] == 4000), None)
+    line = (f"Benchmark ({f['date']}, 2 cores, loopback, `just bench`): {f['sparkwasm_rows_s']:,} rows/s = "
+            f"{f['sparkwasm_rows_s'] / f['wrk_rps']:.2f}× wrk and "
+            f"{f['sparkwasm_rows_s'] / f['python_rows_s']:.1f}× the Python reference; with the legacy "
+            f"plugin chain {f['legacy_chain_rows_s'] / f['wrk_rps']:.2f}× wrk")
+    if legacy:
+        line += (f", and {legacy['rows_s'] / legacy['wrk_rps']:.2f}× wrk at the legacy default of 4,000 "
+                 f"requests in flight ({legacy['peak_rss_mib']} MiB)")
+    return line + ". Details: [docs/benchmark.md](docs/benchmark.md)."
+
+
+def write_headline(figures):
+    readme = HERE.parent / "README.md"
+    begin, end = "<!-- bench:headline:begin -->", "<!-- bench:headline:end -->"
+    doc = readme.read_text()
+    if begin not in doc:
+        return
+    head, rest = doc.split(begin, 1)
+    readme.write_text(head + begin + "\n" + headline(figures) + "\n" + end + rest.split(end, 1)[1])
+
+
 def main():
+    if sys.argv[1:] == ["--headline"]:
+        # Rewrites the README's line from the committed results, without running anything.
+        write_headline(json.loads((HERE / "results.json").read_text()))
+        return
     p = argparse.ArgumentParser()
     p.add_argument("bin_dir", type=Path)
     p.add_argument("--rows", type=int, default=200_000)
@@ -326,6 +355,7 @@ def main():
     doc = page.read_text()
     head, rest = doc.split(begin, 1)
     page.write_text(head + begin + "\n" + text + end + rest.split(end, 1)[1])
+    write_headline(figures)
 
 
 if __name__ == "__main__":

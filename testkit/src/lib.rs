@@ -250,6 +250,9 @@ async fn handle(
             rest.to_owned()
         };
     }
+    if let Some(id) = path.strip_prefix("/customers/") {
+        return reply(200, customer(id, parts.uri.query()));
+    }
     let mut status = 200u16;
     if let Some(code) = path.strip_prefix("/status/") {
         status = code
@@ -307,6 +310,28 @@ async fn handle(
         .body(Full::new(Bytes::from(echo.to_string())))
         .expect("valid response");
     Ok(response)
+}
+
+/// `/customers/{id}`: a made-up CRM record (with personal data, for the demo's masking plugin), the
+/// same for the same id. The query's `country_code`, when given, is echoed as the country.
+fn customer(id: &str, query: Option<&str>) -> String {
+    let n: u64 = id
+        .bytes()
+        .fold(0, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let country = query
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("country_code=")))
+        .unwrap_or("US");
+    let tiers = ["bronze", "silver", "gold"];
+    serde_json::json!({
+        "id": id,
+        "name": format!("Customer {id}"),
+        "email": format!("{}@example.com", id.to_lowercase()),
+        "phone": format!("+1-555-{:04}", n % 10_000),
+        "country": country,
+        "tier": tiers[(n % 3) as usize],
+        "open_orders": n % 7,
+    })
+    .to_string()
 }
 
 /// A self-signed CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM,

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use testkit::ApiServer;
 use testkit::auth::{ClientAuth, TokenMode};
 
-use super::{
+use crate::support::{
     Case, assert_exit, bronze_batches, pipeline, read_bronze, repo_root, served, sparkwasm,
 };
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use testkit::ApiServer;
 
-use super::{Case, assert_exit, pipeline, read_bronze, served, sparkwasm};
+use crate::support::{Case, assert_exit, pipeline, read_bronze, served, sparkwasm};
 
 /// A guest built by host/build.rs from plugins/ (fixtures included).
 fn guest(file: &str) -> PathBuf {

@@ -1,23 +1,54 @@
-//! Spark Connect end to end, against the real server of the `pyspark` package (scripts/spark.sh), started
-//! by this test on its own port with a fresh state folder and stopped when it ends. One test so the
-//! server starts once: a Spark table and a query read into Delta; two shards in parallel into one Delta
-//! table, one of them killed and rerun; the bronze table written through Spark, and a rerun that sends
-//! nothing; a 5M-row query read with bounded memory; the errors that stop a run before any request.
+//! Spark Connect end to end, against the real server of the `pyspark` package (scripts/spark.sh). The
+//! first Spark test to run starts one server for the whole test process, on its own port with a fresh state
+//! folder and a 3,000-row table `default.rows`; the process stops it (and deletes its state) when it exits.
+//! One test per scenario; each writes its own tables and talks to its own API server.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use testkit::ApiServer;
 
-use super::{assert_exit, peak_rss, read_bronze, repo_root, sparkwasm, successes_per_id};
+use crate::support::{assert_exit, peak_rss, read_bronze, repo_root, sparkwasm, successes_per_id};
 
 const PORT: u16 = 15123;
 
-/// The server, stopped (and its state deleted) on drop.
+/// The server of this test process.
 struct Spark {
-    state: tempfile::TempDir,
+    state: PathBuf,
+}
+
+static SPARK: OnceLock<Spark> = OnceLock::new();
+
+/// The shared server, started (with `default.rows` created) by the first caller.
+fn spark() -> &'static Spark {
+    SPARK.get_or_init(|| {
+        let state = tempfile::tempdir().unwrap().keep();
+        let spark = Spark { state };
+        let out = spark.script("up");
+        // Registered before the check so that a server that half-started is still stopped.
+        // SAFETY: `stop_at_exit` is an `extern "C" fn()` that does not unwind.
+        unsafe { libc::atexit(stop_at_exit) };
+        assert!(
+            out.status.success(),
+            "spark.sh up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(spark.fixture(&["create", "default.rows", "3000"]), "3000");
+        spark
+    })
+}
+
+/// Runs when the test process exits: stops the server and deletes its state.
+extern "C" fn stop_at_exit() {
+    if let Some(spark) = SPARK.get() {
+        let _ = std::panic::catch_unwind(|| {
+            let _ = spark.script("down");
+            let _ = std::fs::remove_dir_all(&spark.state);
+        });
+    }
 }
 
 impl Spark {
@@ -26,22 +57,9 @@ impl Spark {
             .arg(repo_root().join("scripts/spark.sh"))
             .arg(verb)
             .env("SPARKWASM_SPARK_PORT", PORT.to_string())
-            .env("SPARKWASM_SPARK_STATE", self.state.path())
+            .env("SPARKWASM_SPARK_STATE", &self.state)
             .output()
             .expect("run scripts/spark.sh")
-    }
-
-    fn start() -> Self {
-        let spark = Spark {
-            state: tempfile::tempdir().unwrap(),
-        };
-        let out = spark.script("up");
-        assert!(
-            out.status.success(),
-            "spark.sh up failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        spark
     }
 
     fn remote(&self) -> String {
@@ -66,12 +84,6 @@ impl Spark {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-}
-
-impl Drop for Spark {
-    fn drop(&mut self) {
-        let _ = self.script("down");
     }
 }
 
@@ -113,30 +125,33 @@ fn spark_pipeline(api: &str, remote: &str, url_path: &str, source: &str, sink: &
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn spark_connect_sources_sinks_and_shards() {
-    let spark = Spark::start();
-    let remote = spark.remote();
-    assert_eq!(spark.fixture(&["create", "default.rows", "3000"]), "3000");
+async fn a_spark_table_lands_in_a_local_delta_table() {
+    // required_columns and id_column are checked against Spark's schema first.
+    let spark = spark();
     let server = ApiServer::start(0).await.unwrap();
-    let api = server.url();
-
-    // A Spark table into a local Delta table; required_columns and id_column checked against Spark.
     let dir = spark_dir(
-        &api,
-        &remote,
+        &server.url(),
+        &spark.remote(),
         "/items/{id}",
         "{identifier: default.rows, id_column: id, required_columns: [name, score]}",
         "{path: out/bronze}",
     );
     assert_exit(&run(dir.path(), &[]), 0);
     let rows = read_bronze(&dir.path().join("out/bronze"));
-    assert_eq!(successes_per_id(&rows).len(), 3000);
+    let per_id = successes_per_id(&rows);
+    assert_eq!(per_id.len(), 3000);
+    assert!(per_id.values().all(|n| *n == 1));
+    assert_eq!(server.counters.row_requests.load(Ordering::Relaxed), 3000);
+}
 
-    // Two shards in parallel into one Delta table, shard 1 killed mid-run and rerun on its own: every
-    // id lands successfully exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_shards_one_killed_and_rerun_land_every_id_once() {
+    // Two shards in parallel into one Delta table, shard 1 killed mid-run and rerun on its own.
+    let spark = spark();
+    let server = ApiServer::start(0).await.unwrap();
     let dir = spark_dir(
-        &api,
-        &remote,
+        &server.url(),
+        &spark.remote(),
         "/slow/30/{id}",
         "{namespace: default, name: rows, id_column: id}",
         "{path: out/bronze}",
@@ -153,28 +168,34 @@ async fn spark_connect_sources_sinks_and_shards() {
     one.wait().unwrap();
     assert!(zero.wait().unwrap().success());
     let before = read_bronze(&dir.path().join("out/bronze")).len();
+    // Shard 0 alone (plus the part of shard 1 that landed before the kill) is not the whole table.
+    assert!(before < 3000, "{before} rows before shard 1's rerun");
     assert_exit(&run(dir.path(), &["--shard", "1/2"]), 0);
     let rows = read_bronze(&dir.path().join("out/bronze"));
     let per_id = successes_per_id(&rows);
     assert_eq!(per_id.len(), 3000, "{before} rows before the rerun");
     assert!(per_id.values().all(|n| *n == 1));
-    // Shard 0 alone (plus the part of shard 1 that landed before the kill) is not the whole table.
-    assert!(before < 3000, "{before} rows before shard 1's rerun");
+}
 
-    // A query into a bronze table written through Spark; a rerun resumes from the table itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_lands_in_a_spark_bronze_table_and_a_rerun_sends_nothing() {
+    let spark = spark();
+    let server = ApiServer::start(0).await.unwrap();
     let dir = spark_dir(
-        &api,
-        &remote,
+        &server.url(),
+        &spark.remote(),
         "/items/{id}",
         "{query: \"SELECT id, name FROM default.rows WHERE id < 1000\", id_column: id}",
         "{namespace: default, name: bronze_e2e}",
     );
     assert_exit(&run(dir.path(), &[]), 0);
     let before = server.counters.row_requests.load(Ordering::Relaxed);
+    assert_eq!(before, 1000);
     let again = run(dir.path(), &[]);
     assert_exit(&again, 0);
     assert!(String::from_utf8_lossy(&again.stdout).contains("1000 already landed"));
     assert_eq!(server.counters.row_requests.load(Ordering::Relaxed), before);
+    // Read back by Spark itself: rows, distinct ids, columns.
     let counted = spark.fixture(&["count", "default.bronze_e2e"]);
     let mut parts = counted.split(' ');
     assert_eq!(parts.next(), Some("1000"), "{counted}");
@@ -192,15 +213,20 @@ async fn spark_connect_sources_sinks_and_shards() {
     ] {
         assert!(columns.split(',').any(|c| c == column), "{columns}");
     }
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delta_table_mirrored_to_spark_catches_up_at_the_next_run() {
     // Delta and Spark in one run: each committed batch also appended to a Spark table. A Spark table
     // that lacks rows the Delta table has (a run killed between the two; here: a new table) gets them
     // at the next run's start, which sends nothing.
+    let spark = spark();
+    let server = ApiServer::start(0).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let both = |table: &str| {
         spark_pipeline(
-            &api,
-            &remote,
+            &server.url(),
+            &spark.remote(),
             "/items/{id}",
             "{query: \"SELECT id, name FROM default.rows WHERE id < 500\", id_column: id}",
             &format!("{{path: out/bronze, also_spark_table: {table}}}"),
@@ -226,14 +252,25 @@ async fn spark_connect_sources_sinks_and_shards() {
             .fixture(&["count", "default.mirror2_e2e"])
             .starts_with("500 500 ")
     );
+}
 
-    // 5M rows from Spark against a slow endpoint: after 3 s the client holds no more than with 50k.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_five_million_row_query_is_read_with_bounded_memory() {
+    // 5M rows from Spark against a slow endpoint: after 4 s the client holds no more than with 50k.
+    let spark = spark();
+    let server = ApiServer::start(0).await.unwrap();
     let mut peaks = vec![];
     for n in [50_000, 5_000_000] {
         let query = format!(
             "{{query: \"SELECT id, concat('n', id) AS name FROM range({n})\", id_column: id}}"
         );
-        let dir = spark_dir(&api, &remote, "/slow/20/{id}", &query, "{path: out/bronze}");
+        let dir = spark_dir(
+            &server.url(),
+            &spark.remote(),
+            "/slow/20/{id}",
+            &query,
+            "{path: out/bronze}",
+        );
         let mut child = sparkwasm(dir.path())
             .args(["run", "p.yaml"])
             .spawn()
@@ -253,9 +290,13 @@ async fn spark_connect_sources_sinks_and_shards() {
         peaks[0],
         peaks[1]
     );
+}
 
-    // Errors before any request, each naming what was asked for; exit status 1.
-    let before = server.counters.requests.load(Ordering::Relaxed);
+#[tokio::test(flavor = "multi_thread")]
+async fn spark_errors_stop_the_run_before_any_request_and_name_what_was_asked() {
+    let spark = spark();
+    let remote = spark.remote();
+    let server = ApiServer::start(0).await.unwrap();
     for (source, remote, expected) in [
         (
             "{identifier: default.missing, id_column: id}",
@@ -278,7 +319,13 @@ async fn spark_connect_sources_sinks_and_shards() {
             "source Spark table `default.rows` at sc://127.0.0.1:9: [The service is currently unavailable] tcp connect error (is a Spark Connect server listening there?)",
         ),
     ] {
-        let dir = spark_dir(&api, remote, "/items/{id}", source, "{path: out/bronze}");
+        let dir = spark_dir(
+            &server.url(),
+            remote,
+            "/items/{id}",
+            source,
+            "{path: out/bronze}",
+        );
         let out = run(dir.path(), &[]);
         assert_exit(&out, 1);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -287,5 +334,5 @@ async fn spark_connect_sources_sinks_and_shards() {
             Some(format!("error: {expected}").as_str())
         );
     }
-    assert_eq!(server.counters.requests.load(Ordering::Relaxed), before);
+    assert_eq!(server.counters.requests.load(Ordering::Relaxed), 0);
 }

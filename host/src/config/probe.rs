@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::Pipeline;
 use super::error::ConfigError;
-use super::tables::{FileFormat, SourceLocation};
+use super::tables::{FORMAT_NAMES, FileFormat, SourceLocation};
 use super::tree::Pos;
 
 /// A check of the filesystem the pure step left for later.
@@ -91,7 +91,10 @@ pub(crate) fn run(
                     errors.push(ConfigError::new(
                         key,
                         pos,
-                        "cannot tell the format from the name: give tables.source.format (parquet, csv, jsonl or delta)",
+                        format!(
+                            "cannot tell the format from the name: give tables.source.format ({})",
+                            FORMAT_NAMES.join(", ")
+                        ),
                     ));
                 }
             }

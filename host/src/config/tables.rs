@@ -38,8 +38,11 @@ pub enum SourceLocation {
     },
 }
 
-/// The formats of a local source. One table: a format's name in the file and the extensions that
-/// imply it (the source stage opens each).
+/// The formats of a local source. One table ([`FORMATS`]): a format's name in the file and the
+/// extensions that imply it; the source stage opens each (`source/files.rs`, an exhaustive match, so
+/// a new variant here is one more arm there). The table lives here, not in `source/`, because the
+/// validator needs the names and extensions before any source exists, and a stage never imports a
+/// later one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileFormat {
     /// A Parquet file, or a folder of them.
@@ -60,7 +63,16 @@ pub(crate) const FORMATS: [(FileFormat, &str, &[&str]); 4] = [
     (FileFormat::Delta, "delta", &[]),
 ];
 
-const FORMAT_NAMES: &[&str] = &["parquet", "csv", "jsonl", "delta"];
+/// The names of [`FORMATS`], in its order.
+pub(crate) const FORMAT_NAMES: [&str; FORMATS.len()] = {
+    let mut names = [""; FORMATS.len()];
+    let mut i = 0;
+    while i < FORMATS.len() {
+        names[i] = FORMATS[i].1;
+        i += 1;
+    }
+    names
+};
 
 impl FileFormat {
     /// The format named `name` in a pipeline file.
@@ -164,7 +176,7 @@ const SOURCE_KEYS: &[KeySpec] = &[
     KeySpec::new("path", Kind::Text, "A local file or folder."),
     KeySpec::new(
         "format",
-        Kind::Choice(FORMAT_NAMES),
+        Kind::Choice(&FORMAT_NAMES),
         "How to read path; default: from its extension (a folder: delta if it holds _delta_log, else parquet).",
     ),
     KeySpec::new("query", Kind::Text, "A SQL query read through Spark."),

@@ -7,6 +7,8 @@
 mod delta;
 mod record;
 mod spark;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -71,16 +71,23 @@ impl Retry {
 
     /// How long to wait before attempt `attempt + 1` (attempt counts from 1).
     fn backoff(&self, attempt: u32, retry_after: Option<f64>) -> Outcome {
-        let c = &self.config;
-        let seconds = match retry_after {
-            Some(s) => s.min(c.max_delay),
-            None => {
-                let ceiling = (c.base_delay * 2f64.powi(attempt as i32 - 1)).min(c.max_delay);
-                ceiling * self.random()
-            }
-        };
-        Outcome::Resend((seconds.max(0.0) * 1000.0).min(u32::MAX as f64) as u32)
+        Outcome::Resend(delay_ms(&self.config, attempt, retry_after, || {
+            self.random()
+        }))
     }
+}
+
+/// The wait before attempt `attempt + 1`, in ms: `Retry-After` when the server sent one, else a uniform
+/// draw (`unit` in [0, 1)) below `base_delay * 2^(attempt-1)`; both capped at `max_delay`.
+fn delay_ms(c: &Config, attempt: u32, retry_after: Option<f64>, unit: impl FnOnce() -> f64) -> u32 {
+    let seconds = match retry_after {
+        Some(s) => s.min(c.max_delay),
+        None => {
+            let exponent = attempt.saturating_sub(1).min(1023) as i32;
+            (c.base_delay * 2f64.powi(exponent)).min(c.max_delay) * unit()
+        }
+    };
+    (seconds.max(0.0) * 1000.0).min(u32::MAX as f64) as u32
 }
 
 /// `Retry-After: <seconds>`. (The HTTP-date form needs a wall clock, which plugins are not granted;
@@ -144,3 +151,78 @@ impl Middleware for Retry {
 }
 
 sparkwasm_plugin::export_middleware!(Retry);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(base_delay: f64, max_delay: f64) -> Config {
+        Config {
+            max_attempts: 5,
+            retry_status_codes: default_codes(),
+            base_delay,
+            max_delay,
+            retry_errors: default_errors(),
+        }
+    }
+
+    #[test]
+    fn the_ceiling_doubles_per_attempt_up_to_max_delay() {
+        let c = config(0.5, 3.0);
+        // `unit` just below 1 shows the ceiling itself.
+        let top = |attempt| delay_ms(&c, attempt, None, || 0.999_999);
+        assert_eq!(
+            [1, 2, 3, 4, 5, 40].map(top),
+            [499, 999, 1999, 2999, 2999, 2999]
+        );
+        assert_eq!(delay_ms(&c, 3, None, || 0.0), 0);
+        assert_eq!(delay_ms(&c, 3, None, || 0.25), 500);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_capped() {
+        let c = config(0.5, 30.0);
+        let never = || panic!("no jitter when the server says how long to wait");
+        assert_eq!(delay_ms(&c, 1, Some(2.5), never), 2500);
+        assert_eq!(delay_ms(&c, 1, Some(3600.0), never), 30_000);
+        assert_eq!(delay_ms(&c, 1, Some(-4.0), never), 0);
+        assert_eq!(delay_ms(&config(0.5, 1e12), 1, Some(1e12), never), u32::MAX);
+    }
+
+    #[test]
+    fn the_jitter_is_uniform_and_seeds_diverge() {
+        let retry = |seed| Retry {
+            config: config(1.0, 30.0),
+            seed: Cell::new(seed),
+        };
+        let (a, b) = (retry(1), retry(2));
+        let draws: Vec<f64> = (0..10_000).map(|_| a.random()).collect();
+        assert!(draws.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        assert!((mean - 0.5).abs() < 0.02, "mean {mean}");
+        // Ten buckets, each within 20% of its expected 1,000.
+        let mut buckets = [0u32; 10];
+        for x in &draws {
+            buckets[(x * 10.0) as usize] += 1;
+        }
+        assert!(
+            buckets.iter().all(|n| (800..1200).contains(n)),
+            "{buckets:?}"
+        );
+        let other: Vec<f64> = (0..100).map(|_| b.random()).collect();
+        assert_ne!(&draws[..100], &other[..]);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_before_any_row() {
+        let refused = |c: Config| Retry::new(c).err().expect("refused");
+        let mut c = config(0.5, 30.0);
+        c.max_attempts = 0;
+        assert_eq!(refused(c), "max_attempts must be at least 1");
+        assert!(refused(config(-1.0, 30.0)).contains("zero or more"));
+        assert!(refused(config(f64::NAN, 30.0)).contains("zero or more"));
+        let mut c = config(0.5, 30.0);
+        c.retry_errors = vec!["dns".into()];
+        assert!(refused(c).starts_with("retry_errors: unknown error kind `dns`"));
+    }
+}

@@ -1,0 +1,423 @@
+//! Runs without plugins or Spark: landing, resume after kills, concurrency guards, limits, transport,
+//! configuration errors.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use testkit::ApiServer;
+
+use crate::support::*;
+
+#[test]
+fn invalid_configs_print_exactly_their_expected_errors() {
+    let root = repo_root();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("tests/ui")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let relative = path.strip_prefix(&root).unwrap();
+        let out = sparkwasm(&root)
+            .arg("validate")
+            .arg(relative)
+            .env_remove("SPARKWASM_SECRET_VENDOR_API_TOKEN")
+            .output()
+            .unwrap();
+        let expected = std::fs::read_to_string(path.with_extension("err")).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", relative.display());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            expected,
+            "{}",
+            relative.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5);
+}
+
+#[test]
+fn example_configs_validate() {
+    let root = repo_root();
+    let plugin = Path::new(env!("SPARKWASM_PLUGIN_DIR")).join("mask_fields.wasm");
+    for name in ["configs/quickstart.yaml", "configs/legacy_customers.yaml"] {
+        let out = sparkwasm(&root)
+            .args(["validate", name])
+            .env("DEMO_API", "http://127.0.0.1:9")
+            .env("DEMO_PLUGIN", &plugin)
+            .env("DEMO_PLUGIN_SHA256", sha256_hex(&plugin))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The demo's pipeline as the demo runs it (its file and data copied to a temp folder): every
+/// customer lands, the custom plugin masked the personal data before it did, and the metadata of the
+/// built-in plugins is there.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quickstart_lands_every_customer_with_personal_data_masked() {
+    let root = repo_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("configs/data")).unwrap();
+    for file in ["configs/quickstart.yaml", "configs/data/quickstart.csv"] {
+        std::fs::copy(root.join(file), dir.path().join(file)).unwrap();
+    }
+    let server = ApiServer::start(0).await.unwrap();
+    let plugin = Path::new(env!("SPARKWASM_PLUGIN_DIR")).join("mask_fields.wasm");
+    let out = sparkwasm(dir.path())
+        .args(["run", "configs/quickstart.yaml"])
+        .env("DEMO_API", server.url())
+        .env("DEMO_PLUGIN", &plugin)
+        .env("DEMO_PLUGIN_SHA256", sha256_hex(&plugin))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(server.counters.row_requests.load(Ordering::Relaxed), 200);
+    let rows = read_bronze(&dir.path().join("warehouse/demo/quickstart_bronze"));
+    assert_eq!(successes_per_id(&rows).len(), 200);
+    for row in &rows {
+        let body: serde_json::Value =
+            serde_json::from_str(row.body_text.as_deref().unwrap()).unwrap();
+        assert_eq!(body["id"], row.request_id.as_str());
+        for field in ["email", "phone"] {
+            let masked = body[field].as_str().unwrap();
+            assert!(
+                masked.starts_with("sha256:") && masked.len() == 23,
+                "{body}"
+            );
+        }
+        assert!(!row.body_text.as_deref().unwrap().contains("@example.com"));
+        let meta: serde_json::Value =
+            serde_json::from_str(row.response_metadata.as_deref().unwrap()).unwrap();
+        for (key, value) in [
+            ("mask.masked", "2"),
+            ("json_valid", "true"),
+            ("retry.attempts", "1"),
+        ] {
+            assert_eq!(meta[key], value, "{meta}");
+        }
+        assert!(meta["elapsed_ms"].as_str().is_some(), "{meta}");
+    }
+}
+
+fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_row_lands_typed_and_a_rerun_sends_nothing() {
+    let (server, case) = served(
+        500,
+        "/users/{id}",
+        "execution: {batch_size: 200, concurrency_limit: 8, partitions: 2}\n",
+    )
+    .await;
+    let out = case.run();
+    assert_exit(&out, 0);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("3 batch commit(s)") && summary.contains("ok        500"),
+        "{summary}"
+    );
+    let rows = read_bronze(&case.bronze());
+    assert_eq!(rows.len(), 500);
+    assert!(rows.iter().all(|r| r.success && r.status_code == Some(200)));
+    if let Some(py) = read_bronze_with_python(&case.bronze()) {
+        assert!(py.contains("rows=500 successful_ids=500"), "{py}");
+        assert!(
+            py.contains("status_code: int32")
+                && py.contains("success: bool")
+                && py.contains("_request_time: timestamp[us, tz=UTC]"),
+            "{py}"
+        );
+        assert!(
+            py.contains("url=") && py.contains("/users/7?name=user+7&s=1.75"),
+            "{py}"
+        );
+    }
+    let sent = server.counters.row_requests.load(Ordering::SeqCst);
+    let again = case.run();
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("500 already landed"));
+    assert_eq!(
+        server.counters.row_requests.load(Ordering::SeqCst),
+        sent,
+        "the rerun sent requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_at_any_point_resumes_with_each_row_landed_once() {
+    let rows = 1200;
+    let (_server, case) = served(
+        rows,
+        "/slow/10/{id}",
+        "execution: {batch_size: 40, concurrency_limit: 8}\n",
+    )
+    .await;
+    for kill_after_ms in [150u64, 400, 700, 1000] {
+        let mut child = case.spawn();
+        std::thread::sleep(Duration::from_millis(kill_after_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let partial = read_bronze(&case.bronze());
+    assert!(
+        !partial.is_empty() && partial.len() < rows,
+        "the kills should land part of the rows, landed {}",
+        partial.len()
+    );
+    let out = case.run();
+    assert_exit(&out, 0);
+    let landed = read_bronze(&case.bronze());
+    let per_id = successes_per_id(&landed);
+    assert_eq!(per_id.len(), rows);
+    assert!(per_id.values().all(|&n| n == 1), "some ids landed twice");
+    assert_eq!(landed.len(), rows, "every row landed once, failed or not");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_process_on_the_same_pipeline_and_table_is_stopped_not_duplicated() {
+    let (_server, case) = served(
+        600,
+        "/slow/20/{id}",
+        "execution: {batch_size: 50, concurrency_limit: 10}\n",
+    )
+    .await;
+    let first = case.spawn_captured();
+    let second = case.spawn_captured();
+    let outs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let codes: Vec<_> = outs.iter().map(|o| o.status.code()).collect();
+    let stopped: Vec<_> = outs.iter().filter(|o| o.status.code() == Some(1)).collect();
+    assert_eq!(stopped.len(), 1, "exit statuses {codes:?}");
+    let stderr = String::from_utf8_lossy(&stopped[0].stderr);
+    assert!(
+        stderr.contains(
+            "another run committed to this table under the same transaction id `sparkwasm/e2e`"
+        ),
+        "{stderr}"
+    );
+    assert!(codes.contains(&Some(0)), "exit statuses {codes:?}");
+    let per_id = successes_per_id(&read_bronze(&case.bronze()))
+        .into_values()
+        .collect::<Vec<_>>();
+    assert_eq!(per_id.len(), 600);
+    assert!(per_id.iter().all(|n| *n == 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overwrite_replaces_a_finished_table_but_resumes_a_killed_run() {
+    let server = ApiServer::start(0).await.unwrap();
+    let yaml = pipeline(
+        &server.url(),
+        "/slow/10/{id}",
+        "execution: {batch_size: 50, concurrency_limit: 8}\n",
+    )
+    .replace(
+        "sink: {path: out/bronze}",
+        "sink: {path: out/bronze, mode: overwrite}",
+    );
+    let case = Case::new(600, &yaml);
+    assert_eq!(case.run().status.code(), Some(0));
+    let before = server.counters.row_requests.load(Ordering::SeqCst);
+    // A fresh run after a finished one replaces the table: every row is sent again, the table holds one copy.
+    let mut child = case.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.counters.row_requests.load(Ordering::SeqCst) < before + 200
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = read_bronze(&case.bronze());
+    assert!(
+        killed.len() < 600,
+        "the first overwrite commit replaced the old rows ({} rows now)",
+        killed.len()
+    );
+    // The killed overwrite run is resumed, not restarted.
+    let out = case.run();
+    assert_eq!(out.status.code(), Some(0));
+    let resumed = String::from_utf8_lossy(&out.stdout);
+    assert!(!resumed.contains("(0 already landed"), "{resumed}");
+    let rows = read_bronze(&case.bronze());
+    assert_eq!(rows.len(), 600);
+    assert_eq!(successes_per_id(&rows).len(), 600);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_global_rate_limit_holds_within_two_percent_over_ten_seconds() {
+    let (server, case) = served(
+        800,
+        "/r/{id}",
+        "execution: {max_requests_per_second: 50, partitions: 3, concurrency_limit: 20}\n",
+    )
+    .await;
+    let mut child = case.spawn();
+    let counter = &server.counters.row_requests;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counter.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (start, c0) = (Instant::now(), counter.load(Ordering::SeqCst));
+    std::thread::sleep(Duration::from_secs(10));
+    let (window, c1) = (start.elapsed(), counter.load(Ordering::SeqCst));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rate = (c1 - c0) as f64 / window.as_secs_f64();
+    assert!(
+        (rate - 50.0).abs() <= 1.0,
+        "measured {rate:.2} requests/s against a limit of 50"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_is_bounded_by_the_batch_not_by_the_input() {
+    // The same pipeline on 20k and on 2M rows (the 2M-row input is ~60 MB once decoded), both against a
+    // slow endpoint: after the same time, the larger input must not have cost more memory. A source read
+    // ahead of the consumers, or collected whole, would show here as tens of MB more.
+    let server = ApiServer::start(0).await.unwrap();
+    let yaml = pipeline(
+        &server.url(),
+        "/slow/20/{id}",
+        "execution: {batch_size: 300, concurrency_limit: 10}\n",
+    );
+    let mut peaks = vec![];
+    for rows in [20_000, 2_000_000] {
+        let case = Case::new(rows, &yaml);
+        let mut child = case.spawn();
+        std::thread::sleep(Duration::from_secs(3));
+        peaks.push(peak_rss(child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            !read_bronze(&case.bronze()).is_empty(),
+            "{rows} rows: nothing landed in 3 s"
+        );
+    }
+    let (small, large) = (peaks[0] as f64 / 1048576.0, peaks[1] as f64 / 1048576.0);
+    assert!(
+        large < small + 16.0,
+        "peak RSS: {small:.1} MiB on 20k rows, {large:.1} MiB on 2M rows"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_per_host_connection_limit_caps_open_connections() {
+    let (server, case) = served(300, "/slow/5/{id}", "execution: {partitions: 2, concurrency_limit: 20}\ntransport: {tcp_connection: {limit: 3}}\n").await;
+    let out = case.run();
+    assert_exit(&out, 0);
+    assert_eq!(
+        server.counters.max_open_connections.load(Ordering::SeqCst),
+        3,
+        "40 consumers, a cap of 3"
+    );
+    assert_eq!(read_bronze(&case.bronze()).len(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transport_failures_fail_their_rows_not_the_run() {
+    let server = ApiServer::start(0).await.unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let certs = testkit::test_certs();
+    let untrusted = ApiServer::start_tls(certs.server.clone()).await.unwrap();
+    let cases = [
+        (format!("http://{closed}"), "/x/{id}", "connection refused"),
+        (
+            server.url(),
+            "/drop/{id}",
+            "connection closed before a complete response",
+        ),
+        (server.url(), "/slow/3000/{id}", "timed out after 0.3s"),
+        (
+            server.url(),
+            "/status/503/{id}",
+            "HTTP 503 Service Unavailable",
+        ),
+        (untrusted.url(), "/x/{id}", "TLS handshake failed"),
+    ];
+    for (base, path, expected) in cases {
+        let case = Case::new(
+            5,
+            &pipeline(
+                &base,
+                path,
+                "transport: {base_timeout: 0.3, warmup_timeout: 0.5}\n",
+            ),
+        );
+        let out = case.run();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows = read_bronze(&case.bronze());
+        assert_eq!(rows.len(), 5, "{path}");
+        for row in rows {
+            let (ok, err) = (row.success, row.error_message.unwrap_or_default());
+            assert!(
+                !ok && err.contains(expected),
+                "{path}: error_message was {err:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_with_a_custom_ca_negotiates_http2_by_alpn() {
+    let certs = testkit::test_certs();
+    let server = ApiServer::start_tls(certs.server.clone()).await.unwrap();
+    let case = Case::new(
+        20,
+        &pipeline(
+            &server.url(),
+            "/x/{id}",
+            "transport: {tls: {ca_file: ca.pem}}\n",
+        ),
+    );
+    std::fs::write(case.dir.path().join("ca.pem"), &certs.ca_pem).unwrap();
+    let out = case.run();
+    assert_exit(&out, 0);
+    let rows = read_bronze(&case.bronze());
+    assert_eq!(rows.len(), 20);
+    for row in &rows {
+        assert_eq!(
+            row.response_metadata.as_deref(),
+            Some(r#"{"http_version":"HTTP/2.0","partition":"0"}"#)
+        );
+    }
+    if let Some(py) = read_bronze_with_python(&case.bronze()) {
+        assert!(py.contains("\"http_version\":\"HTTP/2.0\""), "{py}");
+    }
+    assert_eq!(
+        server.counters.connections.load(Ordering::SeqCst),
+        1,
+        "h2 multiplexes every request on one connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_columns_stop_the_run_before_any_request() {
+    let (server, case) = served(10, "/x/{customer}", "").await;
+    let out = case.run();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing column `customer` (from endpoint/column_mapping); the source has: id, name, score"), "{err}");
+    assert_eq!(server.counters.requests.load(Ordering::SeqCst), 0);
+}

@@ -1,0 +1,205 @@
+//! The end-to-end harness: the binary, a case folder, the bronze table read back by two readers.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use testkit::ApiServer;
+
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+pub(crate) fn sparkwasm(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sparkwasm"));
+    c.current_dir(dir).env("RUST_LOG", "warn");
+    c
+}
+
+/// A temp folder with `rows.parquet` (ids 0..rows) and a pipeline file.
+pub(crate) struct Case {
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Case {
+    pub(crate) fn new(rows: usize, pipeline: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        testkit::write_rows_parquet(&dir.path().join("rows.parquet"), rows).expect("rows");
+        std::fs::write(dir.path().join("p.yaml"), pipeline).expect("pipeline");
+        Case { dir }
+    }
+
+    pub(crate) fn run(&self) -> Output {
+        sparkwasm(self.dir.path())
+            .args(["run", "p.yaml"])
+            .output()
+            .expect("run sparkwasm")
+    }
+
+    /// Starts a run in the background (to be killed), its output discarded.
+    pub(crate) fn spawn(&self) -> std::process::Child {
+        self.spawn_with(Stdio::null)
+    }
+
+    /// Starts a run in the background, its output kept for `wait_with_output`.
+    pub(crate) fn spawn_captured(&self) -> std::process::Child {
+        self.spawn_with(Stdio::piped)
+    }
+
+    pub(crate) fn spawn_with(&self, output: fn() -> Stdio) -> std::process::Child {
+        sparkwasm(self.dir.path())
+            .args(["run", "p.yaml"])
+            .stdout(output())
+            .stderr(output())
+            .spawn()
+            .expect("start sparkwasm")
+    }
+
+    pub(crate) fn bronze(&self) -> PathBuf {
+        self.dir.path().join("out/bronze")
+    }
+}
+
+/// The run ended with `code`; on a mismatch, shows what the binary printed.
+pub(crate) fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stderr: {}\nstdout: {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A fresh local API, and a case of `rows` rows whose pipeline calls `url_path` on it.
+pub(crate) async fn served(rows: usize, url_path: &str, extra: &str) -> (ApiServer, Case) {
+    let server = ApiServer::start(0).await.unwrap();
+    let case = Case::new(rows, &pipeline(&server.url(), url_path, extra));
+    (server, case)
+}
+
+pub(crate) fn pipeline(base_url: &str, url_path: &str, extra: &str) -> String {
+    format!(
+        "endpoint:\n  name: e2e\n  method: GET\n  base_url: {base_url}\n  url_path: {url_path}\n\
+         tables:\n  source: {{path: rows.parquet, id_column: id}}\n  sink: {{path: out/bronze}}\n  column_mapping:\n    - {{source_column: name}}\n    - {{source_column: score, endpoint_param: s}}\n{extra}"
+    )
+}
+
+/// One row of the bronze table, as the tests look at it.
+pub(crate) struct Landed {
+    pub(crate) request_id: String,
+    pub(crate) success: bool,
+    pub(crate) status_code: Option<i32>,
+    pub(crate) error_message: Option<String>,
+    pub(crate) response_metadata: Option<String>,
+    pub(crate) request_metadata: Option<String>,
+    pub(crate) request_headers: Option<String>,
+    pub(crate) body_text: Option<String>,
+    pub(crate) attempts: i32,
+}
+
+/// The record batches of the table's active files, read with delta-rs (which files) and the parquet
+/// reader.
+pub(crate) fn bronze_batches(path: &Path) -> Vec<arrow::record_batch::RecordBatch> {
+    // Tests run inside a tokio runtime; delta-rs gets its own on a plain thread.
+    let owned = path.to_path_buf();
+    let files = std::thread::spawn(move || {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(sparkwasm::delta::data_files(&owned))
+    })
+    .join()
+    .unwrap()
+    .expect("data files");
+    files
+        .into_iter()
+        .flat_map(|f| {
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(f).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+        })
+        .collect()
+}
+
+/// Every row of the table.
+pub(crate) fn read_bronze(path: &Path) -> Vec<Landed> {
+    use arrow::array::{Array, AsArray};
+    let mut out = Vec::new();
+    for b in bronze_batches(path) {
+        let col = |n: &str| b.column(b.schema().index_of(n).unwrap()).clone();
+        let (ids, ok, status) = (col("request_id"), col("success"), col("status_code"));
+        let (err, meta) = (col("error_message"), col("response_metadata"));
+        let (req_meta, req_headers) = (col("request_metadata"), col("request_headers"));
+        let (body, attempts) = (col("body_text"), col("attempts"));
+        let attempts = attempts.as_primitive::<arrow::datatypes::Int32Type>();
+        let text = |a: &arrow::array::ArrayRef, i: usize| {
+            let a = a.as_string::<i32>();
+            a.is_valid(i).then(|| a.value(i).to_owned())
+        };
+        let status = status.as_primitive::<arrow::datatypes::Int32Type>();
+        for i in 0..b.num_rows() {
+            out.push(Landed {
+                request_id: ids.as_string::<i32>().value(i).to_owned(),
+                success: ok.as_boolean().value(i),
+                status_code: status.is_valid(i).then(|| status.value(i)),
+                error_message: text(&err, i),
+                response_metadata: text(&meta, i),
+                request_metadata: text(&req_meta, i),
+                request_headers: text(&req_headers, i),
+                body_text: text(&body, i),
+                attempts: attempts.value(i),
+            });
+        }
+    }
+    out
+}
+
+/// The same table through the Python `deltalake` package: (rows, distinct successful ids, schema text).
+/// `None` only outside CI when no such Python is named (scripts/test.sh always names one).
+pub(crate) fn read_bronze_with_python(path: &Path) -> Option<String> {
+    let Ok(python) = std::env::var("SPARKWASM_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the second reader: set SPARKWASM_PYTHON (scripts/test.sh does)"
+        );
+        eprintln!("SPARKWASM_PYTHON is not set: the Python deltalake cross-check is skipped");
+        return None;
+    };
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/read_delta.py"))
+        .arg(path)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "python reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+pub(crate) fn successes_per_id(rows: &[Landed]) -> HashMap<&str, usize> {
+    let mut m = HashMap::new();
+    for row in rows.iter().filter(|r| r.success) {
+        *m.entry(row.request_id.as_str()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The process's peak resident memory so far (Linux: VmHWM), in bytes.
+pub(crate) fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb * 1024
+}
