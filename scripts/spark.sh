@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A local Spark Connect server for the Spark source/sink and its end-to-end tests.
 #
-#   bash scripts/spark.sh up       start it (idempotent), print "spark connect ready at sc://127.0.0.1:PORT"
+#   bash scripts/spark.sh up       start it (idempotent), print "spark connect ready at sc://127.0.0.1:PORT";
+#                                  refuses (exit 1) a port where a server it did not start listens
 #   bash scripts/spark.sh down     stop it and wait until the port is closed
 #   bash scripts/spark.sh status   say whether it is running (exit 0 if it is, 1 if not)
 #
@@ -101,10 +102,14 @@ cmd_up() {
   if port_open; then
     if pid=$(running_pid); then
       echo "spark connect already running at sc://127.0.0.1:$PORT (pid $pid)"
-    else
-      echo "spark connect: something already listens on 127.0.0.1:$PORT (not started by this script); using it"
+      return 0
     fi
-    return 0
+    # Not ours (or started with another state folder: its catalog is not this one's). Using it would
+    # let tests pass against tables they did not create; refuse.
+    log "127.0.0.1:$PORT is in use by a process this script did not start with state $STATE;" \
+      "stop it (find it: ss -ltnp 'sport = :$PORT'; a killed test run may have left a server behind)" \
+      "or choose another SPARKWASM_SPARK_PORT"
+    exit 1
   fi
   if pid=$(running_pid); then # a concurrent `up` is still starting it: wait, never start a second JVM
     log "already starting (pid $pid); waiting for it"

@@ -12,8 +12,12 @@ VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 export SPARKWASM_PYTHON="$VENV/bin/python"
 # The polyglot examples: middleware written in Python (componentize-py) and JavaScript
 # (componentize-js), built from source. A failed build stops the suite here.
+# (Plain assignments, exported after: `export X="$(...)"` would hide a failed build from set -e.)
 SPARKWASM_PYTHON_PLUGIN="$(bash scripts/build-python-plugin.sh)"
 SPARKWASM_JS_PLUGIN="$(bash scripts/build-js-plugin.sh)"
+for built in "$SPARKWASM_PYTHON_PLUGIN" "$SPARKWASM_JS_PLUGIN"; do
+  [ -s "$built" ] || { echo "test.sh: the example plugin build did not produce $built" >&2; exit 1; }
+done
 export SPARKWASM_PYTHON_PLUGIN SPARKWASM_JS_PLUGIN
 cargo fmt --all --check
 cargo fmt --all --check --manifest-path plugins/Cargo.toml

@@ -1,7 +1,8 @@
 //! The test API's auth side: an OAuth2 token endpoint (`POST /oauth/token`, client credentials and
 //! password grants) and path prefixes that demand a credential before the rest of the path is served:
 //! `/secure/...` a live bearer token from the token endpoint, `/basic/...` HTTP Basic, `/apikey/...` an
-//! API key in the `X-API-Key` header or the `api_key` query parameter, `/signed/...` an HMAC-SHA256
+//! API key in the `X-API-Key` header (and not in the query), `/apikey-query/...` one in the `api_key` query
+//! parameter (and not in a header), `/signed/...` an HMAC-SHA256
 //! request signature made with a key from the key service (`GET /keys?client_id=...`, for the example
 //! auth plugin plugins/auth-hmac). A refused request gets 401.
 
@@ -76,6 +77,8 @@ pub struct AuthState {
     pub token_requests: AtomicU64,
     /// Tokens issued.
     pub tokens_issued: AtomicU64,
+    /// When each token was issued.
+    pub issued_at: Mutex<Vec<Instant>>,
     /// Requests refused with 401 on a guarded path.
     pub refused: AtomicU64,
     /// Every token and signing key issued so far (for tests that look for them where they must not be).
@@ -155,6 +158,10 @@ impl AuthState {
             .expect("tokens")
             .insert(token.clone(), Instant::now() + s.token_ttl);
         self.issued.lock().expect("issued").push(token.clone());
+        self.issued_at
+            .lock()
+            .expect("issued_at")
+            .push(Instant::now());
         let mut response = serde_json::json!({"access_token": token, "token_type": "Bearer"});
         if let Some(ttl) = s.announced_ttl {
             response["expires_in"] = ttl.into();
@@ -215,14 +222,17 @@ impl AuthState {
                     .encode(format!("{}:{}", s.username, s.password))
             );
             (rest, authorization == Some(expected.as_str()))
-        } else if let Some(rest) = path.strip_prefix("/apikey") {
+        } else if let Some(rest) = path.strip_prefix("/apikey-query") {
             let in_query = query.is_some_and(|q| {
                 url::form_urlencoded::parse(q.as_bytes())
                     .any(|(k, v)| k == "api_key" && v == s.api_key)
             });
+            (rest, in_query && request.header("x-api-key").is_none())
+        } else if let Some(rest) = path.strip_prefix("/apikey") {
+            let in_query = query.is_some_and(|q| q.contains("api_key="));
             (
                 rest,
-                in_query || request.header("x-api-key") == Some(s.api_key.as_str()),
+                !in_query && request.header("x-api-key") == Some(s.api_key.as_str()),
             )
         } else {
             return None;

@@ -5,7 +5,11 @@
 //! `/status/{code}` answers that status, `/slow/{ms}` waits first, `/drop` closes the connection without
 //! answering, `/flaky/{id}` fails each path's first attempt (by id % 3: a 503, a 429 with
 //! `Retry-After: 1`, a dropped connection) and echoes from the second on; anything else echoes the
-//! request (method, uri, version, headers, body) as JSON with 200. [`auth`] adds an OAuth2 token
+//! request (method, uri, version, headers, body) as JSON with 200. While [`Counters::failing`] is set
+//! to N, a request whose last path segment is an integer id with id % N == 0 loses its connection and
+//! one with id % N == 1 gets a 503 (a run against a failing API, then a rerun against a healthy one).
+//! The server records the HTTP version of every request and the ALPN protocol of every TLS connection;
+//! [`ApiServer::start_resetting`] answers every request with a TCP reset. [`auth`] adds an OAuth2 token
 //! endpoint, a signing-key service and path prefixes that demand a credential (`/secure`, `/basic`,
 //! `/apikey`, `/signed`).
 
@@ -44,6 +48,15 @@ pub struct Counters {
     /// nothing).
     pub record: std::sync::atomic::AtomicBool,
     pub arrivals: std::sync::Mutex<Vec<Arrival>>,
+    /// While N > 0: ids % N == 0 lose their connection, ids % N == 1 get a 503 (see the module docs).
+    pub failing: AtomicU64,
+    /// Requests (HEAD included) per HTTP version as hyper parsed it: "HTTP/1.1", "HTTP/2.0".
+    pub versions: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Requests being answered now (arrived, not yet answered), and the most at once.
+    pub active: AtomicU64,
+    pub max_active: AtomicU64,
+    /// The ALPN protocol each TLS connection negotiated ("h2", "http/1.1", or "none").
+    pub alpn: std::sync::Mutex<Vec<String>>,
 }
 
 /// A request as the server received it (kept when [`Counters::record`] is set).
@@ -66,6 +79,16 @@ impl Counters {
     /// The requests kept so far.
     pub fn arrivals(&self) -> Vec<Arrival> {
         self.arrivals.lock().expect("arrivals lock").clone()
+    }
+
+    /// How many requests came over `version` ("HTTP/1.1", "HTTP/2.0").
+    pub fn requests_over(&self, version: &str) -> u64 {
+        self.versions
+            .lock()
+            .expect("versions lock")
+            .get(version)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -125,6 +148,11 @@ impl ApiServer {
                         Some(acceptor) => {
                             match acceptor.accept(stream).into_fallible().await {
                                 Ok(stream) => {
+                                    let alpn = stream.get_ref().1.alpn_protocol().map_or_else(
+                                        || "none".to_owned(),
+                                        |p| String::from_utf8_lossy(p).into_owned(),
+                                    );
+                                    c.alpn.lock().expect("alpn lock").push(alpn);
                                     let _ = builder
                                         .serve_connection(TokioIo::new(stream), service)
                                         .await;
@@ -156,6 +184,48 @@ impl ApiServer {
 
     pub fn url(&self) -> String {
         format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// Plain HTTP on an ephemeral port where every connection is reset (RST, `SO_LINGER` 0) as soon
+    /// as a request's head has arrived: a peer that crashed or a middlebox that killed the flow, not
+    /// a clean close (FIN). Counts requests and connections.
+    pub async fn start_resetting() -> std::io::Result<Self> {
+        use tokio::io::AsyncReadExt;
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                c.connections.fetch_add(1, Ordering::Relaxed);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    c.requests.fetch_add(1, Ordering::Relaxed);
+                    if !head.starts_with(b"HEAD ") {
+                        c.row_requests.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = stream.set_zero_linger();
+                    drop(stream);
+                });
+            }
+        });
+        Ok(ApiServer {
+            addr,
+            counters,
+            scheme: "http",
+            task,
+        })
     }
 }
 
@@ -190,11 +260,33 @@ async fn handle(
     c: Arc<Counters>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Dropped> {
+    /// Counts the request as active until it is answered (or dropped).
+    struct Active(Arc<Counters>);
+    impl Drop for Active {
+        fn drop(&mut self) {
+            self.0.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let now = c.active.fetch_add(1, Ordering::SeqCst) + 1;
+    c.max_active.fetch_max(now, Ordering::SeqCst);
+    let _active = Active(c.clone());
+    answer(c, req).await
+}
+
+async fn answer(
+    c: Arc<Counters>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Dropped> {
     c.requests.fetch_add(1, Ordering::Relaxed);
     if req.method() != hyper::Method::HEAD {
         c.row_requests.fetch_add(1, Ordering::Relaxed);
     }
     let (parts, body) = req.into_parts();
+    *c.versions
+        .lock()
+        .expect("versions lock")
+        .entry(format!("{:?}", parts.version))
+        .or_default() += 1;
     let body = body
         .collect()
         .await
@@ -249,6 +341,15 @@ async fn handle(
         } else {
             rest.to_owned()
         };
+    }
+    let failing = c.failing.load(Ordering::SeqCst);
+    if failing > 0 && parts.method != hyper::Method::HEAD {
+        let id = path.rsplit('/').next().and_then(|i| i.parse::<u64>().ok());
+        match id.map(|i| i % failing) {
+            Some(0) => return Err(Dropped),
+            Some(1) => return reply(503, r#"{"error":"failing on purpose"}"#.into()),
+            _ => {}
+        }
     }
     if let Some(id) = path.strip_prefix("/customers/") {
         return reply(200, customer(id, parts.uri.query()));

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use testkit::ApiServer;
 
-use crate::support::{assert_exit, peak_rss, read_bronze, repo_root, sparkwasm, successes_per_id};
+use crate::support::{
+    assert_exit, peak_rss, read_bronze, repo_root, sparkwasm, successes_per_id, txn_versions,
+    wait_until,
+};
 
 const PORT: u16 = 15123;
 
@@ -163,14 +166,40 @@ async fn two_shards_one_killed_and_rerun_land_every_id_once() {
             .unwrap()
     };
     let (mut zero, mut one) = (shard(0), shard(1));
-    std::thread::sleep(Duration::from_millis(2000));
+    // Killed once it has landed a batch (so that the rerun resumes it rather than starting afresh),
+    // and before it finished.
+    let bronze = dir.path().join("out/bronze");
+    let shard_one = "sparkwasm/spark_e2e/shard-1-of-2";
+    assert!(
+        wait_until(Duration::from_secs(120), || !txn_versions(
+            &bronze, shard_one
+        )
+        .is_empty()),
+        "shard 1 landed nothing in 120 s"
+    );
     one.kill().unwrap();
     one.wait().unwrap();
     assert!(zero.wait().unwrap().success());
-    let before = read_bronze(&dir.path().join("out/bronze")).len();
+    let landed_by_one = txn_versions(&bronze, shard_one).len();
+    assert!(
+        txn_versions(&bronze, &format!("{shard_one}/finished")).is_empty(),
+        "shard 1 finished before it was killed"
+    );
+    let before = read_bronze(&bronze).len();
     // Shard 0 alone (plus the part of shard 1 that landed before the kill) is not the whole table.
     assert!(before < 3000, "{before} rows before shard 1's rerun");
-    assert_exit(&run(dir.path(), &["--shard", "1/2"]), 0);
+    let rerun = run(dir.path(), &["--shard", "1/2"]);
+    assert_exit(&rerun, 0);
+    // The rerun resumed shard 1: it skipped what shard 1 had landed, and its batches continue the
+    // count.
+    let summary = String::from_utf8_lossy(&rerun.stdout);
+    assert!(!summary.contains("(0 already landed"), "{summary}");
+    let versions = txn_versions(&bronze, shard_one);
+    assert!(versions.len() > landed_by_one);
+    assert!(
+        versions.windows(2).all(|w| w[1] == w[0] + 1),
+        "{versions:?}"
+    );
     let rows = read_bronze(&dir.path().join("out/bronze"));
     let per_id = successes_per_id(&rows);
     assert_eq!(per_id.len(), 3000, "{before} rows before the rerun");
@@ -271,14 +300,26 @@ async fn a_five_million_row_query_is_read_with_bounded_memory() {
             &query,
             "{path: out/bronze}",
         );
+        let sent_before = server.counters.row_requests.load(Ordering::SeqCst);
         let mut child = sparkwasm(dir.path())
             .args(["run", "p.yaml"])
             .spawn()
             .unwrap();
+        // Measured once rows flow (the query planned, the first batches streaming), then 4 s on.
+        assert!(
+            wait_until(Duration::from_secs(60), || {
+                server.counters.row_requests.load(Ordering::SeqCst) > sent_before + 100
+            }),
+            "{n} rows: no rows sent in 60 s"
+        );
+        let flowing = server.counters.row_requests.load(Ordering::SeqCst);
         std::thread::sleep(Duration::from_secs(4));
         peaks.push(peak_rss(child.id()) as f64 / 1048576.0);
+        let sent = server.counters.row_requests.load(Ordering::SeqCst) - flowing;
         child.kill().unwrap();
         child.wait().unwrap();
+        // 10 consumers on a 20 ms endpoint: about 500 rows/s while the memory was watched.
+        assert!(sent >= 400, "{n} rows: only {sent} rows sent in 4 s");
     }
     eprintln!(
         "spark source peak RSS after 4 s: {:.1} MiB (50k rows), {:.1} MiB (5M rows)",
@@ -335,4 +376,27 @@ async fn spark_errors_stop_the_run_before_any_request_and_name_what_was_asked() 
         );
     }
     assert_eq!(server.counters.requests.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn the_spark_script_refuses_a_port_it_did_not_start() {
+    // A stale server (another state folder, an old catalog) must not pass for the test's own.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts/spark.sh"))
+        .arg("up")
+        .env("SPARKWASM_SPARK_PORT", port.to_string())
+        .env("SPARKWASM_SPARK_STATE", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "127.0.0.1:{port} is in use by a process this script did not start"
+        )),
+        "{stderr}"
+    );
 }

@@ -39,6 +39,15 @@ impl Case {
             .expect("run sparkwasm")
     }
 
+    /// Runs with `RUST_LOG` at `level`, so that a test can scan everything the run logs.
+    pub(crate) fn run_logging(&self, level: &str) -> Output {
+        sparkwasm(self.dir.path())
+            .args(["run", "p.yaml"])
+            .env("RUST_LOG", level)
+            .output()
+            .expect("run sparkwasm")
+    }
+
     /// Starts a run in the background (to be killed), its output discarded.
     pub(crate) fn spawn(&self) -> std::process::Child {
         self.spawn_with(Stdio::null)
@@ -162,14 +171,11 @@ pub(crate) fn read_bronze(path: &Path) -> Vec<Landed> {
 }
 
 /// The same table through the Python `deltalake` package: (rows, distinct successful ids, schema text).
-/// `None` only outside CI when no such Python is named (scripts/test.sh always names one).
+/// Without SPARKWASM_PYTHON (a Python with `deltalake`; scripts/test.sh sets it) the test fails,
+/// unless SPARKWASM_ALLOW_SKIP=1 says that skipping the second reader is meant.
 pub(crate) fn read_bronze_with_python(path: &Path) -> Option<String> {
     let Ok(python) = std::env::var("SPARKWASM_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the second reader: set SPARKWASM_PYTHON (scripts/test.sh does)"
-        );
-        eprintln!("SPARKWASM_PYTHON is not set: the Python deltalake cross-check is skipped");
+        skip_allowed("SPARKWASM_PYTHON (a Python with the deltalake package, the second reader)");
         return None;
     };
     let out = Command::new(python)
@@ -185,12 +191,122 @@ pub(crate) fn read_bronze_with_python(path: &Path) -> Option<String> {
     Some(String::from_utf8(out.stdout).unwrap())
 }
 
+/// The bronze schema as docs/architecture.md documents it, as pyarrow prints a schema: one
+/// `name: type[ not null]` line per column, in the documented order.
+pub(crate) fn documented_bronze_schema() -> Vec<String> {
+    let doc = std::fs::read_to_string(repo_root().join("docs/architecture.md")).unwrap();
+    let table = doc
+        .split("## The bronze table")
+        .nth(1)
+        .expect("docs/architecture.md has a bronze table section");
+    let mut lines = vec![];
+    for row in table.lines().skip_while(|l| !l.starts_with("|---")).skip(1) {
+        let Some(row) = row.strip_prefix('|') else {
+            break;
+        };
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (names, kind) = (cells[0], cells[1]);
+        let not_null = if kind.contains("not null") {
+            " not null"
+        } else {
+            ""
+        };
+        let arrow = match kind.split([',', ' ']).next().unwrap() {
+            "string" => "string",
+            "int" => "int32",
+            "long" => "int64",
+            "boolean" => "bool",
+            "timestamp" => "timestamp[us, tz=UTC]",
+            other => panic!("docs/architecture.md: unknown type `{other}`"),
+        };
+        for name in names.split(',') {
+            lines.push(format!("{}: {arrow}{not_null}", name.trim()));
+        }
+    }
+    lines
+}
+
+/// Checks the schema the Python reader printed against [`documented_bronze_schema`].
+pub(crate) fn assert_documented_shape(python_output: &str) {
+    let printed: Vec<&str> = python_output
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("url=") && !l.starts_with("-- schema metadata"))
+        .collect();
+    assert_eq!(
+        printed,
+        documented_bronze_schema(),
+        "the table's schema differs from docs/architecture.md"
+    );
+}
+
 pub(crate) fn successes_per_id(rows: &[Landed]) -> HashMap<&str, usize> {
     let mut m = HashMap::new();
     for row in rows.iter().filter(|r| r.success) {
         *m.entry(row.request_id.as_str()).or_insert(0) += 1;
     }
     m
+}
+
+/// A test that lacks `what` may skip it only when SPARKWASM_ALLOW_SKIP=1; otherwise it fails here.
+pub(crate) fn skip_allowed(what: &str) {
+    assert!(
+        std::env::var_os("SPARKWASM_ALLOW_SKIP").is_some_and(|v| v == "1"),
+        "{what} is not set: run the tests with scripts/test.sh (it provides it), or set \
+         SPARKWASM_ALLOW_SKIP=1 to skip what needs it"
+    );
+    eprintln!("{what} is not set: skipped (SPARKWASM_ALLOW_SKIP=1)");
+}
+
+/// The process's resident memory now (Linux: VmRSS), in bytes.
+pub(crate) fn current_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// How many commits the Delta table at `table` holds (its `_delta_log/*.json`; the table's creation
+/// is one).
+pub(crate) fn commits(table: &Path) -> usize {
+    std::fs::read_dir(table.join("_delta_log")).map_or(0, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count()
+    })
+}
+
+/// The txn versions of `app_id` in the Delta log at `table`, in commit order.
+pub(crate) fn txn_versions(table: &Path, app_id: &str) -> Vec<i64> {
+    let mut versions = vec![];
+    for version in 0.. {
+        let file = table.join(format!("_delta_log/{version:020}.json"));
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            break;
+        };
+        for line in text.lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if action["txn"]["appId"] == app_id {
+                versions.push(action["txn"]["version"].as_i64().unwrap());
+            }
+        }
+    }
+    versions
+}
+
+/// Waits (polling every 20 ms, at most `limit`) until `ready` holds; false if it never did.
+pub(crate) fn wait_until(limit: std::time::Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    ready()
 }
 
 /// The process's peak resident memory so far (Linux: VmHWM), in bytes.

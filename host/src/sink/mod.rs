@@ -141,10 +141,14 @@ impl BronzeSink {
     ) -> Result<(Self, u64), SinkError> {
         let (batches_tx, mut batches) = mpsc::channel::<Vec<Record>>(1);
         let mut sink = self;
+        let slow = commit_delay();
         let committer = tokio::spawn(async move {
             let mut commits = 0u64;
             while let Some(batch) = batches.recv().await {
                 let started = Instant::now();
+                if let Some(delay) = slow {
+                    tokio::time::sleep(delay).await;
+                }
                 let version = sink.commit(&batch).await?;
                 commits += 1;
                 events.emit(Event::BatchCommitted {
@@ -181,4 +185,14 @@ impl BronzeSink {
             message: format!("the commit task stopped: {e}"),
         })?
     }
+}
+
+/// A test hook: `SPARKWASM_TEST_COMMIT_DELAY_MS` makes every commit wait that long first, a sink as
+/// slow as a distant object store, so that the tests can show the backpressure from the sink back to
+/// the source. Unset (always, outside tests) it costs nothing.
+fn commit_delay() -> Option<std::time::Duration> {
+    std::env::var("SPARKWASM_TEST_COMMIT_DELAY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(std::time::Duration::from_millis)
 }
