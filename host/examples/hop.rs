@@ -85,6 +85,8 @@ fn main() {
             secrets: &store,
             base_dir: std::env::current_dir().expect("working directory"),
             shard: None,
+            source: Default::default(),
+            retry_failed: false,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -93,7 +95,7 @@ fn main() {
         .build()
         .expect("runtime");
     let report = runtime.block_on(async {
-        let transport = Arc::new(HttpTransport::new(&pipeline.transport, &[concurrency]).expect("transport"));
+        let transport = Arc::new(HttpTransport::new(&pipeline.transport, &[concurrency], &[1]).expect("transport"));
         let redactor = Arc::new(Redactor::default());
         let sender: Arc<dyn sparkwasm::api::Sender> = transport.clone();
         let plugins = plugin::load(&pipeline, transport.shards(), &sender, &redactor)

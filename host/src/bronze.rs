@@ -50,6 +50,8 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
             false,
         ),
         Field::new("batch_id", DataType::Int64, true),
+        text("outcome", true),
+        text("source_row_hash", true),
     ]))
 });
 
@@ -63,8 +65,81 @@ pub fn id_key(request_id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(request_id.as_bytes())
 }
 
-/// The keys of request_ids that landed with success=true in the given data files.
-pub fn successful_ids(files: &[PathBuf]) -> Result<HashSet<u128>, ReadError> {
+/// Which rows count as landed, for the resume set.
+#[derive(Clone, Debug)]
+pub struct LandedRule {
+    /// The statuses sent again (inclusive ranges): a table without an `outcome` column (the legacy
+    /// table, a first-wave one) is classified by its status_code.
+    pub retry_statuses: Vec<(u16, u16)>,
+    /// `--retry-failed`: failures for good are sent again too.
+    pub retry_failed: bool,
+}
+
+/// A boolean column as written: Boolean, or the legacy table's "true"/"false" strings.
+fn truth(column: &dyn Array, i: usize) -> bool {
+    if column.is_null(i) {
+        return false;
+    }
+    match column.data_type() {
+        DataType::Boolean => column.as_boolean().value(i),
+        DataType::Utf8 => column
+            .as_string::<i32>()
+            .value(i)
+            .eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+/// A status column as written: Int32, or the legacy table's strings ("200").
+fn status(column: &dyn Array, i: usize) -> Option<u16> {
+    if column.is_null(i) {
+        return None;
+    }
+    match column.data_type() {
+        DataType::Int32 => u16::try_from(
+            column
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .value(i),
+        )
+        .ok(),
+        DataType::Utf8 => column.as_string::<i32>().value(i).trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Whether row `i` landed for good: success, or (unless `--retry-failed`) a failure for good. A table
+/// without an `outcome` column: success, else an answer whose status is not a retryable one.
+fn landed_for_good(
+    rule: &LandedRule,
+    outcome: Option<&dyn Array>,
+    success: &dyn Array,
+    status_code: Option<&dyn Array>,
+    i: usize,
+) -> bool {
+    if let Some(o) = outcome.filter(|o| o.is_valid(i)) {
+        return match o.as_string::<i32>().value(i) {
+            "success" => true,
+            "final" => !rule.retry_failed,
+            _ => false,
+        };
+    }
+    if truth(success, i) {
+        return true;
+    }
+    if rule.retry_failed {
+        return false;
+    }
+    match status_code.and_then(|c| status(c, i)) {
+        Some(code) => !rule
+            .retry_statuses
+            .iter()
+            .any(|(a, b)| (*a..=*b).contains(&code)),
+        None => false,
+    }
+}
+
+/// The keys of request_ids that landed for good (see [`LandedRule`]) in the given data files.
+pub fn landed_ids(files: &[PathBuf], rule: &LandedRule) -> Result<HashSet<u128>, ReadError> {
     let mut landed = HashSet::new();
     for file in files {
         let err = |e: &dyn std::fmt::Display| read_error(file, e);
@@ -75,15 +150,33 @@ pub fn successful_ids(files: &[PathBuf]) -> Result<HashSet<u128>, ReadError> {
             (Ok(id), Ok(ok)) => (id, ok),
             _ => return Err(err(&"no request_id/success columns")),
         };
-        let mask = ProjectionMask::roots(builder.parquet_schema(), [id, ok]);
+        let optional = ["outcome", "status_code"].map(|n| schema.index_of(n).ok());
+        let mut roots = vec![id, ok];
+        roots.extend(optional.iter().flatten());
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         for batch in builder.with_projection(mask).build().map_err(|e| err(&e))? {
             let batch = batch.map_err(|e| err(&e))?;
-            let ids =
-                arrow::compute::cast(batch.column(0), &DataType::Utf8).map_err(|e| err(&e))?;
+            let ids = arrow::compute::cast(
+                batch.column_by_name("request_id").expect("projected"),
+                &DataType::Utf8,
+            )
+            .map_err(|e| err(&e))?;
             let ids = ids.as_string::<i32>();
-            let ok = batch.column(1).as_boolean();
+            let ok = batch.column_by_name("success").expect("projected");
+            let outcome = batch
+                .column_by_name("outcome")
+                .filter(|c| c.data_type() == &DataType::Utf8);
+            let status_code = batch.column_by_name("status_code");
             for i in 0..batch.num_rows() {
-                if ok.is_valid(i) && ok.value(i) && ids.is_valid(i) {
+                if ids.is_valid(i)
+                    && landed_for_good(
+                        rule,
+                        outcome.map(|c| c.as_ref()),
+                        ok.as_ref(),
+                        status_code.map(|c| c.as_ref()),
+                        i,
+                    )
+                {
                     landed.insert(id_key(ids.value(i)));
                 }
             }
@@ -117,12 +210,10 @@ pub fn successful_rows(
                 .map_err(|e| err(&e))?;
             let ids = ids.as_string::<i32>();
             let ok = column("success")?;
-            let ok = ok.as_boolean();
             let keep: arrow::array::BooleanArray = (0..batch.num_rows())
                 .map(|i| {
                     Some(
-                        ok.is_valid(i)
-                            && ok.value(i)
+                        truth(ok.as_ref(), i)
                             && ids.is_valid(i)
                             && wanted.contains(&id_key(ids.value(i))),
                     )

@@ -45,7 +45,19 @@ pub const BUILTINS: [Builtin; 7] = [
     builtin!("transport_diagnostics", "transport_diagnostics", []),
 ];
 
-/// The built-in middleware of a `type`.
+/// Other spellings of built-in types: the legacy framework's names.
+pub const ALIASES: [(&str, &str); 1] = [("worker_diag", "worker_identity")];
+
+/// The built-in type `kind` stands for (itself, unless it is an alias).
+pub fn canonical(kind: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == kind)
+        .map_or(kind, |(_, builtin)| builtin)
+}
+
+/// The built-in middleware of a `type` (or of its legacy spelling).
 pub fn find(kind: &str) -> Option<&'static Builtin> {
+    let kind = canonical(kind);
     BUILTINS.iter().find(|b| b.kind == kind)
 }

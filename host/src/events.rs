@@ -12,8 +12,10 @@ pub enum Event<'a> {
     /// A row went through the chain (or could not: a null id, a failed render) and its result
     /// goes to the sink.
     RowDone {
-        /// It ended with a 2xx.
+        /// It counts as success.
         success: bool,
+        /// It failed, and a later pass or run sends it again.
+        retryable: bool,
         /// Sends beyond the first (resends by plugins, the 401 renewal).
         retries: u32,
         /// From the start of its trip to its outcome; `None` when nothing was sent.

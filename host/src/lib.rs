@@ -101,7 +101,11 @@ pub async fn run(
     // One redactor for the run: the config's secrets, and every credential acquired later.
     let redactor = Arc::new(Redactor::new(pipeline.secret_values()));
     let layout = Layout::of(pipeline);
-    let transport = Arc::new(HttpTransport::new(&pipeline.transport, &layout.in_flight)?);
+    let transport = Arc::new(HttpTransport::new(
+        &pipeline.transport,
+        &layout.in_flight,
+        &layout.partitions_on,
+    )?);
     let sender: Arc<dyn Sender> = transport.clone();
 
     // 2. plugins: verified, compiled (or from the cache), initialised before any row is read
@@ -116,17 +120,8 @@ pub async fn run(
     )?;
     strategy.prepare().await?;
 
-    // 3. source: the schema checked before any request
-    let rows = source::open(pipeline, &RequestPlan::used_columns(pipeline)).await?;
-    let plan = RequestPlan::new(pipeline, &rows.schema)?;
-    let id_column = pipeline
-        .source
-        .id_column
-        .as_ref()
-        .and_then(|c| rows.schema.index_of(c).ok());
-
     // 4. resume: what already landed is skipped
-    let resume = Resume::read(pipeline).await?;
+    let mut resume = Resume::read(pipeline).await?;
     if resume.resuming || !resume.landed.is_empty() {
         tracing::info!(
             landed = resume.landed.len(),
@@ -135,53 +130,86 @@ pub async fn run(
             "resuming: rows already landed are skipped"
         );
     }
-    let sink = BronzeSink::open(pipeline, &resume).await?;
+    let mut sink = BronzeSink::open(pipeline, &resume).await?;
 
     // 5. execute: middleware chain → credentials → rate limit → transport
     let exec = &pipeline.execution;
-    let warm = WarmUp {
-        base_url: pipeline.endpoint.base_url.to_string(),
-        timeout: pipeline.transport.warmup_timeout,
-        connections: (1..=layout.workers())
-            .map(|w| {
-                let n = transport.quota(w);
-                exec.max_requests_per_second
-                    .map_or(n, |r| n.min((r.ceil() as usize).max(1)))
-            })
-            .collect(),
-    };
-    let work = Arc::new(Work {
-        plan,
-        chain: Chain::new(
-            plugins.layers,
-            Origin::of(pipeline.endpoint.base_url.as_str()).ok(),
-        ),
-        end: Arc::new(ChainEnd::new(
-            strategy,
-            Static::headers(&pipeline.credentials),
-            exec.max_requests_per_second,
-            transport,
-            events.clone(),
-        )),
-        id_column,
-        landed: resume.landed,
-        events: events.clone(),
-    });
-    let display = progress.show(rows.total_rows);
-    // Outcomes leave the worker threads in chunks (a few per worker in flight).
-    let (outcomes_tx, outcomes) = mpsc::channel(layout.workers() * 4);
-    let executor = {
-        let layout = layout.clone();
-        tokio::spawn(async move { execute::run(work, rows, &layout, warm, outcomes_tx).await })
-    };
+    let chain = Arc::new(Chain::new(
+        plugins.layers,
+        Origin::of(pipeline.endpoint.base_url.as_str()).ok(),
+    ));
+    let end = Arc::new(ChainEnd::new(
+        strategy,
+        Static::headers(&pipeline.credentials),
+        exec.max_requests_per_second,
+        transport.clone(),
+        events.clone(),
+    ));
+    let classifier = Arc::new(execute::classify::Classifier::new(pipeline));
+    let mut commits = 0;
+    // Passes over the rows (execution.max_attempts): each skips what landed, so a later pass sends
+    // exactly the rows that failed retryably in the one before.
+    for pass in 1..=exec.max_attempts {
+        // 3. source: the schema checked before any request
+        let rows = source::open(pipeline, &RequestPlan::used_columns(pipeline)).await?;
+        let plan = RequestPlan::new(pipeline, &rows.schema)?;
+        let id_column = pipeline
+            .source
+            .as_ref()
+            .and_then(|s| s.id_column.as_ref())
+            .and_then(|c| rows.schema.index_of(c).ok());
+        let warm = WarmUp {
+            base_url: pipeline.endpoint.base_url.to_string(),
+            timeout: pipeline.transport.warmup_timeout,
+            connections: if pass > 1 {
+                Vec::new()
+            } else {
+                (1..=layout.workers())
+                    .map(|w| {
+                        let n = transport.quota(w);
+                        exec.max_requests_per_second
+                            .map_or(n, |r| n.min((r.ceil() as usize).max(1)))
+                    })
+                    .collect()
+            },
+        };
+        let work = Arc::new(Work {
+            plan,
+            chain: chain.clone(),
+            end: end.clone(),
+            id_column,
+            landed: std::mem::take(&mut resume.landed),
+            events: events.clone(),
+            classifier: classifier.clone(),
+        });
+        let display = progress.show(rows.total_rows);
+        // Outcomes leave the worker threads in chunks (a few per worker in flight).
+        let (outcomes_tx, outcomes) = mpsc::channel(layout.workers() * 4);
+        let executor = {
+            let layout = layout.clone();
+            tokio::spawn(async move { execute::run(work, rows, &layout, warm, outcomes_tx).await })
+        };
 
-    // 6. sink: batches of batch_size, each committed while the next fills
-    let (mut sink, commits) = sink
-        .land(outcomes, exec.batch_size, redactor, events)
-        .await?;
-    executor.await??;
+        // 6. sink: batches of batch_size, each committed while the next fills
+        let (landed, n) = sink
+            .land(outcomes, exec.batch_size, redactor.clone(), events.clone())
+            .await?;
+        sink = landed;
+        commits += n;
+        executor.await??;
+        drop(display);
+        if pass == exec.max_attempts || progress.to_retry() == 0 {
+            break;
+        }
+        tracing::info!(
+            pass = pass + 1,
+            rows = progress.to_retry(),
+            "another pass: sending again the rows that failed retryably"
+        );
+        progress.next_pass();
+        resume = Resume::read(pipeline).await?;
+    }
     sink.finish().await?;
-    drop(display);
 
     // 7. report
     Ok(RunReport {

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 
 use arrow::array::{Array, AsArray};
 
-use crate::bronze::{id_key, successful_ids};
-use crate::config::{Pipeline, SinkMode, quote_identifier};
+use crate::bronze::{LandedRule, id_key, landed_ids};
+use crate::config::{Pipeline, SinkMode, StatusClass, quote_identifier};
 use crate::{delta, spark};
 
 /// The transaction app id a pipeline (and shard) commits under: each shard has its own, so N hosts
@@ -120,7 +120,21 @@ impl Resume {
                     Landed::default()
                 } else {
                     let files = delta::data_files(path).await.map_err(fail)?;
-                    let ids = tokio::task::spawn_blocking(move || successful_ids(&files))
+                    let rule = LandedRule {
+                        retry_statuses: pipeline
+                            .execution
+                            .outcomes
+                            .retry
+                            .iter()
+                            .filter_map(|c| match *c {
+                                StatusClass::Code(code) => Some((code, code)),
+                                StatusClass::Range(a, b) => Some((a, b)),
+                                _ => None,
+                            })
+                            .collect(),
+                        retry_failed: pipeline.retry_failed,
+                    };
+                    let ids = tokio::task::spawn_blocking(move || landed_ids(&files, &rule))
                         .await
                         .map_err(|e| ResumeError {
                             what: path.display().to_string(),

@@ -57,6 +57,11 @@ pub struct Counters {
     pub max_active: AtomicU64,
     /// The ALPN protocol each TLS connection negotiated ("h2", "http/1.1", or "none").
     pub alpn: std::sync::Mutex<Vec<String>>,
+    /// An emulation of Databricks' secrets API (`GET /api/2.0/secrets/get?scope=&key=`, bearer
+    /// token): the token it accepts and its secrets by (scope, key). Not Databricks: its documented
+    /// request and answer shapes, for the tests of sparkwasm's Databricks secrets lookup.
+    pub databricks_token: std::sync::Mutex<Option<String>>,
+    pub databricks_secrets: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
 /// A request as the server received it (kept when [`Counters::record`] is set).
@@ -321,6 +326,10 @@ async fn answer(
         let (status, body) = c.auth.token(header("authorization"), &body);
         return reply(status, body);
     }
+    if path == "/api/2.0/secrets/get" {
+        let (status, body) = databricks_secret(&c, header("authorization"), parts.uri.query());
+        return reply(status, body);
+    }
     if path == "/keys" {
         let (status, body) = c.auth.key(parts.uri.query());
         return reply(status, body);
@@ -411,6 +420,51 @@ async fn answer(
         .body(Full::new(Bytes::from(echo.to_string())))
         .expect("valid response");
     Ok(response)
+}
+
+/// The Databricks secrets API as its documentation shows it: 401 without the token, 404
+/// `RESOURCE_DOES_NOT_EXIST` for an unknown secret, else `{"key": ..., "value": base64}`.
+fn databricks_secret(
+    c: &Counters,
+    authorization: Option<&str>,
+    query: Option<&str>,
+) -> (u16, String) {
+    use base64::Engine;
+    let expected = c.databricks_token.lock().expect("token lock").clone();
+    let bearer = authorization.and_then(|a| a.strip_prefix("Bearer "));
+    if expected.is_none() || bearer != expected.as_deref() {
+        return (
+            401,
+            r#"{"error_code":"UNAUTHENTICATED","message":"Invalid access token."}"#.into(),
+        );
+    }
+    let pairs: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let wanted = (
+        pairs.get("scope").cloned().unwrap_or_default(),
+        pairs.get("key").cloned().unwrap_or_default(),
+    );
+    match c
+        .databricks_secrets
+        .lock()
+        .expect("secrets lock")
+        .get(&wanted)
+    {
+        Some(value) => (
+            200,
+            serde_json::json!({
+                "key": wanted.1,
+                "value": base64::engine::general_purpose::STANDARD.encode(value),
+            })
+            .to_string(),
+        ),
+        None => (
+            404,
+            r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"Secret does not exist."}"#.into(),
+        ),
+    }
 }
 
 /// `/customers/{id}`: a made-up CRM record (with personal data, for the demo's masking plugin), the

@@ -522,13 +522,26 @@ async fn a_custom_auth_plugin_signs_requests_with_a_key_fetched_through_its_gran
     let case = Case::new(
         400,
         &pipeline(&server.url(), "/signed/slow/100/{id}", &extra)
-            .replace("method: GET", "method: POST"),
+            .replace("method: GET", "method: POST")
+            .replacen(
+                "\ntables:",
+                "\n  request_template: {name: \"{name}\", score: \"{score}\", id: \"{id}\"}\ntables:",
+                1,
+            ),
     );
     let out = run(&case);
     assert_exit(&out, 0);
     let rows = read_bronze(&case.bronze());
     assert_eq!(rows.len(), 400);
     assert!(rows.iter().all(|r| r.success));
+    // The body the server got (its echo) is the template, typed, for that row.
+    for row in &rows {
+        let echo: serde_json::Value =
+            serde_json::from_str(row.body_text.as_deref().unwrap()).unwrap();
+        let body: serde_json::Value = serde_json::from_str(echo["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["id"].to_string(), row.request_id, "{body}");
+        assert!(body["score"].is_number(), "{body}");
+    }
     let keys = server.counters.auth.key_requests.load(Ordering::Relaxed);
     assert!((2..=6).contains(&keys), "{keys} key requests");
     assert_no_secret(&case.bronze(), &out, &server_secrets(&server));

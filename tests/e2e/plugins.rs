@@ -175,17 +175,14 @@ async fn retry_gives_up_after_max_attempts_and_says_so() {
     let (server, case) = served(
         4,
         "/drop/{id}",
-        "transport: {warmup_timeout: 0.5}\nexecution: {max_attempts: 3}\nmiddleware:\n  - type: retry\n    base_delay: 0.01\n  - type: transport_diagnostics\n",
+        "transport: {warmup_timeout: 0.5}\nmiddleware:\n  - type: retry\n    max_attempts: 3\n    base_delay: 0.01\n  - type: transport_diagnostics\n",
     )
     .await;
     let out = case.run();
     assert_exit(&out, 2);
     for row in read_bronze(&case.bronze()) {
         let err = row.error_message.unwrap();
-        assert_eq!(
-            row.attempts, 3,
-            "execution.max_attempts reaches the retry plugin"
-        );
+        assert_eq!(row.attempts, 3, "the retry plugin's own max_attempts");
         assert!(
             err.contains("connection closed before a complete response")
                 && err.contains("[reset after")

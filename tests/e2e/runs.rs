@@ -501,14 +501,14 @@ async fn a_slow_sink_holds_the_source_back_and_memory_stays_flat() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_per_host_connection_limit_caps_open_connections() {
+async fn the_connection_limit_caps_open_connections_per_partition() {
     let (server, case) = served(300, "/slow/5/{id}", "execution: {partitions: 2, concurrency_limit: 20}\ntransport: {tcp_connection: {limit: 3}}\n").await;
     let out = case.run();
     assert_exit(&out, 0);
     assert_eq!(
         server.counters.max_open_connections.load(Ordering::SeqCst),
-        3,
-        "40 consumers, a cap of 3"
+        6,
+        "40 consumers, a cap of 3 per partition (the legacy meaning), 2 partitions"
     );
     assert_eq!(read_bronze(&case.bronze()).len(), 300);
 }

@@ -100,6 +100,7 @@ pub(crate) fn pipeline(base_url: &str, url_path: &str, extra: &str) -> String {
 /// One row of the bronze table, as the tests look at it.
 pub(crate) struct Landed {
     pub(crate) request_id: String,
+    pub(crate) row_hash: Option<String>,
     pub(crate) success: bool,
     pub(crate) status_code: Option<i32>,
     pub(crate) error_message: Option<String>,
@@ -144,6 +145,7 @@ pub(crate) fn read_bronze(path: &Path) -> Vec<Landed> {
     for b in bronze_batches(path) {
         let col = |n: &str| b.column(b.schema().index_of(n).unwrap()).clone();
         let (ids, ok, status) = (col("request_id"), col("success"), col("status_code"));
+        let row_hash = col("row_hash");
         let (err, meta) = (col("error_message"), col("response_metadata"));
         let (req_meta, req_headers) = (col("request_metadata"), col("request_headers"));
         let (body, attempts) = (col("body_text"), col("attempts"));
@@ -156,6 +158,7 @@ pub(crate) fn read_bronze(path: &Path) -> Vec<Landed> {
         for i in 0..b.num_rows() {
             out.push(Landed {
                 request_id: ids.as_string::<i32>().value(i).to_owned(),
+                row_hash: text(&row_hash, i),
                 success: ok.as_boolean().value(i),
                 status_code: status.is_valid(i).then(|| status.value(i)),
                 error_message: text(&err, i),

@@ -38,13 +38,48 @@ enum Command {
         /// its own transaction id; a killed shard resumes on its own. Spark sources only.
         #[arg(long, value_name = "I/N")]
         shard: Option<config::Shard>,
+        #[command(flatten)]
+        rows: RowsArg,
     },
     /// Check a pipeline file and report every error with its key path and line:col; sends nothing.
     Validate {
         pipeline: PathBuf,
         #[command(flatten)]
         secrets: SecretsArg,
+        #[command(flatten)]
+        rows: RowsArg,
     },
+}
+
+/// Rows given at run time (the legacy framework took its rows as a DataFrame when it ran): they
+/// replace the file's `tables.source`, or stand in for it when the file has none.
+#[derive(clap::Args, Debug)]
+struct RowsArg {
+    /// The rows: a local file or folder (Parquet, CSV, JSON lines, Delta; also as file://...), or,
+    /// with a `spark` section, a Spark table (`namespace.name`).
+    #[arg(long, value_name = "PATH|URL|TABLE")]
+    source: Option<String>,
+    /// The rows: a SQL query read through Spark (needs a `spark` section).
+    #[arg(long, value_name = "SQL", conflicts_with = "source")]
+    source_query: Option<String>,
+    /// The column whose value is a row's request_id (else tables.source.id_column, else a hash of
+    /// the row).
+    #[arg(long, value_name = "COLUMN")]
+    id_column: Option<String>,
+    /// Send again the rows that failed for good in earlier runs (e.g. a 404 the API has since
+    /// fixed), not only those that failed retryably.
+    #[arg(long)]
+    retry_failed: bool,
+}
+
+impl RowsArg {
+    fn to_override(&self) -> config::SourceOverride {
+        config::SourceOverride {
+            source: self.source.clone(),
+            query: self.source_query.clone(),
+            id_column: self.id_column.clone(),
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -97,11 +132,16 @@ pub(crate) fn main() -> ExitCode {
     // deltalake links two rustls crypto providers; pick one for the process before any TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
-        Command::Validate { pipeline, secrets } => {
-            let p = match load(&pipeline, &secrets, None) {
+        Command::Validate {
+            pipeline,
+            secrets,
+            rows,
+        } => {
+            let p = match load(&pipeline, &secrets, None, &rows) {
                 Ok(p) => p,
                 Err(e) => return fail(&e, None),
             };
+            warn(&pipeline, &p);
             // The plugins are loaded as a run loads them (digest, world, init): a plugin that
             // would stop the run stops validate too. Nothing is sent.
             match runtime().block_on(plugin_summaries(&p)) {
@@ -113,6 +153,11 @@ pub(crate) fn main() -> ExitCode {
                         p.middleware.len(),
                         p.sink
                     );
+                    if p.source.is_none() {
+                        println!(
+                            "  no tables.source: give the rows at run time with --source PATH|TABLE or --source-query SQL"
+                        );
+                    }
                     for s in summaries {
                         println!("  {s}");
                     }
@@ -125,11 +170,20 @@ pub(crate) fn main() -> ExitCode {
             pipeline,
             secrets,
             shard,
+            rows,
         } => {
-            let p = match load(&pipeline, &secrets, shard) {
+            let p = match load(&pipeline, &secrets, shard, &rows) {
                 Ok(p) => p,
                 Err(e) => return fail(&e, None),
             };
+            warn(&pipeline, &p);
+            if p.source.is_none() {
+                let e = anyhow::anyhow!(
+                    "{}: no rows to send: the file has no tables.source; give them with --source PATH|TABLE or --source-query SQL",
+                    pipeline.display()
+                );
+                return fail(&e, Some(&p));
+            }
             match runtime().block_on(sparkwasm::run(&p, Vec::new())) {
                 Ok(report) => {
                     let s = &report.summary;
@@ -162,6 +216,7 @@ async fn plugin_summaries(p: &Pipeline) -> anyhow::Result<Vec<sparkwasm::plugin:
     let transport = Arc::new(sparkwasm::execute::transport::HttpTransport::new(
         &p.transport,
         &[1],
+        &[1],
     )?);
     let sender: Arc<dyn sparkwasm::api::Sender> = transport.clone();
     let redactor = Arc::new(Redactor::new(p.secret_values()));
@@ -169,10 +224,22 @@ async fn plugin_summaries(p: &Pipeline) -> anyhow::Result<Vec<sparkwasm::plugin:
     Ok(plugins.summaries)
 }
 
+/// Prints the pipeline's warnings, one line each, as `warning: FILE:LINE:COL: PATH: MESSAGE`.
+fn warn(file: &std::path::Path, p: &Pipeline) {
+    let redactor = Redactor::new(p.secret_values());
+    for w in &p.warnings {
+        eprintln!(
+            "warning: {}",
+            redactor.text(&format!("{}:{w}", file.display()))
+        );
+    }
+}
+
 fn load(
     path: &std::path::Path,
     secrets: &SecretsArg,
     shard: Option<config::Shard>,
+    rows: &RowsArg,
 ) -> anyhow::Result<Pipeline> {
     let store = match &secrets.secrets_file {
         Some(f) => SecretStore::from_file(f)?,
@@ -185,6 +252,8 @@ fn load(
             secrets: &store,
             base_dir,
             shard,
+            source: rows.to_override(),
+            retry_failed: rows.retry_failed,
         },
     )?)
 }

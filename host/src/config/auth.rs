@@ -143,6 +143,12 @@ pub(crate) const KEYS: &[KeySpec] = &[
         Kind::Choice(&["basic", "body"]),
         "OAuth2: how the client authenticates; default: Basic, then the body if refused.",
     ),
+    KeySpec::new(
+        "require_https",
+        Kind::Bool,
+        "OAuth2: refuse a plain-http token_url off loopback (default: allowed, with a warning).",
+    )
+    .default(|| false.into()),
     KeySpec::new("api_key", Kind::Text, "api_key: the key (a secret)."),
     KeySpec::new(
         "header_name",
@@ -231,12 +237,21 @@ pub(crate) fn read(
                     let u = super::endpoint::url(w, f)?;
                     let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
                     if u.scheme() != "https" && !loopback {
-                        w.error(
+                        let host = u.host_str().unwrap_or_default();
+                        if w.boolean(a.get("require_https")) == Some(true) {
+                            w.error(
+                                f.path,
+                                f.node.pos,
+                                format!("plain http to {host}: the client secret would travel in clear text (auth.require_https is set)"),
+                            );
+                            return None;
+                        }
+                        // As curl and aiohttp (the legacy framework) do: allowed, said out loud.
+                        w.warn(
                             f.path,
                             f.node.pos,
-                            "the client secret would travel in clear text: use https (plain http is allowed on loopback only)",
+                            format!("plain http to {host}: the client secret and the tokens travel in clear text, readable by anyone on the path; use https, or set auth.require_https: true to refuse this"),
                         );
-                        return None;
                     }
                     Some(u)
                 });
@@ -360,13 +375,22 @@ mod tests {
     }
 
     #[test]
-    fn a_client_secret_never_travels_in_clear_text_off_loopback() {
-        let e = errors(
-            "auth: {type: oauth2_client_credentials, token_url: \"http://idp.example.com/t\", client_id: a, client_secret: b}\n",
+    fn plain_http_off_loopback_is_said_out_loud_or_refused() {
+        let yaml = "auth: {type: oauth2_client_credentials, token_url: \"http://idp.example.com/t\", client_id: a, client_secret: b}\n";
+        assert_eq!(errors(yaml), Vec::<String>::new());
+        let warnings: Vec<String> = load(yaml).warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("auth.token_url: plain http to idp.example.com: the client secret and the tokens travel in clear text"),
+            "{warnings:?}"
         );
+        let e = errors(&yaml.replace(
+            "client_secret: b}",
+            "client_secret: b, require_https: true}",
+        ));
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(
-            e[0].contains("auth.token_url: the client secret would travel in clear text"),
+            e[0].contains("auth.token_url: plain http to idp.example.com: the client secret would travel in clear text (auth.require_https is set)"),
             "{e:?}"
         );
     }

@@ -1,6 +1,11 @@
 //! `endpoint`: the API every row calls. `url_path` is a template: `{column}` takes the row's value.
+//! A full URL in `url_path` is the request URL (the legacy framework's rule: its `base_url` was
+//! never used); a path is joined to `base_url`.
+
+use std::path::Path;
 
 use super::keys::{KeySpec, Kind};
+use super::probe::Probe;
 use super::walk::{Field, Section, Walker};
 
 /// The `endpoint` section.
@@ -12,7 +17,7 @@ pub struct Endpoint {
     pub vendor: Option<String>,
     /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
     pub method: http::Method,
-    /// The API's root URL.
+    /// The API's origin (and root path): `base_url`, or the origin of a full-URL `url_path`.
     pub base_url: url::Url,
     /// Path template appended to `base_url`; `{column}` is replaced by the row's value,
     /// percent-encoded as one path segment.
@@ -20,6 +25,14 @@ pub struct Endpoint {
     /// Headers sent with every request (those given as secrets are credentials: see
     /// `Pipeline::credentials`).
     pub headers: Vec<Header>,
+    /// Static query parameters sent with every request, before the mapped columns.
+    pub params: Vec<(String, String)>,
+    /// The JSON body template: a string value that is exactly `{column}` takes the row's typed
+    /// value; `{column}` inside other text takes its text. Without it no body is sent.
+    pub request_template: Option<serde_json::Value>,
+    /// A JSON Schema every successful (2xx) response body must satisfy; a body that does not fails
+    /// its row, naming the JSON pointer.
+    pub response_schema: Option<serde_json::Value>,
 }
 
 /// A header of the endpoint.
@@ -45,21 +58,47 @@ pub(crate) const KEYS: &[KeySpec] = &[
     ),
     KeySpec::new("vendor", Kind::Text, "Informational (legacy)."),
     KeySpec::new("method", Kind::Choice(METHODS), "The HTTP method.").default(|| "GET".into()),
-    KeySpec::new("base_url", Kind::Url, "The API's root URL.").alias(&["base_path"]),
+    KeySpec::new(
+        "base_url",
+        Kind::Url,
+        "The API's root URL (not needed when url_path is a full URL).",
+    )
+    .alias(&["base_path"]),
     KeySpec::new(
         "url_path",
         Kind::Text,
-        "Path appended to base_url; {column} takes the row's value, percent-encoded.",
+        "The request URL: a full URL, or a path joined to base_url; {column} takes the row's value, percent-encoded.",
     ),
     KeySpec::new(
         "headers",
         Kind::TextMap,
         "Headers sent with every request; values given as secrets are credentials.",
     ),
+    KeySpec::new(
+        "params",
+        Kind::TextMap,
+        "Static query parameters sent with every request (before the mapped columns).",
+    ),
+    KeySpec::new(
+        "request_template",
+        Kind::Any,
+        "The JSON body: \"{column}\" alone takes the row's typed value, {column} in text its text. Without it, no body.",
+    ),
+    KeySpec::new(
+        "response_schema",
+        Kind::Any,
+        "A JSON Schema (inline, as JSON text, or a file path) every 2xx response body must satisfy; else the row fails.",
+    ),
 ];
 
 /// Reads `endpoint` (required).
-pub(crate) fn read(w: &mut Walker, e: &Section<'_>, present: bool) -> Option<Endpoint> {
+pub(crate) fn read(
+    w: &mut Walker,
+    e: &Section<'_>,
+    present: bool,
+    base_dir: &Path,
+    probes: &mut Vec<Probe>,
+) -> Option<Endpoint> {
     if !present {
         w.error(
             &e.path,
@@ -76,13 +115,70 @@ pub(crate) fn read(w: &mut Walker, e: &Section<'_>, present: bool) -> Option<End
             .map(|m| m.parse().expect("listed methods parse")),
         None => Some(http::Method::GET),
     };
-    let base_url = w
-        .require(e, "base_url", "base_url (or base_path), the API's root URL")
-        .and_then(|f| url(w, f));
-    let url_path = w.string(e.get("url_path")).unwrap_or_default();
+    let written_base = e.get("base_url").and_then(|f| url(w, f));
+    let mut url_path = w.string(e.get("url_path")).unwrap_or_default();
     if let Some(f) = e.get("url_path") {
         check_placeholders(w, f, &url_path);
     }
+    let base_url = match e.get("url_path").map(|f| (f, full_url(&url_path))) {
+        // A full URL: its origin is the endpoint's, the rest the path template.
+        Some((f, Some((origin, path)))) => {
+            if origin.contains(['{', '}']) {
+                w.error(
+                    f.path,
+                    f.node.pos,
+                    "placeholders go in the path or the query, not in the scheme, host or port",
+                );
+            }
+            let origin = url::Url::parse(origin).ok().filter(|u| u.host().is_some());
+            if origin.is_none() {
+                w.error(f.path, f.node.pos, "not a URL: no host after the scheme");
+            }
+            if let (Some(written), Some(origin), Some(bf)) =
+                (&written_base, &origin, e.get("base_url"))
+                && written.origin() != origin.origin()
+            {
+                w.warn(
+                    bf.path,
+                    bf.node.pos,
+                    "has no effect: url_path is a full URL (on another host), and it is the request URL",
+                );
+            }
+            url_path = path.to_owned();
+            origin
+        }
+        Some((f, None)) if url_path.contains("://") => {
+            w.error(
+                f.path,
+                f.node.pos,
+                "holds a URL after other text (a doubled scheme): write the full URL alone, or a path relative to base_url",
+            );
+            None
+        }
+        _ => {
+            if e.get("base_url").is_none() {
+                w.require(
+                    e,
+                    "base_url",
+                    "base_url (or base_path), the API's root URL, unless url_path is a full URL",
+                );
+            }
+            written_base
+        }
+    };
+    let params = w
+        .string_map(e.get("params"))
+        .into_iter()
+        .map(|(name, value, _)| (name, value))
+        .collect();
+    let request_template = e.get("request_template").map(|f| {
+        let template = f.node.to_json();
+        check_template(w, f, &template);
+        template
+    });
+    let response_schema = e
+        .get("response_schema")
+        .and_then(|f| response_schema(w, f, base_dir, probes));
     let headers = w
         .string_map(e.get("headers"))
         .into_iter()
@@ -112,7 +208,70 @@ pub(crate) fn read(w: &mut Walker, e: &Section<'_>, present: bool) -> Option<End
         base_url: base_url?,
         url_path,
         headers,
+        params,
+        request_template,
+        response_schema,
     })
+}
+
+/// `(origin, rest)` of a full http(s) URL: `https://h:8443/a/{id}` → (`https://h:8443`, `/a/{id}`).
+fn full_url(text: &str) -> Option<(&str, &str)> {
+    let lower = text.get(..8)?.to_ascii_lowercase();
+    let after_scheme = if lower.starts_with("https://") {
+        8
+    } else if lower.starts_with("http://") {
+        7
+    } else {
+        return None;
+    };
+    let end = text[after_scheme..]
+        .find(['/', '?'])
+        .map_or(text.len(), |i| after_scheme + i);
+    Some((&text[..end], &text[end..]))
+}
+
+/// Every `{...}` in the template's strings names something (checked against the source later).
+fn check_template(w: &mut Walker, f: Field<'_>, template: &serde_json::Value) {
+    match template {
+        serde_json::Value::String(text) => check_placeholders(w, f, text),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| check_template(w, f, v)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| check_template(w, f, v)),
+        _ => {}
+    }
+}
+
+/// The schema: a mapping, or JSON text; any other string is a file path, read by the probe step. A
+/// schema that does not compile is an error here, not on the first row.
+fn response_schema(
+    w: &mut Walker,
+    f: Field<'_>,
+    base_dir: &Path,
+    probes: &mut Vec<Probe>,
+) -> Option<serde_json::Value> {
+    let schema = match f.node.to_json() {
+        serde_json::Value::String(text) if !text.trim_start().starts_with('{') => {
+            probes.push(Probe::ResponseSchema {
+                key: f.path.to_owned(),
+                pos: f.node.pos,
+                path: base_dir.join(&text),
+                written: text,
+            });
+            return None;
+        }
+        serde_json::Value::String(text) => match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                w.error(f.path, f.node.pos, format!("not valid JSON: {e}"));
+                return None;
+            }
+        },
+        other => other,
+    };
+    if let Err(e) = jsonschema::validator_for(&schema) {
+        w.error(f.path, f.node.pos, format!("not a valid JSON Schema: {e}"));
+        return None;
+    }
+    Some(schema)
 }
 
 /// An http(s) URL with a host (a value from a secret is never shown).

@@ -28,7 +28,14 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
+        if self.pos.line == 0 {
+            // Not written in the file (a command-line value, the file as a whole).
+            if self.path.is_empty() {
+                write!(f, " {}", self.message)
+            } else {
+                write!(f, " {}: {}", self.path, self.message)
+            }
+        } else if self.path.is_empty() {
             write!(f, "{}: {}", self.pos, self.message)
         } else {
             write!(f, "{}: {}: {}", self.pos, self.path, self.message)

@@ -15,8 +15,78 @@ pub struct Execution {
     pub max_requests_per_second: Option<f64>,
     /// Requests in flight per partition (its consumers).
     pub concurrency_limit: usize,
-    /// The built-in retry plugin's default `max_attempts`.
+    /// Passes over the rows within one run (the legacy meaning): after a pass, the rows that failed
+    /// retryably are sent again, up to this many passes in all.
     pub max_attempts: u32,
+    /// How an answer (or its absence) is classified.
+    pub outcomes: Outcomes,
+}
+
+/// What counts as success, as a failure worth sending again, and (everything else) as a failure for
+/// good (recorded once, not sent again unless `--retry-failed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcomes {
+    /// Statuses that are success.
+    pub success: Vec<StatusClass>,
+    /// Statuses and failures without an answer that are sent again (by a later pass or run).
+    pub retry: Vec<StatusClass>,
+}
+
+impl Default for Outcomes {
+    fn default() -> Self {
+        use super::StatusClass::*;
+        Outcomes {
+            success: vec![Range(200, 299)],
+            retry: vec![Code(429), Range(500, 599), Transport, Plugin],
+        }
+    }
+}
+
+/// One entry of an outcome list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusClass {
+    /// One status.
+    Code(u16),
+    /// A range of statuses, inclusive (`5xx` is 500..=599).
+    Range(u16, u16),
+    /// No answer: the connection was refused, reset, timed out, or TLS failed.
+    Transport,
+    /// A plugin failed the row (a trap, a deadline, a broken rule, its own error).
+    Plugin,
+}
+
+impl StatusClass {
+    /// Reads `404`, `4xx`, `500-504`, `transport`, `plugin`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let t = text.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "transport" => return Some(StatusClass::Transport),
+            "plugin" => return Some(StatusClass::Plugin),
+            _ => {}
+        }
+        if let Some(d) = t.strip_suffix("xx") {
+            let d: u16 = d.parse().ok().filter(|d| (1..=5).contains(d))?;
+            return Some(StatusClass::Range(d * 100, d * 100 + 99));
+        }
+        if let Some((a, b)) = t.split_once('-') {
+            let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+            return ((100..=599).contains(&a) && (a..=599).contains(&b))
+                .then_some(StatusClass::Range(a, b));
+        }
+        t.parse()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+            .map(StatusClass::Code)
+    }
+
+    /// Whether `status` is in this class.
+    pub fn holds(&self, status: u16) -> bool {
+        match *self {
+            StatusClass::Code(c) => c == status,
+            StatusClass::Range(a, b) => (a..=b).contains(&status),
+            _ => false,
+        }
+    }
 }
 
 impl Default for Execution {
@@ -26,7 +96,8 @@ impl Default for Execution {
             batch_size: 10_000,
             max_requests_per_second: None,
             concurrency_limit: 20,
-            max_attempts: 3,
+            max_attempts: 1,
+            outcomes: Outcomes::default(),
         }
     }
 }
@@ -67,9 +138,29 @@ pub(crate) const KEYS: &[KeySpec] = &[
     KeySpec::new(
         "max_attempts",
         Kind::Int { min: 1, max: 100 },
-        "The built-in retry plugin's default max_attempts.",
+        "Passes over the rows in one run: rows that failed retryably are sent again, up to this many passes in all.",
     )
     .default(|| Execution::default().max_attempts.into()),
+    KeySpec::new(
+        "outcomes",
+        Kind::Section(OUTCOME_KEYS),
+        "Which answers are success, which failures are sent again; the rest fail for good.",
+    ),
+];
+
+const OUTCOME_KEYS: &[KeySpec] = &[
+    KeySpec::new(
+        "success",
+        Kind::TextList,
+        "Statuses that are success: codes (200), classes (2xx), ranges (200-204).",
+    )
+    .default(|| serde_json::json!(["2xx"])),
+    KeySpec::new(
+        "retry",
+        Kind::TextList,
+        "Failures sent again by a later pass or run: statuses, `transport` (no answer), `plugin` (a plugin failed the row).",
+    )
+    .default(|| serde_json::json!(["429", "5xx", "transport", "plugin"])),
 ];
 
 /// Reads `execution` (absent: the defaults).
@@ -89,7 +180,39 @@ pub(crate) fn read(w: &mut Walker, x: &Section<'_>) -> Execution {
         max_attempts: w
             .int_of(x, "max_attempts")
             .map_or(d.max_attempts, |v| v as u32),
+        outcomes: outcomes(w, x),
     }
+}
+
+fn outcomes(w: &mut Walker, x: &Section<'_>) -> Outcomes {
+    let mut o = Outcomes::default();
+    let Some(f) = x.get("outcomes") else {
+        return o;
+    };
+    let s = w.section(Some(f), f.path, f.node.pos, OUTCOME_KEYS);
+    for (key, list) in [("success", &mut o.success), ("retry", &mut o.retry)] {
+        let Some(field) = s.get(key) else { continue };
+        let mut read = Vec::new();
+        for text in w.string_list(Some(field)) {
+            match StatusClass::parse(&text) {
+                Some(StatusClass::Transport | StatusClass::Plugin) if key == "success" => w.error(
+                    field.path,
+                    field.node.pos,
+                    format!("`{text}` is a failure; it cannot be success"),
+                ),
+                Some(c) => read.push(c),
+                None => w.error(
+                    field.path,
+                    field.node.pos,
+                    format!(
+                        "`{text}` is not a status (200), a class (2xx), a range (500-504), `transport` or `plugin`"
+                    ),
+                ),
+            }
+        }
+        *list = read;
+    }
+    o
 }
 
 #[cfg(test)]
@@ -108,8 +231,31 @@ mod tests {
             (3, 7, 10_000)
         );
         let p = load("");
-        assert_eq!(p.execution.max_attempts, 3);
+        assert_eq!(p.execution.max_attempts, 1);
         assert_eq!(p.execution.max_requests_per_second, None);
+        assert_eq!(p.execution.outcomes, super::Outcomes::default());
+    }
+
+    #[test]
+    fn outcome_rules_are_read_and_checked() {
+        let p = load(
+            "execution:\n  outcomes: {success: [2xx, 404], retry: [503, 520-529, transport]}\n",
+        );
+        use super::StatusClass::*;
+        assert_eq!(
+            p.execution.outcomes,
+            super::Outcomes {
+                success: vec![Range(200, 299), Code(404)],
+                retry: vec![Code(503), Range(520, 529), Transport],
+            }
+        );
+        assert_eq!(
+            errors("execution:\n  outcomes: {success: [2xx, transport], retry: [6xx]}\n"),
+            [
+                "2:23: execution.outcomes.success: `transport` is a failure; it cannot be success",
+                "2:48: execution.outcomes.retry: `6xx` is not a status (200), a class (2xx), a range (500-504), `transport` or `plugin`"
+            ]
+        );
     }
 
     #[test]

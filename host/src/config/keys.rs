@@ -59,6 +59,9 @@ pub enum Kind {
     Middleware,
     /// Anything (a plugin's own config, checked by the plugin).
     Any,
+    /// A key the legacy format accepts that has no effect here (the text says why): accepted with
+    /// one warning, never an error.
+    NoEffect(&'static str),
 }
 
 impl KeySpec {

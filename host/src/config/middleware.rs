@@ -183,6 +183,7 @@ fn middleware_types() -> Vec<&'static str> {
     builtins::BUILTINS
         .iter()
         .map(|b| b.kind)
+        .chain(builtins::ALIASES.iter().map(|(alias, _)| *alias))
         .chain(CREDENTIAL_TYPES)
         .chain(["wasm"])
         .collect()
@@ -234,6 +235,8 @@ pub(crate) fn read(
             credentials.extend(credential_entry(w, entry, kind));
             continue;
         }
+        // A legacy spelling of a built-in (worker_diag) is that built-in.
+        let kind = builtins::canonical(kind);
         let spec = if kind == "wasm" {
             custom_plugin(w, entry, base_dir, probes, &[])
         } else {

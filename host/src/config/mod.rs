@@ -9,6 +9,7 @@
 
 pub mod auth;
 mod checks;
+mod databricks;
 pub mod endpoint;
 mod error;
 pub mod execution;
@@ -29,10 +30,12 @@ use std::path::{Path, PathBuf};
 pub use auth::{Auth, ClientAuth, OAuth2Grant, OAuth2Settings, basic_header};
 pub use endpoint::{Endpoint, Header};
 pub use error::{ConfigError, ConfigErrors};
-pub use execution::Execution;
+pub use execution::{Execution, Outcomes, StatusClass};
 pub use middleware::{Grants, HostCredential, MiddlewareSpec, PluginLimits, PluginSource};
 pub use spark::{Spark, quote_identifier};
-pub use tables::{ColumnMapping, FileFormat, Sink, SinkMode, Source, SourceLocation};
+pub use tables::{
+    ColumnMapping, FileFormat, Sink, SinkMode, Source, SourceLocation, SourceOverride,
+};
 pub use template::{SecretStore, SecretsFileError, secret_env_var};
 pub use transport::{Tls, Transport};
 
@@ -41,8 +44,9 @@ pub use transport::{Tls, Transport};
 pub struct Pipeline {
     /// Identifies the pipeline in the sink's transaction log (`endpoint.name`, else the file's stem).
     pub id: String,
-    /// `tables.source`.
-    pub source: Source,
+    /// `tables.source`, or the rows given with `--source`; `None`: none yet (`validate` accepts that,
+    /// `run` needs one).
+    pub source: Option<Source>,
     /// `tables.sink`.
     pub sink: Sink,
     /// `endpoint`.
@@ -66,6 +70,11 @@ pub struct Pipeline {
     pub shard: Option<Shard>,
     /// Every secret value substituted into the config, for redaction of logs, errors and the sink.
     pub secrets: BTreeSet<String>,
+    /// `--retry-failed`: rows that failed for good in earlier runs are sent again too.
+    pub retry_failed: bool,
+    /// What was accepted but deserves a word (keys with no effect, risky settings), each as
+    /// `LINE:COL: PATH: MESSAGE`; printed by `validate` and at the start of every run.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl Pipeline {
@@ -134,6 +143,10 @@ pub struct LoadOptions<'a> {
     pub base_dir: PathBuf,
     /// This host's share of the rows (`--shard I/N`), checked with the rest of the pipeline.
     pub shard: Option<Shard>,
+    /// Rows given on the command line, instead of the file's `tables.source`.
+    pub source: SourceOverride,
+    /// `--retry-failed`: send again the rows that failed for good in earlier runs.
+    pub retry_failed: bool,
 }
 
 /// Reads, resolves and validates a pipeline file; errors name the file as `path` was given.
@@ -167,16 +180,20 @@ pub fn load_str(
     let mut errors = Vec::new();
     let secrets = template::resolve(&mut root, options.secrets, &mut errors);
     let mut probes = Vec::new();
+    let mut warnings = Vec::new();
     let mut pipeline = validate::pipeline(
         &root,
         stem,
-        &options.base_dir,
-        options.shard,
+        options,
         &mut errors,
+        &mut warnings,
         &mut probes,
     );
     if let Some(p) = &mut pipeline {
         p.secrets = secrets;
+        p.retry_failed = options.retry_failed;
+        warnings.sort_by_key(|e| (e.pos.line, e.pos.col));
+        p.warnings = warnings;
     }
     probe::run(probes, pipeline.as_mut(), &mut errors);
     match pipeline {
@@ -223,6 +240,8 @@ pub(crate) mod tests {
                 secrets: &secrets,
                 base_dir: dir.path().into(),
                 shard: None,
+                source: Default::default(),
+                retry_failed: false,
             },
         );
         (dir, result)
@@ -279,6 +298,8 @@ pub(crate) mod tests {
                     secrets: &secrets,
                     base_dir: dir.path().into(),
                     shard: Some("1/2".parse().unwrap()),
+                    source: Default::default(),
+                    retry_failed: false,
                 },
             );
             (dir, r)

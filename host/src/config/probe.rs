@@ -34,6 +34,17 @@ pub(crate) enum Probe {
         /// `tables.source.format` was given.
         format_given: bool,
     },
+    /// `endpoint.response_schema` given as a file: read and compiled here.
+    ResponseSchema {
+        /// Its key path.
+        key: String,
+        /// Where the key is.
+        pos: Pos,
+        /// The file.
+        path: PathBuf,
+        /// As the file wrote it.
+        written: String,
+    },
 }
 
 /// Runs the probes against `pipeline` (if the pure step made one), completing what they find (a
@@ -59,14 +70,42 @@ pub(crate) fn run(
                     ));
                 }
             }
+            Probe::ResponseSchema {
+                key,
+                pos,
+                path,
+                written,
+            } => {
+                let read = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read the schema file {written}: {e}"))
+                    .and_then(|t| {
+                        serde_json::from_str::<serde_json::Value>(&t)
+                            .map_err(|e| format!("the schema file {written} is not JSON: {e}"))
+                    })
+                    .and_then(|schema| {
+                        jsonschema::validator_for(&schema)
+                            .map(|_| schema)
+                            .map_err(|e| format!("{written} is not a valid JSON Schema: {e}"))
+                    });
+                match read {
+                    Ok(schema) => {
+                        if let Some(p) = pipeline.as_deref_mut() {
+                            p.endpoint.response_schema = Some(schema);
+                        }
+                    }
+                    Err(message) => errors.push(ConfigError::new(key, pos, message)),
+                }
+            }
             Probe::Source {
                 key,
                 pos,
                 written,
                 format_given,
             } => {
-                let Some(SourceLocation::File { path, format }) =
-                    pipeline.as_deref_mut().map(|p| &mut p.source.location)
+                let Some(SourceLocation::File { path, format }) = pipeline
+                    .as_deref_mut()
+                    .and_then(|p| p.source.as_mut())
+                    .map(|s| &mut s.location)
                 else {
                     continue;
                 };

@@ -17,7 +17,37 @@ pub struct Source {
     pub id_column: Option<String>,
     /// Columns that must be in the source (checked before any request).
     pub required_columns: Vec<String>,
+    /// Columns the source must have, with their types (legacy `table_schema`).
+    pub table_schema: Vec<SchemaColumn>,
 }
+
+/// A column of `tables.source.table_schema`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaColumn {
+    /// Its name.
+    pub name: String,
+    /// Its type, as the legacy format names it: string, integer, long, float, double, boolean,
+    /// timestamp, date, binary, array, map, struct.
+    pub kind: String,
+    /// Whether it may hold nulls (legacy default true).
+    pub nullable: bool,
+}
+
+/// The column types `table_schema` names.
+pub const SCHEMA_TYPES: &[&str] = &[
+    "string",
+    "integer",
+    "long",
+    "float",
+    "double",
+    "boolean",
+    "timestamp",
+    "date",
+    "binary",
+    "array",
+    "map",
+    "struct",
+];
 
 /// Where a source's rows are.
 #[derive(Clone, Debug)]
@@ -106,6 +136,10 @@ pub struct Sink {
     /// With `path`: a Spark catalog table every committed batch is also appended to
     /// (`tables.sink.also_spark_table`).
     pub mirror: Option<String>,
+    /// Partition columns of a new Delta table (bronze columns).
+    pub partition_by: Vec<String>,
+    /// Properties of a new Delta table.
+    pub table_properties: Vec<(String, String)>,
 }
 
 impl std::fmt::Display for Sink {
@@ -180,6 +214,43 @@ const SOURCE_KEYS: &[KeySpec] = &[
         "How to read path; default: from its extension (a folder: delta if it holds _delta_log, else parquet).",
     ),
     KeySpec::new("query", Kind::Text, "A SQL query read through Spark."),
+    KeySpec::new(
+        "table_schema",
+        Kind::Section(TABLE_SCHEMA_KEYS),
+        "Columns the source must have, with their types (checked before any request).",
+    ),
+];
+
+const TABLE_SCHEMA_KEYS: &[KeySpec] = &[KeySpec::new(
+    "columns",
+    Kind::Sections(SCHEMA_COLUMN_KEYS),
+    "The columns.",
+)];
+
+const SCHEMA_COLUMN_KEYS: &[KeySpec] = &[
+    KeySpec::new("name", Kind::Text, "The column."),
+    KeySpec::new("type", Kind::Choice(SCHEMA_TYPES), "Its type."),
+    KeySpec::new("nullable", Kind::Bool, "Whether it may hold nulls.").default(|| true.into()),
+    KeySpec::new(
+        "description",
+        Kind::NoEffect("documentation only (the legacy framework did not use it either)"),
+        "Legacy: a description.",
+    ),
+    KeySpec::new(
+        "element_type",
+        Kind::NoEffect("the element type of an array is not checked"),
+        "Legacy: an array's element type.",
+    ),
+    KeySpec::new(
+        "key_type",
+        Kind::NoEffect("the key type of a map is not checked"),
+        "Legacy: a map's key type.",
+    ),
+    KeySpec::new(
+        "value_type",
+        Kind::NoEffect("the value type of a map is not checked"),
+        "Legacy: a map's value type.",
+    ),
 ];
 
 const SINK_KEYS: &[KeySpec] = &[
@@ -201,6 +272,21 @@ const SINK_KEYS: &[KeySpec] = &[
         Kind::Text,
         "A Spark catalog table every committed batch is also appended to.",
     ),
+    KeySpec::new(
+        "location",
+        Kind::Text,
+        "The Delta table's folder (legacy: the catalog table's LOCATION); the same as path.",
+    ),
+    KeySpec::new(
+        "partition_by",
+        Kind::TextList,
+        "Partition columns of a new table (bronze columns).",
+    ),
+    KeySpec::new(
+        "table_properties",
+        Kind::TextMap,
+        "Properties of a new Delta table (e.g. delta.appendOnly: \"true\").",
+    ),
 ];
 
 const MAPPING_KEYS: &[KeySpec] = &[
@@ -210,12 +296,42 @@ const MAPPING_KEYS: &[KeySpec] = &[
         Kind::Text,
         "The parameter's name (default: the column's).",
     ),
+    KeySpec::new(
+        "transform",
+        Kind::NoEffect(
+            "values are sent as they are (the legacy framework ignored it too); transform them in the source query or in a plugin",
+        ),
+        "Legacy: a transformation.",
+    ),
 ];
 
-/// Reads `tables.source`; a local path is checked afterwards (`probes`).
+/// Rows given on the command line (`--source`, `--source-query`, `--id-column`): they replace the
+/// file's `tables.source` location (the legacy framework took its rows at run time).
+#[derive(Clone, Debug, Default)]
+pub struct SourceOverride {
+    /// A local file or folder (also as a `file://` URL), or a Spark table name.
+    pub source: Option<String>,
+    /// A SQL query read through Spark.
+    pub query: Option<String>,
+    /// The column whose value is a row's request_id.
+    pub id_column: Option<String>,
+}
+
+impl SourceOverride {
+    /// Whether it gives the rows.
+    pub fn gives_rows(&self) -> bool {
+        self.source.is_some() || self.query.is_some()
+    }
+}
+
+/// Reads `tables.source`, or takes the rows from `given` (the command line); a local path is
+/// checked afterwards (`probes`). `None` without an error: no source yet, one must be given at run
+/// time.
 pub(crate) fn source(
     w: &mut Walker,
     tables: &Section<'_>,
+    given: &SourceOverride,
+    has_spark: bool,
     base_dir: &Path,
     probes: &mut Vec<Probe>,
 ) -> Option<Source> {
@@ -225,16 +341,30 @@ pub(crate) fn source(
         tables.pos,
         SOURCE_KEYS,
     );
+    let written_id = w.name(s.get("id_column"));
+    let required_columns = w.string_list(s.get("required_columns"));
+    let table_schema = table_schema(w, &s);
+    if given.gives_rows() {
+        let location = given_location(w, given, has_spark, base_dir, probes)?;
+        // The legacy framework's tables.source default (`tracking_id`) applies to its own form only.
+        let id_column = given.id_column.clone().or(written_id);
+        return Some(Source {
+            location,
+            id_column,
+            required_columns,
+            table_schema,
+        });
+    }
     if !tables.has("source") {
-        w.error(
-            &s.path,
-            tables.pos,
-            "missing required section: tables.source",
-        );
         return None;
     }
-    let id_column = w.name(s.get("id_column"));
-    let required_columns = w.string_list(s.get("required_columns"));
+    // A Spark table named the legacy way (namespace + name) keeps the legacy default id column.
+    let legacy_form = s.has("name") && s.has("namespace") && !s.has("identifier");
+    let id_column = given
+        .id_column
+        .clone()
+        .or(written_id)
+        .or_else(|| legacy_form.then(|| "tracking_id".to_owned()));
     let format = w.choice_of(&s, "format").and_then(FileFormat::named);
     let location = match s.get("path") {
         Some(f) => {
@@ -278,7 +408,107 @@ pub(crate) fn source(
         location,
         id_column,
         required_columns,
+        table_schema,
     })
+}
+
+fn table_schema(w: &mut Walker, s: &Section<'_>) -> Vec<SchemaColumn> {
+    let Some(f) = s.get("table_schema") else {
+        return Vec::new();
+    };
+    let t = w.section(Some(f), f.path, f.node.pos, TABLE_SCHEMA_KEYS);
+    let mut out: Vec<SchemaColumn> = Vec::new();
+    for (path, node) in w.list(t.get("columns")) {
+        let c = w.section(
+            Some(Field { path: &path, node }),
+            &path,
+            node.pos,
+            SCHEMA_COLUMN_KEYS,
+        );
+        let name = w.require(&c, "name", "name").and_then(|f| w.name(Some(f)));
+        let kind = w
+            .require(&c, "type", "type")
+            .and_then(|_| w.choice_of(&c, "type"));
+        let nullable = w.boolean(c.get("nullable")).unwrap_or(true);
+        if let (Some(name), Some(kind)) = (name, kind) {
+            if out.iter().any(|o| o.name == name) {
+                w.error(&path, node.pos, format!("column `{name}` is listed twice"));
+                continue;
+            }
+            out.push(SchemaColumn {
+                name,
+                kind: kind.to_owned(),
+                nullable,
+            });
+        }
+    }
+    out
+}
+
+/// Where `--source` / `--source-query` point. A value with `/`, a leading `.`, a file extension or a
+/// `file://` scheme is a local path; otherwise, with a `spark` section, a Spark table.
+fn given_location(
+    w: &mut Walker,
+    given: &SourceOverride,
+    has_spark: bool,
+    base_dir: &Path,
+    probes: &mut Vec<Probe>,
+) -> Option<SourceLocation> {
+    if let Some(query) = &given.query {
+        if given.source.is_some() {
+            w.error(
+                "--source-query",
+                Default::default(),
+                "give --source or --source-query, not both",
+            );
+            return None;
+        }
+        return Some(SourceLocation::Spark {
+            table: None,
+            query: Some(query.clone()),
+        });
+    }
+    let written = given.source.clone()?;
+    let path_text = match written.split_once("://") {
+        Some(("file", rest)) => Some(rest.to_owned()),
+        Some((scheme, _)) => {
+            w.error(
+                "--source",
+                Default::default(),
+                format!(
+                    "`{scheme}://` sources are not supported: give a local file or folder (or file://...), or a Spark table"
+                ),
+            );
+            return None;
+        }
+        None => {
+            let path = Path::new(&written);
+            let looks_like_path = written.contains('/')
+                || written.starts_with('.')
+                || FileFormat::of_extension(path).is_some()
+                || !has_spark;
+            looks_like_path.then(|| written.clone())
+        }
+    };
+    match path_text {
+        Some(text) => {
+            let path = base_dir.join(&text);
+            probes.push(Probe::Source {
+                key: "--source".to_owned(),
+                pos: Default::default(),
+                written: text,
+                format_given: false,
+            });
+            Some(SourceLocation::File {
+                format: FileFormat::of_extension(&path).unwrap_or(FileFormat::Parquet),
+                path,
+            })
+        }
+        None => Some(SourceLocation::Spark {
+            table: Some(written),
+            query: None,
+        }),
+    }
 }
 
 /// Reads `tables.sink`. A sink named without `path` is the Spark table of that name when the
@@ -304,7 +534,39 @@ pub(crate) fn sink(
         _ => SinkMode::Append,
     };
     let mirror = w.name(s.get("also_spark_table"));
-    let (path, spark_table) = match (w.name(s.get("path")), w.name(s.get("name"))) {
+    let partition_by = w.string_list(s.get("partition_by"));
+    if let Some(f) = s.get("partition_by") {
+        let bronze = crate::bronze::bronze_schema();
+        for column in &partition_by {
+            if bronze.field_with_name(column).is_err() {
+                w.error(
+                    f.path,
+                    f.node.pos,
+                    format!(
+                        "`{column}` is not a bronze column (partition_by names the table's columns)"
+                    ),
+                );
+            }
+        }
+    }
+    let table_properties = w
+        .string_map(s.get("table_properties"))
+        .into_iter()
+        .map(|(k, v, _)| (k, v))
+        .collect();
+    let written_path = match (s.get("path"), s.get("location")) {
+        (Some(_), Some(l)) => {
+            w.error(l.path, l.node.pos, "give path or location, not both");
+            None
+        }
+        (Some(p), None) | (None, Some(p)) => w.name(Some(p)).map(|text| {
+            text.strip_prefix("file://")
+                .map(str::to_owned)
+                .unwrap_or(text)
+        }),
+        (None, None) => None,
+    };
+    let (path, spark_table) = match (written_path, w.name(s.get("name"))) {
         (Some(path), _) => (base_dir.join(path), None),
         (None, Some(name)) => {
             let namespace = w.name(s.get("namespace"));
@@ -337,6 +599,8 @@ pub(crate) fn sink(
         mode,
         spark_table,
         mirror,
+        partition_by,
+        table_properties,
     })
 }
 
@@ -379,7 +643,7 @@ mod tests {
         assert!(p.sink.path.ends_with("warehouse/bronze/demo/out"));
         assert_eq!(p.sink.mode, SinkMode::Overwrite);
         assert!(matches!(
-            p.source.location,
+            p.source.unwrap().location,
             SourceLocation::File {
                 format: FileFormat::Csv,
                 ..

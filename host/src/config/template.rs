@@ -76,11 +76,28 @@ impl SecretStore {
         Ok(SecretStore { file })
     }
 
-    fn lookup(&self, scope: &str, key: &str) -> Option<String> {
+    /// The secret's value: from the secrets file, else the environment, else (when
+    /// `DATABRICKS_HOST` and `DATABRICKS_TOKEN` are set) the Databricks secrets API, where the
+    /// legacy framework's `dbutils.secrets.get` read it. `Err`: why not, for the message.
+    fn lookup(&self, scope: &str, key: &str) -> Result<String, String> {
         if let Some(v) = self.file.get(scope).and_then(|keys| keys.get(key)) {
-            return Some(v.clone());
+            return Ok(v.clone());
         }
-        std::env::var(secret_env_var(scope, key)).ok()
+        if let Ok(v) = std::env::var(secret_env_var(scope, key)) {
+            return Ok(v);
+        }
+        match (
+            std::env::var("DATABRICKS_HOST"),
+            std::env::var("DATABRICKS_TOKEN"),
+        ) {
+            (Ok(host), Ok(token)) if !host.is_empty() && !token.is_empty() => {
+                super::databricks::secret(&host, &token, scope, key)
+            }
+            _ => Err(format!(
+                "give it in --secrets-file or as {}, or set DATABRICKS_HOST and DATABRICKS_TOKEN to read it from Databricks",
+                secret_env_var(scope, key)
+            )),
+        }
     }
 }
 
@@ -132,15 +149,15 @@ pub(crate) fn resolve(
                     continue;
                 };
                 match secrets.lookup(scope, key) {
-                    Some(v) => {
+                    Ok(v) => {
                         *secret = true;
                         out.push_str(&v);
                         used_secrets.insert(v);
                     }
-                    None => errors.push(ConfigError::new(
+                    Err(why) => errors.push(ConfigError::new(
                         path,
                         pos,
-                        format!("secret {scope}:{key} is not set (give it in --secrets-file or as {})", secret_env_var(scope, key)),
+                        format!("secret {scope}:{key} is not set ({why})"),
                     )),
                 }
             } else {
@@ -194,7 +211,7 @@ mod tests {
         );
         assert_eq!(
             text[1],
-            "3:6: x.z: secret s:k is not set (give it in --secrets-file or as SPARKWASM_SECRET_S_K)"
+            "3:6: x.z: secret s:k is not set (give it in --secrets-file or as SPARKWASM_SECRET_S_K, or set DATABRICKS_HOST and DATABRICKS_TOKEN to read it from Databricks)"
         );
     }
 }

@@ -15,8 +15,16 @@ pub struct Transport {
     pub base_timeout: Duration,
     /// The longest the connections' warm-up before the first row may take.
     pub warmup_timeout: Duration,
-    /// Open connections per host; 0 = no cap beyond one per request in flight.
+    /// Open connections per partition (the legacy meaning: aiohttp's pool per partition); 0 = no
+    /// cap beyond one per request in flight.
     pub connection_limit: usize,
+    /// Open connections per partition to one host; 0 = only `connection_limit`.
+    pub limit_per_host: usize,
+    /// No keep-alive: a connection per request (legacy `force_close`).
+    pub force_close: bool,
+    /// Add the transport's diagnostics (the `transport_diagnostics` plugin, innermost) to every
+    /// row's response_metadata.
+    pub diagnostics: bool,
     /// TLS material.
     pub tls: Tls,
 }
@@ -27,6 +35,9 @@ impl Default for Transport {
             base_timeout: Duration::from_secs(30),
             warmup_timeout: Duration::from_secs(10),
             connection_limit: 100,
+            limit_per_host: 0,
+            force_close: false,
+            diagnostics: false,
             tls: Tls::default(),
         }
     }
@@ -41,6 +52,9 @@ pub struct Tls {
     pub client_cert_file: Option<PathBuf>,
     /// The client certificate's private key.
     pub client_key_file: Option<PathBuf>,
+    /// `verify: false` (legacy `tcp_connection.tls`): the server's certificate is not checked.
+    /// Dangerous; warned about on every run.
+    pub insecure: bool,
 }
 
 /// The keys of `transport`.
@@ -63,18 +77,78 @@ pub(crate) const KEYS: &[KeySpec] = &[
         "Connection settings.",
     ),
     KeySpec::new("tls", Kind::Section(TLS_KEYS), "TLS material (PEM files)."),
+    KeySpec::new(
+        "diagnostics",
+        Kind::Bool,
+        "Add the transport's diagnostics (the transport_diagnostics plugin) to every row's response_metadata.",
+    )
+    .default(|| Transport::default().diagnostics.into()),
+    KeySpec::new(
+        "type",
+        Kind::NoEffect("sparkwasm has one HTTP client (hyper, HTTP/1.1 and HTTP/2); the legacy framework always used aiohttp whatever this said"),
+        "Legacy: the HTTP client library.",
+    ),
 ];
 
 /// The keys of `transport.tcp_connection`.
-const TCP_KEYS: &[KeySpec] = &[KeySpec::new(
-    "limit",
-    Kind::Int {
-        min: 0,
-        max: 100_000,
-    },
-    "Open connections per host; 0 = no cap (beyond one per request in flight).",
-)
-.default(|| Transport::default().connection_limit.into())];
+const TCP_KEYS: &[KeySpec] = &[
+    KeySpec::new(
+        "limit",
+        Kind::Int {
+            min: 0,
+            max: 100_000,
+        },
+        "Open connections per partition (as the legacy aiohttp pool); 0 = no cap (beyond one per request in flight).",
+    )
+    .default(|| Transport::default().connection_limit.into()),
+    KeySpec::new(
+        "limit_per_host",
+        Kind::Int {
+            min: 0,
+            max: 100_000,
+        },
+        "Open connections per partition to one host; 0 = only limit.",
+    )
+    .default(|| Transport::default().limit_per_host.into()),
+    KeySpec::new(
+        "force_close",
+        Kind::Bool,
+        "No keep-alive: one connection per request.",
+    )
+    .default(|| Transport::default().force_close.into()),
+    KeySpec::new(
+        "ttl_dns_cache",
+        Kind::NoEffect("sparkwasm asks the system resolver when it opens a connection and keeps connections alive; the system's DNS cache (systemd-resolved, nscd) applies"),
+        "Legacy: aiohttp's DNS cache lifetime.",
+    ),
+    KeySpec::new(
+        "enable_cleanup_closed",
+        Kind::NoEffect("a workaround for aborted SSL transports in old Python versions; nothing to clean up here"),
+        "Legacy: aiohttp's cleanup of closed SSL transports.",
+    ),
+    KeySpec::new(
+        "tls",
+        Kind::Section(LEGACY_TLS_KEYS),
+        "Legacy TLS settings (transport.tls is the same with other names).",
+    ),
+];
+
+/// The keys of the legacy `transport.tcp_connection.tls`.
+const LEGACY_TLS_KEYS: &[KeySpec] = &[
+    KeySpec::new(
+        "enabled",
+        Kind::Bool,
+        "Legacy: without it (false, the default) the other keys are ignored, as the legacy framework did.",
+    ),
+    KeySpec::new(
+        "verify",
+        Kind::Bool,
+        "false: the server's certificate is not checked (dangerous; warned about on every run).",
+    ),
+    KeySpec::new("ca_bundle", Kind::Text, "transport.tls.ca_file."),
+    KeySpec::new("client_cert", Kind::Text, "transport.tls.client_cert_file."),
+    KeySpec::new("client_key", Kind::Text, "transport.tls.client_key_file."),
+];
 
 /// The keys of `transport.tls`.
 const TLS_KEYS: &[KeySpec] = &[
@@ -117,9 +191,30 @@ pub(crate) fn read(
     let connection_limit = w
         .int_of(&tcp, "limit")
         .map_or(d.connection_limit, |v| v as usize);
+    let limit_per_host = w
+        .int_of(&tcp, "limit_per_host")
+        .map_or(d.limit_per_host, |v| v as usize);
+    let force_close = w.boolean(tcp.get("force_close")).unwrap_or(d.force_close);
+    let diagnostics = w.boolean(t.get("diagnostics")).unwrap_or(d.diagnostics);
     let tls_section = w.section(t.get("tls"), &t.child("tls"), t.pos, TLS_KEYS);
-    let mut file = |key: &str| {
-        let f = tls_section.get(key)?;
+    let legacy = w.section(tcp.get("tls"), &tcp.child("tls"), tcp.pos, LEGACY_TLS_KEYS);
+    let legacy_on = w.boolean(legacy.get("enabled")) == Some(true);
+    if tcp.has("tls") && !legacy_on {
+        w.warn(
+            &legacy.path,
+            legacy.pos,
+            "has no effect without enabled: true (as in the legacy framework)",
+        );
+    }
+    if legacy_on && t.has("tls") {
+        w.error(
+            &legacy.path,
+            legacy.pos,
+            "give transport.tls or transport.tcp_connection.tls, not both",
+        );
+    }
+    let mut file = |section: &Section<'_>, key: &str| {
+        let f = section.get(key)?;
         let written = w.name(Some(f))?;
         let p = base_dir.join(&written);
         probes.push(Probe::File {
@@ -130,11 +225,33 @@ pub(crate) fn read(
         });
         Some(p)
     };
-    let tls = Tls {
-        ca_file: file("ca_file"),
-        client_cert_file: file("client_cert_file"),
-        client_key_file: file("client_key_file"),
+    let mut tls = if legacy_on {
+        let cert = file(&legacy, "client_cert");
+        // The legacy framework took the key from the certificate file when none was named.
+        let key = file(&legacy, "client_key").or_else(|| cert.clone());
+        Tls {
+            ca_file: file(&legacy, "ca_bundle"),
+            client_cert_file: cert,
+            client_key_file: key,
+            insecure: false,
+        }
+    } else {
+        Tls {
+            ca_file: file(&tls_section, "ca_file"),
+            client_cert_file: file(&tls_section, "client_cert_file"),
+            client_key_file: file(&tls_section, "client_key_file"),
+            insecure: false,
+        }
     };
+    if legacy_on && w.boolean(legacy.get("verify")) == Some(false) {
+        tls.insecure = true;
+        let f = legacy.get("verify").expect("read above");
+        w.warn(
+            f.path,
+            f.node.pos,
+            "TLS certificate verification is OFF: any server can pretend to be the API and read every request, credentials included; use ca_bundle with the API's CA instead",
+        );
+    }
     if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
         w.error(
             &tls_section.path,
@@ -146,6 +263,9 @@ pub(crate) fn read(
         base_timeout,
         warmup_timeout,
         connection_limit,
+        limit_per_host,
+        force_close,
+        diagnostics,
         tls,
     }
 }

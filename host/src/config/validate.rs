@@ -2,16 +2,14 @@
 //! way (nothing here touches the filesystem: what needs it is left as probes). Each section is read
 //! by its own module; this puts them together.
 
-use std::path::Path;
-
 use super::error::ConfigError;
 use super::keys::TOP;
 use super::probe::Probe;
 use super::tree::{Node, Value};
 use super::walk::{Field, Walker};
 use super::{
-    HostCredential, MiddlewareSpec, Pipeline, Shard, auth, checks, endpoint, execution, middleware,
-    spark, tables, transport,
+    HostCredential, LoadOptions, MiddlewareSpec, Pipeline, auth, checks, endpoint, execution,
+    middleware, spark, tables, transport,
 };
 
 /// Reads `root` into a pipeline named `stem` (unless `endpoint.name` names it) run as `shard`,
@@ -19,11 +17,12 @@ use super::{
 pub(crate) fn pipeline(
     root: &Node,
     stem: &str,
-    base_dir: &Path,
-    shard: Option<Shard>,
+    options: &LoadOptions<'_>,
     errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
     probes: &mut Vec<Probe>,
 ) -> Option<Pipeline> {
+    let (base_dir, shard) = (options.base_dir.as_path(), options.shard);
     let mut w = Walker::default();
     if !matches!(root.value, Value::Map(_)) {
         w.error(
@@ -57,7 +56,7 @@ pub(crate) fn pipeline(
     let s = section(&mut w, "spark");
     let spark = spark::read(&mut w, &s, top.has("spark"));
     let e = section(&mut w, "endpoint");
-    let endpoint = endpoint::read(&mut w, &e, top.has("endpoint"));
+    let endpoint = endpoint::read(&mut w, &e, top.has("endpoint"), base_dir, probes);
     let x = section(&mut w, "execution");
     let execution = execution::read(&mut w, &x);
     let t = section(&mut w, "transport");
@@ -70,13 +69,21 @@ pub(crate) fn pipeline(
         w.error(
             "tables",
             root.pos,
-            "missing required section: tables (with source and sink)",
+            "missing required section: tables (with sink, and source unless --source gives it)",
         );
     }
-    let source = tables::source(&mut w, &t, base_dir, probes);
+    let source = tables::source(
+        &mut w,
+        &t,
+        &options.source,
+        top.has("spark"),
+        base_dir,
+        probes,
+    );
     let sink = tables::sink(&mut w, &t, top.has("spark"), base_dir);
     let column_mapping = tables::column_mapping(&mut w, &t);
     errors.append(&mut w.errors);
+    warnings.append(&mut w.warnings);
     checks::run(
         checks::Parts {
             source: source.as_ref(),
@@ -102,10 +109,23 @@ pub(crate) fn pipeline(
             value: h.value,
         }),
     );
-    retry_request_limit(&mut middleware, execution.max_attempts);
+    retry_request_limit(&mut middleware);
+    // transport.diagnostics: the transport's metadata on every row, from the innermost layer (where
+    // the legacy framework put its diagnostics middleware).
+    if transport.diagnostics && !middleware.iter().any(|m| m.kind == "transport_diagnostics") {
+        middleware.push(MiddlewareSpec {
+            kind: "transport_diagnostics".into(),
+            name: "transport_diagnostics".into(),
+            path: "transport.diagnostics".into(),
+            source: super::PluginSource::Builtin,
+            config: serde_json::json!({}),
+            limits: Default::default(),
+            grants: Default::default(),
+        });
+    }
     Some(Pipeline {
         id: endpoint.name.clone().unwrap_or_else(|| stem.to_owned()),
-        source: source?,
+        source,
         sink: sink?,
         endpoint,
         column_mapping,
@@ -117,12 +137,15 @@ pub(crate) fn pipeline(
         spark,
         shard,
         secrets: Default::default(),
+        retry_failed: false,
+        warnings: Vec::new(),
     })
 }
 
-/// The built-in `retry` sends a row's request up to its `max_attempts` (default
-/// `execution.max_attempts`): unless its entry sets `limits.max_requests`, that is its limit.
-fn retry_request_limit(middleware: &mut [MiddlewareSpec], max_attempts: u32) {
+/// The built-in `retry` sends a row's request up to its `max_attempts` (default 3): unless its entry
+/// sets `limits.max_requests`, that is its limit.
+fn retry_request_limit(middleware: &mut [MiddlewareSpec]) {
+    const RETRY_DEFAULT_ATTEMPTS: u32 = 3;
     for spec in middleware.iter_mut().filter(|s| s.kind == "retry") {
         if spec.limits.max_requests_set {
             continue;
@@ -131,7 +154,7 @@ fn retry_request_limit(middleware: &mut [MiddlewareSpec], max_attempts: u32) {
             .config
             .get("max_attempts")
             .and_then(|v| v.as_u64())
-            .map_or(max_attempts, |v| v.min(1000) as u32);
+            .map_or(RETRY_DEFAULT_ATTEMPTS, |v| v.min(1000) as u32);
         spec.limits.max_requests = spec.limits.max_requests.max(attempts);
     }
 }

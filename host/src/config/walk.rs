@@ -53,15 +53,21 @@ impl<'a> Section<'a> {
     }
 }
 
-/// Collects errors while reading the tree.
+/// Collects errors (and warnings) while reading the tree.
 #[derive(Default)]
 pub(crate) struct Walker {
     pub(crate) errors: Vec<ConfigError>,
+    /// What is accepted but deserves a word: keys with no effect, risky settings.
+    pub(crate) warnings: Vec<ConfigError>,
 }
 
 impl Walker {
     pub(crate) fn error(&mut self, path: &str, pos: Pos, message: impl Into<String>) {
         self.errors.push(ConfigError::new(path, pos, message));
+    }
+
+    pub(crate) fn warn(&mut self, path: &str, pos: Pos, message: impl Into<String>) {
+        self.warnings.push(ConfigError::new(path, pos, message));
     }
 
     /// Reads a mapping whose keys must be among `keys` (each under any of its spellings). `None` (the
@@ -103,6 +109,10 @@ impl Walker {
                     {
                         let message = format!("duplicate setting: `{earlier}` already gives it");
                         self.error(&key_path, key.pos, message);
+                        continue;
+                    }
+                    if let Kind::NoEffect(why) = spec.kind {
+                        self.warn(&key_path, key.pos, format!("has no effect: {why}"));
                         continue;
                     }
                     section.found.push((canonical, key_path, value));

@@ -12,6 +12,7 @@
 //! outcomes leave it in chunks, the only traffic between threads.
 
 pub mod auth;
+pub mod classify;
 pub mod end;
 mod rate;
 pub mod render;
@@ -41,29 +42,25 @@ pub struct Layout {
     pub consumers: usize,
     /// Requests in flight on each worker thread (one entry per thread).
     pub in_flight: Vec<usize>,
+    /// Partitions on each worker thread.
+    pub partitions_on: Vec<usize>,
 }
 
 impl Layout {
     /// The layout of `pipeline` on this machine: one worker thread per partition, at most one per
-    /// core, and no more than the connection cap (each worker needs a connection of its own).
+    /// core.
     pub fn of(pipeline: &Pipeline) -> Self {
         let exec = &pipeline.execution;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut workers = exec.partitions.min(cores);
-        let limit = pipeline.transport.connection_limit;
-        if limit > 0 {
-            workers = workers.min(limit);
-        }
-        let workers = workers.max(1);
+        let workers = exec.partitions.min(cores).max(1);
+        let on = |w: usize| (0..exec.partitions).filter(|p| p % workers == w).count();
         Layout {
             partitions: exec.partitions,
             consumers: exec.concurrency_limit,
             in_flight: (0..workers)
-                .map(|w| {
-                    (0..exec.partitions).filter(|p| p % workers == w).count()
-                        * exec.concurrency_limit
-                })
+                .map(|w| on(w) * exec.concurrency_limit)
                 .collect(),
+            partitions_on: (0..workers).map(on).collect(),
         }
     }
 
@@ -78,7 +75,7 @@ pub struct Work {
     /// The endpoint template compiled against the source's schema.
     pub plan: RequestPlan,
     /// The middleware.
-    pub chain: Chain,
+    pub chain: Arc<Chain>,
     /// Where requests leave the chain.
     pub end: Arc<ChainEnd>,
     /// The source column whose value is the request_id (else the row's hash).
@@ -87,6 +84,8 @@ pub struct Work {
     pub landed: Landed,
     /// Where the executor reports rows and requests.
     pub events: Events,
+    /// How a result counts (success, sent again, failed for good).
+    pub classifier: Arc<classify::Classifier>,
 }
 
 /// One row's result, for the sink.
@@ -106,6 +105,11 @@ pub struct RowOutcome {
     pub result: Result<ApiResponse, RequestError>,
     /// Sends to the network.
     pub attempts: u32,
+    /// How the result counts.
+    pub verdict: classify::Verdict,
+    /// Why an answer the status calls success does not count (a body that breaks the response
+    /// schema).
+    pub rejection: Option<String>,
 }
 
 /// Why the executor stopped early. Rows already sent are still delivered to the sink; the rest are
@@ -290,6 +294,9 @@ fn worker(
 /// requests at once as connections the worker will use. A failure here is only logged; the rows
 /// report their own errors.
 async fn warm_up(end: &ChainEnd, warm: &WarmUp, worker: usize) {
+    if warm.connections.is_empty() {
+        return; // a later pass: the connections are open
+    }
     let n = warm
         .connections
         .get(worker - 1)
@@ -340,16 +347,20 @@ async fn process(work: &Work, partition: usize, row: RowView) -> Option<RowOutco
         sent: None,
         result: Err(RequestError::new("")),
         attempts: 0,
+        verdict: classify::Verdict::Final,
+        rejection: None,
     };
     let rendered = match rendered {
         Ok(r) => r,
         Err(e) => {
-            outcome.result = Err(RequestError::new(format!(
-                "row {}: {}",
-                outcome.request_id, e.message
-            )));
+            // It cannot be built (a null id or placeholder): it never will be.
+            outcome.result = Err(RequestError::of(
+                crate::api::ErrorKind::InvalidRequest,
+                format!("row {}: {}", outcome.request_id, e.message),
+            ));
             work.events.emit(Event::RowDone {
                 success: false,
+                retryable: false,
                 retries: 0,
                 latency: None,
             });
@@ -370,8 +381,12 @@ async fn process(work: &Work, partition: usize, row: RowView) -> Option<RowOutco
     outcome.attempts = trip.attempts;
     outcome.sent = Some(trip.sent);
     outcome.result = trip.result;
+    (outcome.verdict, outcome.rejection) = work
+        .classifier
+        .judge(&outcome.result, trip.blamed.is_some());
     work.events.emit(Event::RowDone {
-        success: outcome.result.as_ref().is_ok_and(|r| r.is_success()),
+        success: outcome.verdict == classify::Verdict::Success,
+        retryable: outcome.verdict == classify::Verdict::Retry,
         retries: trip.attempts.saturating_sub(1),
         latency: Some(latency),
     });

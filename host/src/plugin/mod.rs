@@ -192,7 +192,7 @@ pub async fn load(
         let is_auth = auth_spec.is_some_and(|a| std::ptr::eq(a, spec));
         let info = Arc::new(PluginInfo {
             name: spec.name.clone(),
-            config: plugin_config(spec, pipeline),
+            config: spec.config.to_string(),
             limits: spec.limits,
             env: spec
                 .grants
@@ -274,19 +274,6 @@ async fn start<C: Contract>(
     let (instance, init) = plugin.instantiate().await?;
     plugin.keep(instance);
     Ok((plugin, prepared, init))
-}
-
-/// The JSON config a plugin's `config()` returns. `retry` takes `max_attempts` from
-/// `execution.max_attempts` (the legacy place for it) unless its entry sets one.
-fn plugin_config(spec: &MiddlewareSpec, pipeline: &Pipeline) -> String {
-    let mut config = spec.config.clone();
-    if spec.kind == "retry"
-        && let Some(map) = config.as_object_mut()
-    {
-        map.entry("max_attempts")
-            .or_insert(pipeline.execution.max_attempts.into());
-    }
-    config.to_string()
 }
 
 fn hostname() -> String {

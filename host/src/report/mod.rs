@@ -18,8 +18,14 @@ use crate::events::{Event, Observer};
 pub struct Progress {
     ok: AtomicU64,
     failed: AtomicU64,
+    /// Rows sent (or failed before sending), over every pass.
+    sent: AtomicU64,
+    /// Failures of the current pass that a later pass or run sends again.
+    to_retry: AtomicU64,
     skipped: AtomicU64,
     retries: AtomicU64,
+    /// Passes over the rows so far (`execution.max_attempts`).
+    passes: AtomicU64,
     /// Latency per row (µs), 1 µs to 1 h.
     latency: Mutex<Histogram<u64>>,
     started: Instant,
@@ -30,8 +36,11 @@ impl Default for Progress {
         Progress {
             ok: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            to_retry: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            passes: AtomicU64::new(1),
             latency: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
             ),
@@ -43,15 +52,21 @@ impl Default for Progress {
 impl Observer for Progress {
     fn observe(&self, event: &Event<'_>) {
         match *event {
-            Event::RowSkipped => {
+            // A later pass skips every row that landed: only the first pass's count is news.
+            Event::RowSkipped if self.passes.load(Ordering::Relaxed) == 1 => {
                 self.skipped.fetch_add(1, Ordering::Relaxed);
             }
             Event::RowDone {
                 success,
+                retryable,
                 retries,
                 latency,
             } => {
                 (if success { &self.ok } else { &self.failed }).fetch_add(1, Ordering::Relaxed);
+                self.sent.fetch_add(1, Ordering::Relaxed);
+                if retryable {
+                    self.to_retry.fetch_add(1, Ordering::Relaxed);
+                }
                 self.retries.fetch_add(retries.into(), Ordering::Relaxed);
                 if let Some(l) = latency {
                     let _ = self
@@ -67,6 +82,19 @@ impl Observer for Progress {
 }
 
 impl Progress {
+    /// A new pass begins: the failures the last one will send again are no longer failures (they
+    /// are about to be tried again).
+    pub fn next_pass(&self) {
+        let again = self.to_retry.swap(0, Ordering::Relaxed);
+        self.failed.fetch_sub(again, Ordering::Relaxed);
+        self.passes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failures of the pass so far that a later pass (or run) sends again.
+    pub fn to_retry(&self) -> u64 {
+        self.to_retry.load(Ordering::Relaxed)
+    }
+
     /// The numbers so far.
     pub fn summary(&self) -> Summary {
         let h = self.latency.lock().expect("histogram lock");
@@ -74,10 +102,13 @@ impl Progress {
             self.ok.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
         );
+        let to_retry = self.to_retry.load(Ordering::Relaxed);
         Summary {
-            rows: ok + failed,
+            rows: self.sent.load(Ordering::Relaxed),
             ok,
             failed,
+            failed_retryable: to_retry,
+            passes: self.passes.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             p50: Duration::from_micros(h.value_at_quantile(0.5)),
@@ -151,8 +182,12 @@ pub struct Summary {
     pub rows: u64,
     /// Rows that ended with a 2xx.
     pub ok: u64,
-    /// Rows that did not (recorded with success=false).
+    /// Rows that did not (recorded with success=false), as they stand at the end.
     pub failed: u64,
+    /// Of those, the ones the next run sends again (the rest failed for good).
+    pub failed_retryable: u64,
+    /// Passes over the rows (`execution.max_attempts`).
+    pub passes: u64,
     /// Rows that had already landed: not sent.
     pub skipped: u64,
     /// Sends beyond each row's first.
@@ -180,7 +215,16 @@ impl fmt::Display for Summary {
             self.rows, self.skipped
         )?;
         writeln!(f, "  ok        {}", self.ok)?;
-        writeln!(f, "  failed    {}", self.failed)?;
+        writeln!(
+            f,
+            "  failed    {} ({} to send again, {} for good)",
+            self.failed,
+            self.failed_retryable,
+            self.failed - self.failed_retryable.min(self.failed)
+        )?;
+        if self.passes > 1 {
+            writeln!(f, "  passes    {}", self.passes)?;
+        }
         writeln!(f, "  retries   {}", self.retries)?;
         writeln!(
             f,

@@ -11,7 +11,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::SinkError;
-use super::record::{Record, to_batch};
+use super::record::{self, Record, to_batch};
 use crate::bronze::bronze_schema;
 use crate::delta;
 use crate::resume::{Resume, finished_app_id};
@@ -24,11 +24,14 @@ pub struct DeltaSink {
     next_version: i64,
     /// On an overwrite run's first commit, the files of the previous runs are removed in the same commit.
     replace_on_first_commit: bool,
+    /// The table's schema, which every batch is written in.
+    target: arrow::datatypes::SchemaRef,
 }
 
 impl DeltaSink {
-    /// Opens (or creates) the table at `path` for the commits of the run `resume` describes.
-    pub async fn open(path: &Path, resume: &Resume) -> Result<Self, SinkError> {
+    /// Opens (or creates, laid out as `layout` says) the table at `path` for the commits of the run
+    /// `resume` describes.
+    pub async fn open(path: &Path, resume: &Resume, layout: &Layout) -> Result<Self, SinkError> {
         let error = |message: String| SinkError {
             path: path.display().to_string(),
             message,
@@ -39,7 +42,7 @@ impl DeltaSink {
         let table = match deltalake::open_table(url.clone()).await {
             Ok(t) => t,
             Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => {
-                match create(url.clone()).await {
+                match create(url.clone(), layout).await {
                     Ok(t) => t,
                     // Another host (a shard) created it first: use theirs.
                     Err(e) => deltalake::open_table(url)
@@ -49,27 +52,32 @@ impl DeltaSink {
             }
             Err(e) => return Err(error(format!("cannot open the table: {e}"))),
         };
-        let fields = table.snapshot().map_err(|e| error(e.to_string()))?.schema();
-        for wanted in bronze_schema().fields() {
-            if fields.field(wanted.name()).is_none() {
-                return Err(error(format!(
-                    "the table exists but has no column `{}`: it is not a bronze table",
-                    wanted.name()
-                )));
-            }
-        }
+        // The table's own schema: sparkwasm's, an older sparkwasm's, or the legacy framework's
+        // (string status_code/success/attempts, no batch_id). Batches are written in it.
+        let target = table
+            .snapshot()
+            .map_err(|e| error(e.to_string()))?
+            .snapshot()
+            .arrow_schema();
+        record::check_target(&target).map_err(|m| {
+            error(format!(
+                "the table exists but {m}: it is not a bronze table"
+            ))
+        })?;
         Ok(DeltaSink {
             table,
             path: path.to_path_buf(),
             app_id: resume.app_id.clone(),
             next_version: resume.last_version + 1,
             replace_on_first_commit: resume.replace,
+            target,
         })
     }
 
     /// Writes one batch of results as one commit with txn(app_id, version). Returns the table version.
     pub async fn commit(&mut self, records: &[Record]) -> Result<i64, SinkError> {
         let batch = to_batch(records, self.next_version)
+            .and_then(|b| record::conform(&b, &self.target))
             .map_err(|e| self.error(format!("cannot build the batch: {e}")))?;
         let mut writer =
             RecordBatchWriter::for_table(&self.table).map_err(|e| self.error(e.to_string()))?;
@@ -208,13 +216,33 @@ impl DeltaSink {
     }
 }
 
-async fn create(url: url::Url) -> Result<DeltaTable, DeltaTableError> {
+/// How a new table is laid out (`tables.sink.partition_by`, `table_properties`).
+#[derive(Clone, Debug, Default)]
+pub struct Layout {
+    /// Partition columns (bronze columns).
+    pub partition_by: Vec<String>,
+    /// Table properties (`delta.appendOnly`, ...), set when the table is created.
+    pub properties: Vec<(String, String)>,
+}
+
+async fn create(url: url::Url, layout: &Layout) -> Result<DeltaTable, DeltaTableError> {
     use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
     let schema: deltalake::kernel::StructType = bronze_schema().as_ref().try_into_kernel()?;
-    DeltaTable::try_from_url(url)
+    let mut create = DeltaTable::try_from_url(url)
         .await?
         .create()
         .with_columns(schema.fields().cloned())
-        .with_table_name("bronze")
-        .await
+        .with_table_name("bronze");
+    if !layout.partition_by.is_empty() {
+        create = create.with_partition_columns(layout.partition_by.clone());
+    }
+    if !layout.properties.is_empty() {
+        create = create.with_configuration(
+            layout
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), Some(v.clone()))),
+        );
+    }
+    create.await
 }

@@ -61,7 +61,7 @@ impl BronzeSink {
                 SparkSink::open(&spark.remote, table, resume.last_version + 1).await?,
             ))),
             (None, Some(table), Some(spark)) => {
-                let delta = DeltaSink::open(&sink.path, resume).await?;
+                let delta = DeltaSink::open(&sink.path, resume, &layout(sink)).await?;
                 let mirror = SparkSink::open(&spark.remote, table, 1).await?;
                 let (mirrored, _) =
                     spark_landed(&spark.remote, table)
@@ -102,7 +102,7 @@ impl BronzeSink {
                 })
             }
             _ => Ok(BronzeSink::Delta(
-                DeltaSink::open(&sink.path, resume).await?,
+                DeltaSink::open(&sink.path, resume, &layout(sink)).await?,
             )),
         }
     }
@@ -195,4 +195,11 @@ fn commit_delay() -> Option<std::time::Duration> {
         .ok()
         .and_then(|ms| ms.parse().ok())
         .map(std::time::Duration::from_millis)
+}
+
+fn layout(sink: &crate::config::Sink) -> delta::Layout {
+    delta::Layout {
+        partition_by: sink.partition_by.clone(),
+        properties: sink.table_properties.clone(),
+    }
 }

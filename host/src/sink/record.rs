@@ -19,8 +19,13 @@ use crate::redact::Redactor;
 pub struct Record {
     /// The row's id.
     pub request_id: String,
-    /// The hash of the row's content.
-    pub row_hash: String,
+    /// SHA-256 (hex) of `body_text` as it lands, the legacy table's `row_hash`; `None` without an
+    /// answer.
+    pub row_hash: Option<String>,
+    /// The hash of the source row's content (xxh3-128 of every column's name, type and value).
+    pub source_row_hash: String,
+    /// `success`, `retry` (sent again by a later pass or run) or `final` (failed for good).
+    pub outcome: &'static str,
     /// The URL sent to, redacted.
     pub url: String,
     /// The method.
@@ -37,7 +42,7 @@ pub struct Record {
     pub response_headers: Option<String>,
     /// The answer's body as text, redacted.
     pub body_text: Option<String>,
-    /// The answer was a 2xx.
+    /// The result counts as success (`execution.outcomes`, `endpoint.response_schema`).
     pub success: bool,
     /// Why the row did not succeed.
     pub error_message: Option<String>,
@@ -73,7 +78,7 @@ pub fn to_batch(records: &[Record], batch_id: i64) -> Result<RecordBatch, ArrowE
     }
     let columns: Vec<ArrayRef> = vec![
         strings(&|r| Some(&r.request_id)),
-        strings(&|r| Some(&r.row_hash)),
+        strings(&|r| r.row_hash.as_deref()),
         strings(&|r| Some(&r.url)),
         strings(&|r| Some(&r.method)),
         strings(&|r| Some(&r.request_headers)),
@@ -88,6 +93,8 @@ pub fn to_batch(records: &[Record], batch_id: i64) -> Result<RecordBatch, ArrowE
         strings(&|r| r.response_metadata.as_deref()),
         Arc::new(time.finish()),
         Arc::new(batch.finish()),
+        strings(&|r| Some(r.outcome)),
+        strings(&|r| Some(&r.source_row_hash)),
     ];
     RecordBatch::try_new(bronze_schema(), columns)
 }
@@ -98,7 +105,7 @@ impl Record {
     pub fn from_outcome(o: RowOutcome, redactor: &Redactor) -> Record {
         let mut record = Record {
             request_id: o.request_id,
-            row_hash: o.row_hash,
+            source_row_hash: o.row_hash,
             request_time_us: o.request_time_us,
             attempts: o.attempts as i32,
             request_params: o
@@ -119,11 +126,14 @@ impl Record {
                 record.request_metadata = "{}".into();
             }
         }
+        record.success = o.verdict == crate::execute::classify::Verdict::Success;
+        record.outcome = o.verdict.as_str();
         match o.result {
             Ok(response) => {
-                record.success = response.is_success();
                 record.status_code = Some(response.status as i32);
-                if !record.success {
+                if let Some(why) = &o.rejection {
+                    record.error_message = Some(redactor.text(why).into_owned());
+                } else if !record.success {
                     let reason = http::StatusCode::from_u16(response.status)
                         .ok()
                         .and_then(|s| s.canonical_reason())
@@ -135,15 +145,75 @@ impl Record {
                     );
                 }
                 record.response_headers = Some(redactor.headers(&response.headers));
-                record.body_text = Some(
-                    redactor
-                        .text(&String::from_utf8_lossy(&response.body))
-                        .into_owned(),
-                );
+                let body = redactor
+                    .text(&String::from_utf8_lossy(&response.body))
+                    .into_owned();
+                // The legacy row_hash, of the body as it lands (a hash of a body that held a
+                // secret could be brute-forced back to it).
+                record.row_hash = Some(body_hash(body.as_bytes()));
+                record.body_text = Some(body);
                 record.response_metadata = Some(redactor.metadata(&response.metadata));
             }
             Err(e) => record.error_message = Some(redactor.text(&e.message).into_owned()),
         }
         record
     }
+}
+
+/// The legacy `row_hash`: SHA-256 of the answer's body bytes, lowercase hex.
+fn body_hash(body: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body);
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
+}
+
+/// The columns any bronze table must have for sparkwasm to write it and resume from it.
+const REQUIRED: [&str; 4] = ["request_id", "success", "status_code", "_request_time"];
+
+/// Whether sparkwasm can write the table whose schema is `target`; else what is missing.
+pub(super) fn check_target(target: &arrow::datatypes::Schema) -> Result<(), String> {
+    for name in REQUIRED {
+        if target.field_with_name(name).is_err() {
+            return Err(format!("has no column `{name}`"));
+        }
+    }
+    let ours = bronze_schema();
+    for field in target.fields() {
+        if ours.field_with_name(field.name()).is_err() && !field.is_nullable() {
+            return Err(format!(
+                "has a required column `{}` that a bronze record does not fill",
+                field.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `batch` (in the bronze schema) in the table's own schema: its columns in its order, each cast to
+/// its type (the legacy table's strings: status_code "200", success "true", attempts "1"); a column
+/// the table lacks is dropped, one only the table has is null.
+pub(super) fn conform(
+    batch: &RecordBatch,
+    target: &arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch, ArrowError> {
+    if batch.schema().as_ref() == target.as_ref() {
+        return Ok(batch.clone());
+    }
+    let columns = target
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
+            Some(column) => arrow::compute::cast(column, field.data_type()),
+            None => Ok(arrow::array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(target.clone(), columns)
 }

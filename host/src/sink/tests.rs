@@ -23,6 +23,7 @@ fn records(ids: std::ops::Range<u32>, success: bool) -> Vec<Record> {
     ids.map(|i| Record {
         request_id: i.to_string(),
         success,
+        outcome: if success { "success" } else { "retry" },
         status_code: Some(if success { 200 } else { 500 }),
         ..Record::default()
     })
@@ -75,7 +76,9 @@ async fn each_batch_is_one_commit_and_a_resumed_run_continues_the_count() {
         (first.last_version, first.resuming, first.replace),
         (0, false, false)
     );
-    let mut sink = DeltaSink::open(&path, &first).await.unwrap();
+    let mut sink = DeltaSink::open(&path, &first, &Default::default())
+        .await
+        .unwrap();
     let v1 = sink.commit(&records(0..3, true)).await.unwrap();
     let v2 = sink.commit(&records(3..5, false)).await.unwrap();
     assert_eq!(v2, v1 + 1, "one table version per batch");
@@ -91,7 +94,9 @@ async fn each_batch_is_one_commit_and_a_resumed_run_continues_the_count() {
     // The successful rows are skipped, the failed ones are sent again.
     assert_eq!(second.landed.len(), 3);
     assert!(second.landed.contains("2") && !second.landed.contains("3"));
-    let mut sink = DeltaSink::open(&path, &second).await.unwrap();
+    let mut sink = DeltaSink::open(&path, &second, &Default::default())
+        .await
+        .unwrap();
     sink.commit(&records(3..5, true)).await.unwrap();
     sink.finish().await.unwrap();
     assert_eq!(txn(&path, &second.app_id).await, 3);
@@ -130,7 +135,9 @@ async fn overwrite_replaces_a_finished_run_but_resumes_a_killed_one() {
         first.replace,
         "a new table: the first commit replaces nothing, harmlessly"
     );
-    let mut sink = DeltaSink::open(&path, &first).await.unwrap();
+    let mut sink = DeltaSink::open(&path, &first, &Default::default())
+        .await
+        .unwrap();
     sink.commit(&records(0..4, true)).await.unwrap();
     sink.commit(&records(4..6, true)).await.unwrap();
     sink.finish().await.unwrap();
@@ -142,7 +149,9 @@ async fn overwrite_replaces_a_finished_run_but_resumes_a_killed_one() {
         (2, false, true)
     );
     assert!(second.landed.is_empty());
-    let mut sink = DeltaSink::open(&path, &second).await.unwrap();
+    let mut sink = DeltaSink::open(&path, &second, &Default::default())
+        .await
+        .unwrap();
     sink.commit(&records(0..2, true)).await.unwrap();
     assert_eq!(
         rows(&path).await,
@@ -157,7 +166,9 @@ async fn overwrite_replaces_a_finished_run_but_resumes_a_killed_one() {
         (3, true, false)
     );
     assert_eq!(third.landed.len(), 2);
-    let mut sink = DeltaSink::open(&path, &third).await.unwrap();
+    let mut sink = DeltaSink::open(&path, &third, &Default::default())
+        .await
+        .unwrap();
     sink.commit(&records(2..6, true)).await.unwrap();
     sink.finish().await.unwrap();
     let landed = rows(&path).await;

@@ -9,7 +9,7 @@ mod spark;
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 
@@ -64,7 +64,11 @@ pub async fn open(
     pipeline: &config::Pipeline,
     used_columns: &[String],
 ) -> Result<RowStream, SourceError> {
-    let source = &pipeline.source;
+    let source = pipeline.source.as_ref().ok_or_else(|| {
+        SourceError::Unsupported(
+            "no tables.source: give the rows with --source or --source-query".into(),
+        )
+    })?;
     let stream = match &source.location {
         SourceLocation::File { path, format } => files::open(path.clone(), *format).await?,
         SourceLocation::Spark { table, query } => {
@@ -110,6 +114,20 @@ fn check_columns(
             missing.push(format!("`{column}` (from {why})"));
         }
     }
+    for column in &source.table_schema {
+        let Ok(field) = schema.field_with_name(&column.name) else {
+            missing.push(format!("`{}` (from table_schema)", column.name));
+            continue;
+        };
+        if !schema_type_fits(&column.kind, field.data_type()) {
+            return Err(SourceError::Columns(format!(
+                "table_schema says column `{}` is {}, the source has {}",
+                column.name,
+                column.kind,
+                field.data_type()
+            )));
+        }
+    }
     if missing.is_empty() {
         return Ok(());
     }
@@ -121,6 +139,26 @@ fn check_columns(
         missing.join(", "),
         have.join(", ")
     )))
+}
+
+/// Whether an Arrow type is what `table_schema` calls `kind`.
+fn schema_type_fits(kind: &str, t: &DataType) -> bool {
+    use DataType::*;
+    match kind {
+        "string" => matches!(t, Utf8 | LargeUtf8 | Utf8View),
+        "integer" => matches!(t, Int8 | Int16 | Int32 | UInt8 | UInt16),
+        "long" => matches!(t, Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32),
+        "float" => matches!(t, Float16 | Float32),
+        "double" => matches!(t, Float16 | Float32 | Float64),
+        "boolean" => matches!(t, Boolean),
+        "timestamp" => matches!(t, Timestamp(..)),
+        "date" => matches!(t, Date32 | Date64),
+        "binary" => matches!(t, Binary | LargeBinary | BinaryView | FixedSizeBinary(_)),
+        "array" => matches!(t, List(_) | LargeList(_) | FixedSizeList(..) | ListView(_)),
+        "map" => matches!(t, Map(..)),
+        "struct" => matches!(t, Struct(_)),
+        _ => false,
+    }
 }
 
 /// Runs a blocking batch iterator on the blocking pool, feeding a two-slot channel.

@@ -5,7 +5,7 @@
 //! ```yaml
 //! middleware:
 //!   - type: retry
-//!     max_attempts: 3                               # attempts in all (default: execution.max_attempts, else 3)
+//!     max_attempts: 3                               # attempts in all (default 3)
 //!     retry_status_codes: [429, 500, 502, 503, 504]
 //!     base_delay: 0.5                               # seconds; attempt n waits up to base_delay * 2^(n-1)
 //!     max_delay: 30                                 # seconds; cap on any one wait, Retry-After included

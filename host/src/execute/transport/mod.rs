@@ -27,6 +27,67 @@ use crate::api::{ApiRequest, ApiResponse, ErrorKind, RequestError, Sender};
 use crate::config;
 use limit::LimitedConnector;
 
+mod insecure {
+    //! `tls.verify: false` (the legacy setting): any certificate is taken. The handshake's
+    //! signatures are still checked (the peer holds the key of the certificate it showed), but not
+    //! who the certificate belongs to: an attacker on the path can pose as the API.
+
+    use std::sync::Arc;
+
+    use rustls::DigitallySignedStruct;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::CryptoProvider;
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+    #[derive(Debug)]
+    pub(super) struct AnyCertificate(pub(super) Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}
+
 type Connector = LimitedConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
 
 /// Why the transport cannot be built (bad TLS material): stops the run before any request.
@@ -44,13 +105,23 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    /// A transport for worker threads that each keep `in_flight[i]` requests in flight (one entry
-    /// per worker thread, see [`super::Layout`]). A worker never opens more connections than it
-    /// has requests in flight, whatever the configured cap: with `limit: 0` and thousands in flight,
-    /// a pool that raced a new connection for each waiting request would run out of file
-    /// descriptors.
-    pub fn new(config: &config::Transport, in_flight: &[usize]) -> Result<Self, TransportError> {
+    /// A transport for worker threads that each run `partitions[i]` partitions with `in_flight[i]`
+    /// requests in flight (one entry per worker thread, see [`super::Layout`]). A worker may open
+    /// `tcp_connection.limit` (or `limit_per_host`, if smaller) connections per partition it runs,
+    /// as each legacy partition had its own pool; and never more than it has requests in flight,
+    /// whatever the cap: with `limit: 0` and thousands in flight, a pool that raced a new connection
+    /// for each waiting request would run out of file descriptors.
+    pub fn new(
+        config: &config::Transport,
+        in_flight: &[usize],
+        partitions: &[usize],
+    ) -> Result<Self, TransportError> {
         let tls = tls_config(&config.tls)?;
+        if config.tls.insecure {
+            tracing::warn!(
+                "TLS certificate verification is OFF (transport.tcp_connection.tls.verify: false): any server can pretend to be the API"
+            );
+        }
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -61,26 +132,31 @@ impl HttpTransport {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let limit = config.connection_limit;
+        // Per partition: the smaller of the two caps that are set (0: none).
+        let limit = match (config.connection_limit, config.limit_per_host) {
+            (0, h) | (h, 0) => h,
+            (l, h) => l.min(h),
+        };
         let workers = in_flight.len().max(1);
         let quotas: Vec<usize> = (0..workers)
             .map(|w| {
                 let needed = in_flight.get(w).copied().unwrap_or(1).max(1);
+                let mine = partitions.get(w).copied().unwrap_or(1).max(1);
                 if limit == 0 {
                     needed
                 } else {
-                    (limit / workers + usize::from(w < limit % workers))
-                        .max(1)
-                        .min(needed)
+                    (limit * mine).min(needed)
                 }
             })
             .collect();
+        let force_close = config.force_close;
         let client = |quota: usize, max_idle: usize| {
             Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
                 .timer(TokioTimer::new())
                 .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(max_idle)
+                // force_close: nothing is kept for the next request.
+                .pool_max_idle_per_host(if force_close { 0 } else { max_idle })
                 .build(LimitedConnector::new(https.clone(), quota))
         };
         let mut shards = vec![client(limit, 0)];
@@ -282,10 +358,16 @@ fn tls_config(tls: &config::Tls) -> Result<rustls::ClientConfig, TransportError>
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError(e.to_string()))?
-        .with_root_certificates(roots);
+        .map_err(|e| TransportError(e.to_string()))?;
+    let builder = if tls.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(insecure::AnyCertificate(provider)))
+    } else {
+        builder.with_root_certificates(roots)
+    };
     match (&tls.client_cert_file, &tls.client_key_file) {
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
@@ -305,28 +387,38 @@ fn tls_config(tls: &config::Tls) -> Result<rustls::ClientConfig, TransportError>
 mod tests {
     use super::*;
 
-    fn transport(limit: usize, in_flight: &[usize]) -> HttpTransport {
+    fn transport(limit: usize, per_host: usize, load: &[(usize, usize)]) -> HttpTransport {
         let config = config::Transport {
-            base_timeout: Duration::from_secs(1),
-            warmup_timeout: Duration::from_secs(1),
             connection_limit: limit,
-            tls: Default::default(),
+            limit_per_host: per_host,
+            ..Default::default()
         };
-        HttpTransport::new(&config, in_flight).unwrap()
+        let in_flight: Vec<usize> = load.iter().map(|l| l.0).collect();
+        let partitions: Vec<usize> = load.iter().map(|l| l.1).collect();
+        HttpTransport::new(&config, &in_flight, &partitions).unwrap()
     }
 
     #[test]
-    fn the_connection_cap_is_split_between_the_worker_shards() {
-        let quotas = |limit, in_flight: &[usize]| {
-            let t = transport(limit, in_flight);
-            (1..=in_flight.len())
-                .map(|w| t.quota(w))
-                .collect::<Vec<_>>()
+    fn each_partition_has_its_own_cap_and_no_more_than_it_has_in_flight() {
+        // (requests in flight, partitions) per worker.
+        let quotas = |limit, per_host, load: &[(usize, usize)]| {
+            let t = transport(limit, per_host, load);
+            (1..=load.len()).map(|w| t.quota(w)).collect::<Vec<_>>()
         };
-        assert_eq!(quotas(3, &[40, 40]), [2, 1]);
-        assert_eq!(quotas(10, &[40; 4]), [3, 3, 2, 2]);
+        assert_eq!(quotas(3, 0, &[(40, 2), (20, 1)]), [6, 3]);
+        assert_eq!(
+            quotas(2, 0, &[(60, 3), (40, 2)]),
+            [6, 4],
+            "legacy: limit 2 × 5 partitions"
+        );
+        assert_eq!(
+            quotas(10, 4, &[(40, 2)]),
+            [8],
+            "limit_per_host when smaller"
+        );
+        assert_eq!(quotas(0, 4, &[(40, 2)]), [8], "limit_per_host alone");
         // No more connections than requests in flight, with or without a cap.
-        assert_eq!(quotas(0, &[500, 300]), [500, 300], "no cap");
-        assert_eq!(quotas(100, &[20, 20]), [20, 20]);
+        assert_eq!(quotas(0, 0, &[(500, 1), (300, 1)]), [500, 300], "no cap");
+        assert_eq!(quotas(100, 0, &[(20, 1), (20, 1)]), [20, 20]);
     }
 }
