@@ -156,33 +156,45 @@ pub fn landed_ids(files: &[PathBuf], rule: &LandedRule) -> Result<HashSet<u128>,
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         for batch in builder.with_projection(mask).build().map_err(|e| err(&e))? {
             let batch = batch.map_err(|e| err(&e))?;
-            let ids = arrow::compute::cast(
-                batch.column_by_name("request_id").expect("projected"),
-                &DataType::Utf8,
-            )
-            .map_err(|e| err(&e))?;
-            let ids = ids.as_string::<i32>();
-            let ok = batch.column_by_name("success").expect("projected");
-            let outcome = batch
-                .column_by_name("outcome")
-                .filter(|c| c.data_type() == &DataType::Utf8);
-            let status_code = batch.column_by_name("status_code");
-            for i in 0..batch.num_rows() {
-                if ids.is_valid(i)
-                    && landed_for_good(
-                        rule,
-                        outcome.map(|c| c.as_ref()),
-                        ok.as_ref(),
-                        status_code.map(|c| c.as_ref()),
-                        i,
-                    )
-                {
-                    landed.insert(id_key(ids.value(i)));
-                }
-            }
+            landed_in(&batch, rule, &mut landed).map_err(|e| err(&e))?;
         }
     }
     Ok(landed)
+}
+
+/// Adds to `landed` the request_ids of `batch` that landed for good. `batch` has `request_id` and
+/// `success`, and `outcome` / `status_code` when the table does (read from Delta files or from Spark).
+pub fn landed_in(
+    batch: &RecordBatch,
+    rule: &LandedRule,
+    landed: &mut HashSet<u128>,
+) -> Result<(), arrow::error::ArrowError> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("no {name} column")))
+    };
+    let ids = arrow::compute::cast(column("request_id")?, &DataType::Utf8)?;
+    let ids = ids.as_string::<i32>();
+    let ok = column("success")?;
+    let outcome = batch
+        .column_by_name("outcome")
+        .filter(|c| c.data_type() == &DataType::Utf8);
+    let status_code = batch.column_by_name("status_code");
+    for i in 0..batch.num_rows() {
+        if ids.is_valid(i)
+            && landed_for_good(
+                rule,
+                outcome.map(|c| c.as_ref()),
+                ok.as_ref(),
+                status_code.map(|c| c.as_ref()),
+                i,
+            )
+        {
+            landed.insert(id_key(ids.value(i)));
+        }
+    }
+    Ok(())
 }
 
 /// The successful rows of the given data files whose request_id key is in `wanted`, whole (every

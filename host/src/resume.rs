@@ -5,9 +5,9 @@
 
 use std::collections::HashSet;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 
-use crate::bronze::{LandedRule, id_key, landed_ids};
+use crate::bronze::{LandedRule, id_key, landed_ids, landed_in};
 use crate::config::{Pipeline, SinkMode, StatusClass, quote_identifier};
 use crate::{delta, spark};
 
@@ -84,7 +84,8 @@ impl Resume {
         let sink = &pipeline.sink;
         match (&sink.spark_table, &pipeline.spark) {
             (Some(table), Some(spark)) => {
-                let (landed, last_version) = spark_landed(&spark.remote, table).await?;
+                let (landed, last_version) =
+                    spark_landed(&spark.remote, table, &landed_rule(pipeline)).await?;
                 Ok(Resume {
                     app_id,
                     landed,
@@ -120,20 +121,7 @@ impl Resume {
                     Landed::default()
                 } else {
                     let files = delta::data_files(path).await.map_err(fail)?;
-                    let rule = LandedRule {
-                        retry_statuses: pipeline
-                            .execution
-                            .outcomes
-                            .retry
-                            .iter()
-                            .filter_map(|c| match *c {
-                                StatusClass::Code(code) => Some((code, code)),
-                                StatusClass::Range(a, b) => Some((a, b)),
-                                _ => None,
-                            })
-                            .collect(),
-                        retry_failed: pipeline.retry_failed,
-                    };
+                    let rule = landed_rule(pipeline);
                     let ids = tokio::task::spawn_blocking(move || landed_ids(&files, &rule))
                         .await
                         .map_err(|e| ResumeError {
@@ -158,49 +146,70 @@ impl Resume {
     }
 }
 
-/// What landed with success in a Spark catalog table, and its last batch_id. A Spark append carries
-/// no transaction id: the table itself is the record, whichever run or batch wrote a row.
-pub async fn spark_landed(remote: &str, table: &str) -> Result<(Landed, i64), ResumeError> {
+/// Which rows of a sink count as landed for `pipeline` (its outcome rules, `--retry-failed`).
+pub fn landed_rule(pipeline: &Pipeline) -> LandedRule {
+    LandedRule {
+        retry_statuses: pipeline
+            .execution
+            .outcomes
+            .retry
+            .iter()
+            .filter_map(|c| match *c {
+                StatusClass::Code(code) => Some((code, code)),
+                StatusClass::Range(a, b) => Some((a, b)),
+                _ => None,
+            })
+            .collect(),
+        retry_failed: pipeline.retry_failed,
+    }
+}
+
+/// What landed for good in a Spark catalog table (see [`LandedRule`]), and its last batch_id (0 for
+/// a table without one, such as the legacy framework's). A Spark append carries no transaction id:
+/// the table itself is the record, whichever run or batch wrote a row.
+pub async fn spark_landed(
+    remote: &str,
+    table: &str,
+    rule: &LandedRule,
+) -> Result<(Landed, i64), ResumeError> {
     let what = format!("Spark table {table} at {}", spark::display_remote(remote));
     let fail = |message: String| ResumeError {
         what: what.clone(),
         message: format!("cannot read what already landed: {message}"),
     };
     let client = spark::connect(remote).await.map_err(|e| fail(e.0))?;
-    let ids = spark::sql(&format!(
-        "SELECT CAST(request_id AS STRING) FROM {} WHERE success",
-        quote_identifier(table)
-    ));
-    let batches = match collect(&client, ids).await {
-        Ok(b) => b,
+    let schema = match spark::schema(&client, &spark::table(table)).await {
+        Ok(s) => s,
         // Not created yet: nothing landed (the sink creates it before the first request).
         Err(e) if e.is_missing_table() => return Ok((Landed::default(), 0)),
         Err(e) => return Err(fail(e.0)),
     };
-    let mut landed = HashSet::new();
-    for batch in batches {
-        let column = batch
-            .column(0)
-            .as_string_opt::<i32>()
-            .ok_or_else(|| fail("request_id did not come back as a string".into()))?;
-        for i in 0..column.len() {
-            if column.is_valid(i) {
-                landed.insert(id_key(column.value(i)));
-            }
-        }
-    }
-    let max = spark::sql(&format!(
-        "SELECT CAST(coalesce(max(batch_id), 0) AS BIGINT) FROM {}",
+    let has = |c: &str| schema.field_with_name(c).is_ok();
+    let mut columns = vec!["CAST(request_id AS STRING) AS request_id", "success"];
+    columns.extend(["status_code", "outcome"].into_iter().filter(|c| has(c)));
+    let rows = spark::sql(&format!(
+        "SELECT {} FROM {}",
+        columns.join(", "),
         quote_identifier(table)
     ));
+    let mut landed = HashSet::new();
+    for batch in collect(&client, rows).await.map_err(|e| fail(e.0))? {
+        landed_in(&batch, rule, &mut landed).map_err(|e| fail(e.to_string()))?;
+    }
     let mut last = 0;
-    for batch in collect(&client, max).await.map_err(|e| fail(e.0))? {
-        if let Some(column) = batch
-            .column(0)
-            .as_primitive_opt::<arrow::datatypes::Int64Type>()
-            && !column.is_empty()
-        {
-            last = column.value(0);
+    if has("batch_id") {
+        let max = spark::sql(&format!(
+            "SELECT CAST(coalesce(max(batch_id), 0) AS BIGINT) FROM {}",
+            quote_identifier(table)
+        ));
+        for batch in collect(&client, max).await.map_err(|e| fail(e.0))? {
+            if let Some(column) = batch
+                .column(0)
+                .as_primitive_opt::<arrow::datatypes::Int64Type>()
+                && !column.is_empty()
+            {
+                last = column.value(0);
+            }
         }
     }
     Ok((Landed(landed), last))

@@ -284,6 +284,48 @@ async fn a_delta_table_mirrored_to_spark_catches_up_at_the_next_run() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_spark_table_the_legacy_framework_created_takes_rows_in_its_own_schema() {
+    // Its columns are strings (status_code "200", success "true"), it has no batch_id: sparkwasm
+    // appends in that schema, skips what landed for good, and sends the 503s again.
+    let spark = spark();
+    assert_eq!(
+        spark.fixture(&["legacy", "default.legacy_bronze_e2e"]),
+        "15"
+    );
+    let server = ApiServer::start(0).await.unwrap();
+    let dir = spark_dir(
+        &server.url(),
+        &spark.remote(),
+        "/items/{id}",
+        "{query: \"SELECT id, name FROM default.rows WHERE id < 30\", id_column: id}",
+        "{namespace: default, name: legacy_bronze_e2e}",
+    );
+    assert_exit(&run(dir.path(), &[]), 0);
+    assert_eq!(server.counters.row_requests.load(Ordering::Relaxed), 20);
+    let dump = spark.fixture(&["dump", "default.legacy_bronze_e2e"]);
+    let mut lines = dump.lines();
+    let columns = lines.next().unwrap();
+    assert!(
+        columns.contains("status_code:string")
+            && columns.contains("success:string")
+            && !columns.contains("batch_id"),
+        "{columns}"
+    );
+    let rows: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 35);
+    let landed_ok: std::collections::HashSet<&str> = rows
+        .iter()
+        .filter(|r| r["success"] == "true")
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(landed_ok.len(), 30);
+    assert!(rows.iter().all(|r| r["attempts"] == "1"));
+    // A rerun sends nothing.
+    assert_exit(&run(dir.path(), &[]), 0);
+    assert_eq!(server.counters.row_requests.load(Ordering::Relaxed), 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_five_million_row_query_is_read_with_bounded_memory() {
     // 5M rows from Spark against a slow endpoint: after 4 s the client holds no more than with 50k.
     let spark = spark();

@@ -64,7 +64,7 @@ impl BronzeSink {
                 let delta = DeltaSink::open(&sink.path, resume, &layout(sink)).await?;
                 let mirror = SparkSink::open(&spark.remote, table, 1).await?;
                 let (mirrored, _) =
-                    spark_landed(&spark.remote, table)
+                    spark_landed(&spark.remote, table, &crate::resume::landed_rule(pipeline))
                         .await
                         .map_err(|e| SinkError {
                             path: table.clone(),

@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 use spark_connect_core::SparkConnectClient;
 
 use super::SinkError;
-use super::record::{Record, to_batch};
+use super::record::{self, Record, to_batch};
 use crate::bronze::bronze_schema;
 use crate::config::quote_identifier;
 use crate::spark;
@@ -25,6 +25,8 @@ pub struct SparkSink {
     table: String,
     what: String,
     next_batch: i64,
+    /// The table's schema, which every batch is written in.
+    target: arrow::datatypes::SchemaRef,
 }
 
 impl SparkSink {
@@ -46,28 +48,29 @@ impl SparkSink {
         spark::run_sql(&client, &ddl)
             .await
             .map_err(|e| error(format!("cannot create the table: {e}")))?;
-        let existing = spark::schema(&client, &spark::table(table))
+        // The table's own schema (sparkwasm's, an older one, or the legacy framework's string
+        // columns): batches are appended in it.
+        let target = spark::schema(&client, &spark::table(table))
             .await
             .map_err(|e| error(format!("cannot read the table: {e}")))?;
-        for wanted in bronze_schema().fields() {
-            if existing.field_with_name(wanted.name()).is_err() {
-                return Err(error(format!(
-                    "the table exists but has no column `{}`: it is not a bronze table",
-                    wanted.name()
-                )));
-            }
-        }
+        record::check_target(&target).map_err(|m| {
+            error(format!(
+                "the table exists but {m}: it is not a bronze table"
+            ))
+        })?;
         Ok(SparkSink {
             client,
             table: table.to_owned(),
             what,
             next_batch,
+            target,
         })
     }
 
     /// Appends one batch of results; returns its batch_id.
     pub async fn commit(&mut self, records: &[Record]) -> Result<i64, SinkError> {
         let batch = to_batch(records, self.next_batch)
+            .and_then(|b| record::conform(&b, &self.target))
             .map_err(|e| self.error(format!("cannot build the batch: {e}")))?;
         self.append(batch).await?;
         self.next_batch += 1;
@@ -77,6 +80,7 @@ impl SparkSink {
     /// Appends a batch committed to the Delta table under `batch_id` (the Delta sink's mirror).
     pub async fn commit_as(&mut self, records: &[Record], batch_id: i64) -> Result<(), SinkError> {
         let batch = to_batch(records, batch_id)
+            .and_then(|b| record::conform(&b, &self.target))
             .map_err(|e| self.error(format!("cannot build the batch: {e}")))?;
         self.append(batch).await
     }
