@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and end-to-end tests (cargo test).
-# Installs what it needs: a Python venv with `deltalake` (the independent second reader of the tests)
+# Installs what it needs: the minisign CLI (apt), a Python venv with `deltalake` (the independent second reader of the tests)
 # and componentize-py, componentize-js from npm; host/build.rs adds the wasm32-wasip2 target for the
 # guest plugins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-protoc.sh
+# The minisign CLI (Debian's package): the signature interop tests sign and verify with it.
+if ! command -v minisign >/dev/null; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y -qq minisign >/dev/null 2>&1 ||
+    { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq minisign >/dev/null; }
+fi
 VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -c "import deltalake, pyarrow" 2>/dev/null || "$VENV/bin/pip" install -q "deltalake>=1.1" pyarrow

@@ -572,7 +572,7 @@ async fn a_custom_auth_plugin_signs_requests_with_a_key_fetched_through_its_gran
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_legacy_auth_examples_run_against_local_servers() {
+async fn the_auth_examples_run_against_local_servers() {
     let root = repo_root();
     for kind in [
         "basic",
@@ -597,7 +597,7 @@ async fn the_legacy_auth_examples_run_against_local_servers() {
             dir.path().join("configs/data/quickstart.csv"),
         )
         .unwrap();
-        let config = root.join(format!("configs/legacy_auth_{kind}.yaml"));
+        let config = root.join(format!("configs/auth_{kind}.yaml"));
         let out = sparkwasm(dir.path())
             .arg("run")
             .arg(&config)

@@ -3,6 +3,7 @@
 //! Python deltalake package as an independent second reader.
 
 mod auth;
+mod distribution;
 mod legacy;
 mod plugins;
 mod runs;

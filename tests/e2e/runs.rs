@@ -42,7 +42,7 @@ fn invalid_configs_print_exactly_their_expected_errors() {
 fn example_configs_validate() {
     let root = repo_root();
     let plugin = Path::new(env!("SPARKWASM_PLUGIN_DIR")).join("mask_fields.wasm");
-    for name in ["configs/quickstart.yaml", "configs/legacy_customers.yaml"] {
+    for name in ["configs/quickstart.yaml", "configs/customers.yaml"] {
         let out = sparkwasm(&root)
             .args(["validate", name])
             .env("DEMO_API", "http://127.0.0.1:9")

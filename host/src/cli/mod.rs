@@ -11,13 +11,15 @@ use clap::{Parser, Subcommand};
 use sparkwasm::config::{self, LoadOptions, Pipeline, SecretStore};
 use sparkwasm::redact::Redactor;
 
+mod plugin;
+
 /// Send one HTTP request per row of a table through sandboxed middleware, and land every response in a
 /// Delta table (the bronze layer), exactly once, batch by batch.
 #[derive(Parser, Debug)]
 #[command(
     name = "sparkwasm",
     version,
-    after_help = "Exit status: 0 every row landed successfully; 2 the run finished but some rows failed (they are recorded with success=false and retried by the next run); 1 the run could not start or go on (bad config, source, sink or plugin).\n\nLogs: RUST_LOG (e.g. RUST_LOG=sparkwasm=debug). A progress bar is drawn when stderr is a terminal."
+    after_help = "Exit status: 0 every row landed successfully; 2 the run finished but some rows failed (recorded with success=false; those that failed retryably are sent again by the next run, those that failed for good only with --retry-failed); 1 the run could not start or go on (bad config, source, sink or plugin).\n\nLogs: RUST_LOG (e.g. RUST_LOG=sparkwasm=debug). A progress bar is drawn when stderr is a terminal."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,6 +51,9 @@ enum Command {
         #[command(flatten)]
         rows: RowsArg,
     },
+    /// Plugins: inspect a file, sign it, embed its manifest, list the built-ins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 /// Rows given at run time (the legacy framework took its rows as a DataFrame when it ran): they
@@ -132,6 +137,7 @@ pub(crate) fn main() -> ExitCode {
     // deltalake links two rustls crypto providers; pick one for the process before any TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
+        Command::Plugin(command) => plugin::main(command),
         Command::Validate {
             pipeline,
             secrets,
@@ -158,8 +164,11 @@ pub(crate) fn main() -> ExitCode {
                             "  no tables.source: give the rows at run time with --source PATH|TABLE or --source-query SQL"
                         );
                     }
-                    for s in summaries {
+                    for s in &summaries {
                         println!("  {s}");
+                    }
+                    for w in summaries.iter().filter_map(|s| s.grant_warning()) {
+                        eprintln!("warning: {}: {w}", pipeline.display());
                     }
                     ExitCode::SUCCESS
                 }

@@ -122,6 +122,11 @@ pub const TOP: &[KeySpec] = &[
         "The middleware chain, outermost first: built-in plugins, credentials, custom plugins.",
     ),
     KeySpec::new(
+        "plugins",
+        Kind::Section(super::plugins::KEYS),
+        "Which plugin signatures are trusted, and whether every custom plugin must be signed.",
+    ),
+    KeySpec::new(
         "tables",
         Kind::Section(super::tables::KEYS),
         "Where the rows come from and where the bronze table goes.",

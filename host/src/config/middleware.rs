@@ -41,6 +41,9 @@ pub enum PluginSource {
         path: PathBuf,
         /// Its sha256, lower-case hex.
         sha256: String,
+        /// Its minisign signature (default: the file's path + `.minisig`), checked against the
+        /// trusted keys (`plugins`).
+        signature: PathBuf,
     },
 }
 
@@ -168,6 +171,11 @@ pub(crate) const CUSTOM_KEYS: &[KeySpec] = &[
         "sha256",
         Kind::Text,
         "The component's digest, as `sha256sum FILE` prints it.",
+    ),
+    KeySpec::new(
+        "signature",
+        Kind::Text,
+        "Its minisign signature file (default: PATH.minisig), checked against plugins.trusted_keys.",
     ),
     KeySpec::new(
         "config",
@@ -392,6 +400,14 @@ pub(crate) fn custom_plugin(
         });
     }
     let file = file.map(|f| base_dir.join(f));
+    let signature = match section.get("signature") {
+        Some(f) => w.name(Some(f)).map(|s| base_dir.join(s)),
+        None => file.as_ref().map(|f| {
+            let mut s = f.as_os_str().to_owned();
+            s.push(".minisig");
+            PathBuf::from(s)
+        }),
+    };
     if let Some(name) = &name
         && let Some(f) = section.get("name")
         && (builtins::find(name).is_some() || name == "host")
@@ -425,6 +441,7 @@ pub(crate) fn custom_plugin(
         source: PluginSource::File {
             path: file?,
             sha256: sha256?.to_ascii_lowercase(),
+            signature: signature?,
         },
         config,
         limits,

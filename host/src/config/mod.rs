@@ -15,6 +15,7 @@ mod error;
 pub mod execution;
 pub mod keys;
 pub mod middleware;
+pub mod plugins;
 mod probe;
 pub mod spark;
 pub mod tables;
@@ -32,6 +33,7 @@ pub use endpoint::{Endpoint, Header};
 pub use error::{ConfigError, ConfigErrors};
 pub use execution::{Execution, Outcomes, StatusClass};
 pub use middleware::{Grants, HostCredential, MiddlewareSpec, PluginLimits, PluginSource};
+pub use plugins::PluginPolicy;
 pub use spark::{Spark, quote_identifier};
 pub use tables::{
     ColumnMapping, FileFormat, Sink, SinkMode, Source, SourceLocation, SourceOverride,
@@ -61,6 +63,8 @@ pub struct Pipeline {
     pub auth: Auth,
     /// The plugins of `middleware`, outermost first.
     pub middleware: Vec<MiddlewareSpec>,
+    /// `plugins`: the trust policy for custom plugins.
+    pub plugins: PluginPolicy,
     /// Headers the host adds to every request for the endpoint's origin after the chain: the
     /// legacy `bearer` / `header_auth` middleware and endpoint headers whose value is a secret.
     pub credentials: Vec<HostCredential>,

@@ -559,11 +559,27 @@ pub(crate) fn sink(
             w.error(l.path, l.node.pos, "give path or location, not both");
             None
         }
-        (Some(p), None) | (None, Some(p)) => w.name(Some(p)).map(|text| {
-            text.strip_prefix("file://")
-                .map(str::to_owned)
-                .unwrap_or(text)
-        }),
+        (Some(p), None) | (None, Some(p)) => {
+            let text = w.name(Some(p)).map(|text| {
+                text.strip_prefix("file://")
+                    .map(str::to_owned)
+                    .unwrap_or(text)
+            });
+            match text {
+                Some(t) if t.contains("://") => {
+                    let scheme = t.split("://").next().unwrap_or_default();
+                    w.error(
+                        p.path,
+                        p.node.pos,
+                        format!(
+                            "`{scheme}://` sinks are not supported yet (no object store is built in): give a local folder (or file://...), or a Spark table by name with a spark section"
+                        ),
+                    );
+                    return None;
+                }
+                other => other,
+            }
+        }
         (None, None) => None,
     };
     let (path, spark_table) = match (written_path, w.name(s.get("name"))) {
@@ -571,6 +587,15 @@ pub(crate) fn sink(
         (None, Some(name)) => {
             let namespace = w.name(s.get("namespace"));
             if has_spark {
+                for key in ["partition_by", "table_properties"] {
+                    if let Some(f) = s.get(key) {
+                        w.warn(
+                            f.path,
+                            f.node.pos,
+                            "has no effect on a Spark catalog table: sparkwasm appends to it through Spark Connect and creates it with Spark's defaults; set it on the table in Spark",
+                        );
+                    }
+                }
                 let table = match namespace {
                     Some(ns) => format!("{ns}.{name}"),
                     None => name,
@@ -659,6 +684,22 @@ mod tests {
         assert_eq!(
             e,
             ["3:18: tables.source.path: no such file or folder: nothing.csv"]
+        );
+    }
+
+    #[test]
+    fn an_object_store_sink_is_refused_until_one_is_built_in() {
+        let e = super::super::tests::errors(
+            "endpoint: {base_url: \"http://127.0.0.1:1\"}\ntables:\n  source: {path: rows.csv}\n  sink: {location: \"s3://bucket/bronze\"}\n",
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.contains("tables.sink.location: `s3://` sinks are not supported yet")),
+            "{e:?}"
+        );
+        assert!(
+            !e.iter().any(|l| l.contains("missing required key")),
+            "{e:?}"
         );
     }
 }

@@ -9,7 +9,7 @@ use super::tree::{Node, Value};
 use super::walk::{Field, Walker};
 use super::{
     HostCredential, LoadOptions, MiddlewareSpec, Pipeline, auth, checks, endpoint, execution,
-    middleware, spark, tables, transport,
+    middleware, plugins, spark, tables, transport,
 };
 
 /// Reads `root` into a pipeline named `stem` (unless `endpoint.name` names it) run as `shard`,
@@ -64,6 +64,8 @@ pub(crate) fn pipeline(
     let auth = auth::read(&mut w, top.get("auth"), base_dir, probes);
     let (mut middleware, mut credentials) =
         middleware::read(&mut w, top.get("middleware"), base_dir, probes);
+    let pl = section(&mut w, "plugins");
+    let plugins = plugins::read(&mut w, &pl, base_dir, probes);
     let t = section(&mut w, "tables");
     if !top.has("tables") {
         w.error(
@@ -133,6 +135,7 @@ pub(crate) fn pipeline(
         transport,
         auth: auth?,
         middleware,
+        plugins,
         credentials,
         spark,
         shard,

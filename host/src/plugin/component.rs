@@ -10,7 +10,9 @@ use wasmtime::component::{Component, Linker};
 
 use super::bindings::{AUTH_EXPORT, MIDDLEWARE_EXPORT};
 use super::instance::Contract;
+use super::manifest::{self, Manifest};
 use super::sandbox::PluginState;
+use super::trust::{Signature, Trust};
 use crate::config::{MiddlewareSpec, PluginSource};
 
 /// The contract world a plugin is loaded as.
@@ -47,15 +49,24 @@ pub(super) struct Prepared {
     /// Compiled now (false: loaded from the compile cache).
     pub compiled: bool,
     pub load_time: Duration,
+    /// Its signature, as the trust policy judged it.
+    pub signature: Signature,
+    /// The manifest it carries.
+    pub manifest: Option<Manifest>,
 }
 
-/// The component's bytes: embedded for built-ins; for a file, read and checked against its sha256.
-fn bytes(spec: &MiddlewareSpec) -> Result<Cow<'static, [u8]>, String> {
+/// The component's bytes: embedded for built-ins (trusted with the binary); for a file, read,
+/// checked against its sha256, then its signature against the trust policy.
+fn bytes(spec: &MiddlewareSpec, trust: &Trust) -> Result<(Cow<'static, [u8]>, Signature), String> {
     match &spec.source {
         PluginSource::Builtin => crate::builtins::find(&spec.kind)
-            .map(|b| Cow::Borrowed(b.component))
+            .map(|b| (Cow::Borrowed(b.component), Signature::BuiltIn))
             .ok_or_else(|| format!("no built-in plugin `{}`", spec.kind)),
-        PluginSource::File { path, sha256 } => {
+        PluginSource::File {
+            path,
+            sha256,
+            signature,
+        } => {
             let bytes =
                 std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             let actual = format!("{:x}", Sha256::digest(&bytes));
@@ -65,7 +76,8 @@ fn bytes(spec: &MiddlewareSpec) -> Result<Cow<'static, [u8]>, String> {
                     path.display()
                 ));
             }
-            Ok(Cow::Owned(bytes))
+            let status = trust.check(&bytes, signature)?;
+            Ok((Cow::Owned(bytes), status))
         }
     }
 }
@@ -73,18 +85,20 @@ fn bytes(spec: &MiddlewareSpec) -> Result<Cow<'static, [u8]>, String> {
 /// Loads `spec`'s component as a plugin of `C`'s world, pre-instantiated.
 pub(super) fn prepare<C: Contract>(
     spec: &MiddlewareSpec,
+    trust: &Trust,
     engine: &wasmtime::Engine,
     cache: &wasmtime::Cache,
     linker: &Linker<PluginState>,
 ) -> Result<(Prepared, C::Pre), String> {
     let world = C::WORLD;
-    let bytes = bytes(spec)?;
+    let (bytes, signature) = bytes(spec, trust)?;
     let sha256 = format!("{:x}", Sha256::digest(&bytes));
     let started = Instant::now();
     let misses = cache.cache_misses();
     let component = Component::new(engine, &bytes)
         .map_err(|e| format!("not a valid WebAssembly component: {e:#}"))?;
     let load_time = started.elapsed();
+    let manifest = manifest::read(&bytes)?.manifest;
     let compiled = cache.cache_misses() > misses;
     let exports: Vec<String> = component
         .component_type()
@@ -115,6 +129,8 @@ pub(super) fn prepare<C: Contract>(
             size: bytes.len(),
             compiled,
             load_time,
+            signature,
+            manifest,
         },
         pre,
     ))

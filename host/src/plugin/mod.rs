@@ -11,18 +11,23 @@
 //! - [`budget`]: per call: the CPU deadline, the yields, the wall bound;
 //! - [`bindings`]: the contract's generated bindings (private), [`resources`] and [`services`]: the
 //!   host's side of it;
-//! - [`middleware`] and [`auth`]: the two worlds as the rest of the host sees them.
+//! - [`middleware`] and [`auth`]: the two worlds as the rest of the host sees them;
+//! - [`trust`] (who signed a plugin), [`manifest`] (what it says it is and asks for) and
+//!   [`inspect`] (both, for `sparkwasm plugin inspect`).
 
 mod auth;
 mod bindings;
 mod budget;
 mod component;
 mod engine;
+pub mod inspect;
 mod instance;
+pub mod manifest;
 mod middleware;
 mod resources;
 mod sandbox;
 mod services;
+pub mod trust;
 
 use std::fmt;
 use std::sync::Arc;
@@ -78,6 +83,26 @@ pub struct PluginSummary {
     pub compiled: bool,
     /// How long compiling (or loading from the cache) took.
     pub load_time: std::time::Duration,
+    /// Its signature, as the trust policy judged it.
+    pub signature: trust::Signature,
+    /// `name version` from its manifest.
+    pub manifest: Option<String>,
+    /// Grants its manifest asks for that its entry does not give (never granted).
+    pub not_granted: Vec<String>,
+}
+
+impl PluginSummary {
+    /// What its manifest asks for and the pipeline does not give, said once (nothing is granted
+    /// implicitly: the plugin runs without it).
+    pub fn grant_warning(&self) -> Option<String> {
+        (!self.not_granted.is_empty()).then(|| {
+            format!(
+                "plugin `{}` asks in its manifest for {}, which the pipeline does not grant; it runs without (add them to its entry's grants to give them)",
+                self.name,
+                self.not_granted.join(", ")
+            )
+        })
+    }
 }
 
 impl fmt::Display for PluginSummary {
@@ -127,10 +152,14 @@ impl fmt::Display for PluginSummary {
             grants.push("wall_clock".to_owned());
         }
         if grants.is_empty() {
-            write!(f, "; grants: none")
+            write!(f, "; grants: none")?;
         } else {
-            write!(f, "; grants: {}", grants.join(", "))
+            write!(f, "; grants: {}", grants.join(", "))?;
         }
+        if let Some(m) = &self.manifest {
+            write!(f, "; manifest: {m}")?;
+        }
+        write!(f, "; signature: {}", self.signature)
     }
 }
 
@@ -182,6 +211,16 @@ pub async fn load(
     let mut auth_linker = wasmtime::component::Linker::new(&engine);
     bindings::link(&mut middleware_linker, &mut auth_linker)
         .map_err(|e| host_error(format!("cannot link the host interfaces: {e:#}")))?;
+    let trust = trust::Trust::for_pipeline(
+        &pipeline.plugins.trusted_keys,
+        pipeline.plugins.require_signature,
+        &pipeline.plugins.base_dir,
+    )
+    .map_err(|message| PluginError {
+        path: "plugins".into(),
+        name: "host".into(),
+        message,
+    })?;
     let process = format!("{}/{}", hostname(), pipeline.id);
     for spec in specs {
         let fail = |message: String| PluginError {
@@ -225,10 +264,23 @@ pub async fn load(
             wall_clock: spec.grants.wall_clock,
             compiled: prepared.compiled,
             load_time: prepared.load_time,
+            signature: prepared.signature.clone(),
+            manifest: prepared.manifest.as_ref().map(|m| {
+                if m.version.is_empty() {
+                    m.name.clone()
+                } else {
+                    format!("{} {}", m.name, m.version)
+                }
+            }),
+            not_granted: prepared
+                .manifest
+                .as_ref()
+                .map(|m| m.grants.missing_from(&spec.grants))
+                .unwrap_or_default(),
         };
         if is_auth {
             let (plugin, prepared, ()) =
-                start::<AuthWorld>(spec, &info, &engine, &cache, &auth_linker, shards)
+                start::<AuthWorld>(spec, &trust, &info, &engine, &cache, &auth_linker, shards)
                     .await
                     .map_err(fail)?;
             plugins
@@ -236,10 +288,17 @@ pub async fn load(
                 .push(summary(&prepared, World::Auth, None));
             plugins.auth = Some(WasmAuth::new(plugin));
         } else {
-            let (plugin, prepared, asked) =
-                start::<MiddlewareWorld>(spec, &info, &engine, &cache, &middleware_linker, shards)
-                    .await
-                    .map_err(fail)?;
+            let (plugin, prepared, asked) = start::<MiddlewareWorld>(
+                spec,
+                &trust,
+                &info,
+                &engine,
+                &cache,
+                &middleware_linker,
+                shards,
+            )
+            .await
+            .map_err(fail)?;
             let hooks = middleware::hooks(asked);
             plugins
                 .summaries
@@ -255,6 +314,9 @@ pub async fn load(
             load_ms = s.load_time.as_secs_f64() * 1e3,
             "{s}"
         );
+        if let Some(w) = s.grant_warning() {
+            tracing::warn!(plugin = %s.name, "{w}");
+        }
     }
     Ok(plugins)
 }
@@ -263,13 +325,14 @@ pub async fn load(
 /// that it instantiates and that its config is good; it is kept for the first rows).
 async fn start<C: Contract>(
     spec: &MiddlewareSpec,
+    trust: &trust::Trust,
     info: &Arc<PluginInfo>,
     engine: &wasmtime::Engine,
     cache: &wasmtime::Cache,
     linker: &wasmtime::component::Linker<PluginState>,
     shards: usize,
 ) -> Result<(WasmPlugin<C>, Prepared, C::Init), String> {
-    let (prepared, pre) = component::prepare::<C>(spec, engine, cache, linker)?;
+    let (prepared, pre) = component::prepare::<C>(spec, trust, engine, cache, linker)?;
     let plugin = WasmPlugin::<C>::new(info.clone(), engine.clone(), pre, shards);
     let (instance, init) = plugin.instantiate().await?;
     plugin.keep(instance);
