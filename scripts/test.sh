@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and end-to-end tests (cargo test).
-# Installs what it needs: the minisign CLI (apt), a Python venv with `deltalake` (the independent second reader of the tests)
+# Installs what it needs: minisign and docker-registry (apt), a Python venv with `deltalake` (the independent second reader of the tests)
 # and componentize-py, componentize-js from npm; host/build.rs adds the wasm32-wasip2 target for the
 # guest plugins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-protoc.sh
-# The minisign CLI (Debian's package): the signature interop tests sign and verify with it.
-if ! command -v minisign >/dev/null; then
+# Debian packages the distribution tests run: the minisign CLI (signature interop) and
+# docker-registry (the CNCF distribution registry, started on 127.0.0.1 by each test).
+need=""
+command -v minisign >/dev/null || need="$need minisign"
+command -v docker-registry >/dev/null || need="$need docker-registry"
+if [ -n "$need" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get install -y -qq minisign >/dev/null 2>&1 ||
-    { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq minisign >/dev/null; }
+  # shellcheck disable=SC2086
+  $SUDO apt-get install -y -qq $need >/dev/null 2>&1 ||
+    { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $need >/dev/null; }
 fi
 VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"

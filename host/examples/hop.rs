@@ -87,6 +87,7 @@ fn main() {
             shard: None,
             source: Default::default(),
             retry_failed: false,
+            allow_unpinned: false,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));

@@ -494,6 +494,10 @@ fn customer(id: &str, query: Option<&str>) -> String {
 /// certificate signed by the CA (mTLS).
 pub struct TestCerts {
     pub ca_pem: String,
+    /// The server certificate (127.0.0.1, localhost) and its key, for servers the tests run
+    /// themselves (the OCI registry).
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
     pub client_cert_pem: String,
     pub client_key_pem: String,
     pub server: Arc<rustls::ServerConfig>,
@@ -553,6 +557,8 @@ pub fn test_certs() -> TestCerts {
     .expect("client verifier");
     TestCerts {
         ca_pem: ca.pem(),
+        server_cert_pem: cert.pem(),
+        server_key_pem: key.serialize_pem(),
         client_cert_pem: client_cert.pem(),
         client_key_pem: client_key.serialize_pem(),
         server: server_config(None),

@@ -348,3 +348,336 @@ fn plugin_list_shows_each_built_in_with_the_digest_of_the_component_built_for_it
     }
     assert!(listed.contains("worker_diag"), "{listed}");
 }
+
+/// Debian's `docker-registry` (the CNCF distribution registry) on 127.0.0.1, its storage in a temp
+/// dir, over plain http or TLS; stopped when dropped.
+struct Registry {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Registry {
+    /// Starts one; `tls`: (certificate PEM, key PEM). `None` where the package is missing and a
+    /// skip is allowed.
+    fn start(tls: Option<(&str, &str)>) -> Option<Registry> {
+        let exists = Command::new("docker-registry")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !exists {
+            skip_allowed("Debian's docker-registry (an OCI registry)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let tls_block = match tls {
+            Some((cert, key)) => {
+                std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+                std::fs::write(dir.path().join("key.pem"), key).unwrap();
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    dir.path().join("cert.pem").display(),
+                    dir.path().join("key.pem").display()
+                )
+            }
+            None => String::new(),
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{tls_block}",
+            dir.path().join("storage").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let registry = Registry {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let up = wait_until(std::time::Duration::from_secs(20), || {
+            std::net::TcpStream::connect(&registry.addr).is_ok()
+        });
+        assert!(up, "the registry did not start on {}", registry.addr);
+        Some(registry)
+    }
+}
+
+/// sparkwasm with the registry settings of a test: plain http to `plain` (loopback), a CA file,
+/// and a cache folder of its own.
+fn with_registry(dir: &Path, plain: Option<&str>, ca: Option<&Path>, cache: &Path) -> Command {
+    let mut c = sparkwasm(dir);
+    c.env("SPARKWASM_PLUGIN_CACHE", cache)
+        .env_remove("SPARKWASM_PLAIN_HTTP_REGISTRIES")
+        .env_remove("SPARKWASM_REGISTRY_CA_FILE");
+    if let Some(p) = plain {
+        c.env("SPARKWASM_PLAIN_HTTP_REGISTRIES", p);
+    }
+    if let Some(ca) = ca {
+        c.env("SPARKWASM_REGISTRY_CA_FILE", ca);
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_plugin_pushed_to_a_registry_runs_by_digest_and_from_the_cache_when_the_registry_is_down()
+ {
+    let Some(_) = minisign() else { return };
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let server = ApiServer::start(0).await.unwrap();
+    let case = Case::new(10, "");
+    let dir = case.dir.path();
+    let cache = dir.join("cache");
+    let addr = registry.addr.clone();
+    let plain = Some(addr.as_str());
+    let plugin = dir.join("vetted.wasm");
+    std::fs::copy(fixture("passthrough.wasm"), &plugin).unwrap();
+    let (_, sk) = cli_keypair(dir, "team");
+    cli_sign(&sk, &plugin, "vetted by the platform team");
+
+    // The author pushes; the registry holds the CNCF Wasm layout (read from the registry's own API).
+    let reference = format!("{}/team/vetted:1.0", registry.addr);
+    let out = with_registry(dir, plain, None, &cache)
+        .args(["plugin", "push", "vetted.wasm", &reference])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let pinned = stdout
+        .lines()
+        .find(|l| l.starts_with("oci://"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let digest = pinned.rsplit_once('@').unwrap().1.to_owned();
+    let manifest = reqwest_get(&format!(
+        "http://{}/v2/team/vetted/manifests/1.0",
+        registry.addr
+    ));
+    assert_eq!(format!("sha256:{:x}", Sha256::digest(&manifest)), digest);
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.wasm.config.v0+json"
+    );
+    assert_eq!(manifest["layers"][0]["mediaType"], "application/wasm");
+    assert_eq!(
+        manifest["layers"][0]["digest"],
+        format!("sha256:{}", sha256_of(&plugin))
+    );
+    // The signature beside it, under the tag the registry can serve without a referrers API.
+    let sig_tag = format!("{}.sig", digest.replace(':', "-"));
+    let sig_manifest = reqwest_get(&format!(
+        "http://{}/v2/team/vetted/manifests/{sig_tag}",
+        registry.addr
+    ));
+    assert!(!sig_manifest.is_empty());
+
+    // The data team pins the digest and requires a trusted signature.
+    let entry = |source: &str| {
+        pipeline(
+            &server.url(),
+            "/items/{id}",
+            &format!(
+                "plugins: {{trusted_keys: [team.pub], require_signature: true}}\nmiddleware:\n  - type: wasm\n    name: vetted\n    source: \"{source}\"\n"
+            ),
+        )
+    };
+    std::fs::write(dir.join("p.yaml"), entry(&pinned)).unwrap();
+    let run = |plain: Option<&str>, cache: &Path| {
+        with_registry(dir, plain, None, cache)
+            .args(["run", "p.yaml"])
+            .output()
+            .unwrap()
+    };
+    let out = run(plain, &cache);
+    assert_exit(&out, 0);
+    assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), 10);
+
+    // An unpinned reference is refused before any request, then taken with --allow-unpinned, which
+    // prints the digest to pin.
+    std::fs::write(dir.join("p.yaml"), entry(&format!("oci://{reference}"))).unwrap();
+    let out = run(plain, &dir.join("cache-2"));
+    assert_exit(&out, 1);
+    assert!(text(&out).contains("has no digest"), "{}", text(&out));
+    assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), 10);
+    let out = with_registry(dir, plain, None, &dir.join("cache-2"))
+        .args(["run", "p.yaml", "--allow-unpinned"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(text(&out).contains(&digest), "{}", text(&out));
+
+    // An unsigned plugin pushed under another tag: the policy refuses it.
+    let unsigned = dir.join("unsigned.wasm");
+    std::fs::copy(fixture("passthrough.wasm"), &unsigned).unwrap();
+    // Other bytes (the same bytes would be the same digest, and the signature beside it would hold).
+    std::fs::write(dir.join("m.json"), r#"{"name": "unsigned"}"#).unwrap();
+    let out = sparkwasm(dir)
+        .args(["plugin", "manifest", "unsigned.wasm", "--set", "m.json"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let out = with_registry(dir, plain, None, &cache)
+        .args([
+            "plugin",
+            "push",
+            "unsigned.wasm",
+            &format!("{}/team/unsigned:1.0", registry.addr),
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let unsigned_ref = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("oci://"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    std::fs::write(dir.join("p.yaml"), entry(&unsigned_ref)).unwrap();
+    let before = server.counters.row_requests.load(Ordering::SeqCst);
+    let out = run(plain, &cache);
+    assert_exit(&out, 1);
+    assert!(
+        text(&out).contains("unsigned") && text(&out).contains("plugin `vetted`"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), before);
+
+    // The registry goes away: the pinned plugin runs from the cache; without a cache the run stops
+    // before any request, naming the reference.
+    drop(registry);
+    std::fs::write(dir.join("p.yaml"), entry(&pinned)).unwrap();
+    let out = run(plain, &cache);
+    assert_exit(&out, 0);
+    let after = server.counters.row_requests.load(Ordering::SeqCst);
+    let out = run(plain, &dir.join("empty-cache"));
+    assert_exit(&out, 1);
+    assert!(
+        text(&out).contains(&pinned.replace("oci://", "")) || text(&out).contains(&pinned),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), after);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_over_tls_with_a_generated_ca_serves_pull_and_an_unknown_ca_is_refused() {
+    let certs = testkit::test_certs();
+    let Some(registry) = Registry::start(Some((&certs.server_cert_pem, &certs.server_key_pem)))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("ca.pem"), &certs.ca_pem).unwrap();
+    std::fs::copy(fixture("passthrough.wasm"), d.join("p.wasm")).unwrap();
+    let reference = format!("{}/team/p:2", registry.addr);
+    // Without the CA the registry's certificate is not trusted.
+    let out = with_registry(d, None, None, &d.join("cache"))
+        .args(["plugin", "push", "p.wasm", &reference])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    let out = with_registry(d, None, Some(&d.join("ca.pem")), &d.join("cache"))
+        .args(["plugin", "push", "p.wasm", &reference])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let pinned = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("oci://"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let out = with_registry(d, None, Some(&d.join("ca.pem")), &d.join("cache"))
+        .args(["plugin", "pull", &pinned, "-o", "pulled.wasm"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(
+        sha256_of(&d.join("pulled.wasm")),
+        sha256_of(&d.join("p.wasm"))
+    );
+    // Someone with write access to the registry's storage changes one byte of the component: a
+    // pull (not from the cache) refuses what it was served.
+    let layer = sha256_of(&d.join("p.wasm"));
+    let blob = registry
+        ._dir
+        .path()
+        .join("storage/docker/registry/v2/blobs/sha256")
+        .join(&layer[..2])
+        .join(&layer)
+        .join("data");
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[200] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    let out = with_registry(d, None, Some(&d.join("ca.pem")), &d.join("fresh-cache"))
+        .args(["plugin", "pull", &pinned])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(text(&out).contains("digest"), "{}", text(&out));
+    // Plain http is for loopback registries only.
+    let out = with_registry(d, Some("registry.example.com:5000"), None, &d.join("c2"))
+        .args([
+            "plugin",
+            "pull",
+            "oci://registry.example.com:5000/a/b:1",
+            "--allow-unpinned",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(
+        text(&out).contains("loopback registries only"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// GET over plain http with std only (the test reads the registry's API itself).
+fn reqwest_get(url: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "GET /{path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..at]).to_string();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    buf[at + 4..].to_vec()
+}

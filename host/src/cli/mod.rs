@@ -75,6 +75,9 @@ struct RowsArg {
     /// fixed), not only those that failed retryably.
     #[arg(long)]
     retry_failed: bool,
+    /// Take `oci://` plugin sources without a digest at their tag's current digest (printed, to pin).
+    #[arg(long)]
+    allow_unpinned: bool,
 }
 
 impl RowsArg {
@@ -213,7 +216,7 @@ pub(crate) fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -263,12 +266,13 @@ fn load(
             shard,
             source: rows.to_override(),
             retry_failed: rows.retry_failed,
+            allow_unpinned: rows.allow_unpinned,
         },
     )?)
 }
 
 /// Prints `error` with its causes (each once), every secret of `pipeline` redacted; exit status 1.
-fn fail(error: &anyhow::Error, pipeline: Option<&Pipeline>) -> ExitCode {
+pub(crate) fn fail(error: &anyhow::Error, pipeline: Option<&Pipeline>) -> ExitCode {
     let mut text = error.to_string();
     for cause in error.chain().skip(1) {
         let cause = cause.to_string();

@@ -56,6 +56,29 @@ pub(crate) enum PluginCommand {
     },
     /// The built-in plugins, with their digests: trusted as part of this binary.
     List,
+    /// Push a plugin to an OCI registry (CNCF Wasm artifact layout), its signature (FILE.minisig,
+    /// if there) beside it; prints the reference pinned by digest, for pipelines.
+    Push {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Where: host[:port]/namespace/name:tag (oci:// optional).
+        reference: String,
+        /// Its signature (default: FILE.minisig when it exists).
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
+    },
+    /// Pull a plugin from an OCI registry, verified by digest, into the cache (and OUTPUT); prints
+    /// the reference pinned by digest and the component's sha256.
+    Pull {
+        /// oci://host[:port]/namespace/name:tag@sha256:DIGEST (a tag alone with --allow-unpinned).
+        reference: String,
+        /// Also write the component here (and its signature beside it, as OUTPUT.minisig).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Accept a reference without a digest (the tag as it is now).
+        #[arg(long)]
+        allow_unpinned: bool,
+    },
 }
 
 pub(crate) fn main(command: PluginCommand) -> ExitCode {
@@ -143,6 +166,84 @@ fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 out.display(),
                 m.name,
                 sha2::Sha256::digest(&out_bytes)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Push {
+            file,
+            reference,
+            signature,
+        } => {
+            let bytes = read(&file)?;
+            let anatomy =
+                manifest::read(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let sig_path = signature
+                .clone()
+                .unwrap_or_else(|| trust::default_signature_path(&file));
+            let sig = match std::fs::read_to_string(&sig_path) {
+                Ok(s) => Some(s),
+                Err(_) if signature.is_none() => None,
+                Err(e) => bail!("cannot read {}: {e}", sig_path.display()),
+            };
+            let pinned = super::runtime()
+                .block_on(sparkwasm::plugin::registry::push(
+                    &reference,
+                    &bytes,
+                    sig.as_deref(),
+                    &anatomy,
+                ))
+                .map_err(anyhow::Error::msg)?;
+            println!(
+                "{}: pushed{}\n{pinned}",
+                file.display(),
+                if sig.is_some() {
+                    " with its signature"
+                } else {
+                    " (unsigned)"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Pull {
+            reference,
+            output,
+            allow_unpinned,
+        } => {
+            let parsed =
+                sparkwasm::plugin::registry::parse(&reference).map_err(anyhow::Error::msg)?;
+            if parsed.digest().is_none() && !allow_unpinned {
+                bail!(
+                    "{reference} has no digest: give ...@sha256:DIGEST, or --allow-unpinned to take the tag as it is now"
+                );
+            }
+            let pulled = super::runtime()
+                .block_on(sparkwasm::plugin::registry::pull(&reference))
+                .map_err(|e| anyhow::anyhow!("{reference}: {e}"))?;
+            if let Some(out) = &output {
+                std::fs::write(out, &pulled.component)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+                if let Some(sig) = &pulled.signature {
+                    let sig_path = trust::default_signature_path(out);
+                    std::fs::write(&sig_path, sig)
+                        .with_context(|| format!("cannot write {}", sig_path.display()))?;
+                }
+            }
+            use sha2::Digest;
+            println!(
+                "oci://{}\n  component sha256 {:x}, {} bytes, {}{}",
+                pulled.resolved,
+                sha2::Sha256::digest(&pulled.component),
+                pulled.component.len(),
+                if pulled.signature.is_some() {
+                    "signed"
+                } else {
+                    "unsigned"
+                },
+                if pulled.from_cache {
+                    " (from the cache)"
+                } else {
+                    ""
+                }
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -45,6 +45,12 @@ pub enum PluginSource {
         /// trusted keys (`plugins`).
         signature: PathBuf,
     },
+    /// A component in an OCI registry: `oci://host/ns/name:tag@sha256:...`, fetched (or taken from
+    /// the cache) at load, verified by digest; its signature is pushed beside it.
+    Registry {
+        /// The reference as written.
+        reference: String,
+    },
 }
 
 /// What a plugin may use.
@@ -167,6 +173,11 @@ pub(crate) const CUSTOM_KEYS: &[KeySpec] = &[
     KeySpec::new("type", Kind::Choice(&["wasm"]), "A custom plugin."),
     KeySpec::new("name", Kind::Text, "Names the plugin in errors and logs."),
     KeySpec::new("path", Kind::Text, "The component's .wasm file."),
+    KeySpec::new(
+        "source",
+        Kind::Text,
+        "Instead of path and sha256: oci://host/ns/name:tag@sha256:DIGEST, a plugin in an OCI registry.",
+    ),
     KeySpec::new(
         "sha256",
         Kind::Text,
@@ -378,6 +389,9 @@ pub(crate) fn custom_plugin(
         "name (names the plugin in errors and logs)",
     );
     let name = w.name(f);
+    if let Some(f) = section.get("source") {
+        return registry_plugin(w, &section, f, name, entry.path);
+    }
     let f = w.require(&section, "path", "path (the component's .wasm file)");
     let file = w.name(f);
     let f = w.require(
@@ -443,6 +457,57 @@ pub(crate) fn custom_plugin(
             sha256: sha256?.to_ascii_lowercase(),
             signature: signature?,
         },
+        config,
+        limits,
+        grants,
+    })
+}
+
+/// A custom plugin entry with `source: oci://...`.
+fn registry_plugin(
+    w: &mut Walker,
+    section: &Section<'_>,
+    source: Field<'_>,
+    name: Option<String>,
+    path: &str,
+) -> Option<MiddlewareSpec> {
+    for other in ["path", "sha256", "signature"] {
+        if let Some(f) = section.get(other) {
+            w.error(
+                f.path,
+                f.node.pos,
+                "give `source` (oci://...), or `path` and `sha256`: not both (a registry reference is pinned by its digest, and its signature is stored beside it)",
+            );
+        }
+    }
+    let reference = w.name(Some(source))?;
+    let Some(bare) = reference.strip_prefix("oci://") else {
+        w.error(
+            source.path,
+            source.node.pos,
+            "a plugin source is oci://host[:port]/namespace/name:tag@sha256:DIGEST",
+        );
+        return None;
+    };
+    if let Err(e) = bare.parse::<oci_client::Reference>() {
+        w.error(
+            source.path,
+            source.node.pos,
+            format!("not an OCI reference: {e}"),
+        );
+        return None;
+    }
+    let limits = plugin_limits(w, section);
+    let grants = grants(w, section);
+    let config = match section.get("config") {
+        Some(f) => f.node.to_json(),
+        None => serde_json::json!({}),
+    };
+    Some(MiddlewareSpec {
+        kind: "wasm".into(),
+        name: name?,
+        path: path.to_owned(),
+        source: PluginSource::Registry { reference },
         config,
         limits,
         grants,

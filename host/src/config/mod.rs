@@ -76,6 +76,8 @@ pub struct Pipeline {
     pub secrets: BTreeSet<String>,
     /// `--retry-failed`: rows that failed for good in earlier runs are sent again too.
     pub retry_failed: bool,
+    /// `--allow-unpinned`: `oci://` plugins without a digest are taken at their tag's current digest.
+    pub allow_unpinned: bool,
     /// What was accepted but deserves a word (keys with no effect, risky settings), each as
     /// `LINE:COL: PATH: MESSAGE`; printed by `validate` and at the start of every run.
     pub warnings: Vec<ConfigError>,
@@ -151,6 +153,8 @@ pub struct LoadOptions<'a> {
     pub source: SourceOverride,
     /// `--retry-failed`: send again the rows that failed for good in earlier runs.
     pub retry_failed: bool,
+    /// `--allow-unpinned`: an `oci://` plugin source without a digest takes its tag as it is now.
+    pub allow_unpinned: bool,
 }
 
 /// Reads, resolves and validates a pipeline file; errors name the file as `path` was given.
@@ -196,6 +200,7 @@ pub fn load_str(
     if let Some(p) = &mut pipeline {
         p.secrets = secrets;
         p.retry_failed = options.retry_failed;
+        p.allow_unpinned = options.allow_unpinned;
         warnings.sort_by_key(|e| (e.pos.line, e.pos.col));
         p.warnings = warnings;
     }
@@ -246,6 +251,7 @@ pub(crate) mod tests {
                 shard: None,
                 source: Default::default(),
                 retry_failed: false,
+                allow_unpinned: false,
             },
         );
         (dir, result)
@@ -304,6 +310,7 @@ pub(crate) mod tests {
                     shard: Some("1/2".parse().unwrap()),
                     source: Default::default(),
                     retry_failed: false,
+                    allow_unpinned: false,
                 },
             );
             (dir, r)

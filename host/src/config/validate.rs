@@ -141,6 +141,7 @@ pub(crate) fn pipeline(
         shard,
         secrets: Default::default(),
         retry_failed: false,
+        allow_unpinned: false,
         warnings: Vec::new(),
     })
 }

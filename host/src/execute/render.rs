@@ -395,6 +395,7 @@ mod tests {
                 shard: None,
                 source: Default::default(),
                 retry_failed: false,
+                allow_unpinned: false,
             },
         )
         .unwrap()

@@ -55,10 +55,46 @@ pub(super) struct Prepared {
     pub manifest: Option<Manifest>,
 }
 
+/// A plugin fetched from a registry before it is prepared (its bytes already verified by digest).
+pub(super) struct Fetched {
+    /// The component.
+    pub component: Vec<u8>,
+    /// Its signature, as pushed beside it.
+    pub signature: Option<String>,
+    /// Where the signature was looked for, for messages.
+    pub place: String,
+}
+
 /// The component's bytes: embedded for built-ins (trusted with the binary); for a file, read,
-/// checked against its sha256, then its signature against the trust policy.
-fn bytes(spec: &MiddlewareSpec, trust: &Trust) -> Result<(Cow<'static, [u8]>, Signature), String> {
+/// checked against its sha256; for a registry, as fetched. Then its signature against the policy.
+pub(super) fn verified(
+    spec: &MiddlewareSpec,
+    trust: &Trust,
+    fetched: Option<Fetched>,
+) -> Result<Verified, String> {
+    let (bytes, signature) = bytes(spec, trust, fetched)?;
+    Ok(Verified { bytes, signature })
+}
+
+/// A component's bytes, checked against its digest and its signature against the policy.
+pub(super) struct Verified {
+    bytes: Cow<'static, [u8]>,
+    signature: Signature,
+}
+
+fn bytes(
+    spec: &MiddlewareSpec,
+    trust: &Trust,
+    fetched: Option<Fetched>,
+) -> Result<(Cow<'static, [u8]>, Signature), String> {
+    if let Some(f) = fetched {
+        let status = trust.check_text(&f.component, f.signature.as_deref(), &f.place)?;
+        return Ok((Cow::Owned(f.component), status));
+    }
     match &spec.source {
+        PluginSource::Registry { reference } => {
+            Err(format!("{reference} was not fetched before loading"))
+        }
         PluginSource::Builtin => crate::builtins::find(&spec.kind)
             .map(|b| (Cow::Borrowed(b.component), Signature::BuiltIn))
             .ok_or_else(|| format!("no built-in plugin `{}`", spec.kind)),
@@ -84,14 +120,13 @@ fn bytes(spec: &MiddlewareSpec, trust: &Trust) -> Result<(Cow<'static, [u8]>, Si
 
 /// Loads `spec`'s component as a plugin of `C`'s world, pre-instantiated.
 pub(super) fn prepare<C: Contract>(
-    spec: &MiddlewareSpec,
-    trust: &Trust,
+    verified: Verified,
     engine: &wasmtime::Engine,
     cache: &wasmtime::Cache,
     linker: &Linker<PluginState>,
 ) -> Result<(Prepared, C::Pre), String> {
     let world = C::WORLD;
-    let (bytes, signature) = bytes(spec, trust)?;
+    let Verified { bytes, signature } = verified;
     let sha256 = format!("{:x}", Sha256::digest(&bytes));
     let started = Instant::now();
     let misses = cache.cache_misses();

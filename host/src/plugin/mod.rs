@@ -24,6 +24,7 @@ pub mod inspect;
 mod instance;
 pub mod manifest;
 mod middleware;
+pub mod registry;
 mod resources;
 mod sandbox;
 mod services;
@@ -253,6 +254,7 @@ pub async fn load(
             source: match &spec.source {
                 PluginSource::Builtin => "built-in".into(),
                 PluginSource::File { path, .. } => path.display().to_string(),
+                PluginSource::Registry { reference } => reference.clone(),
             },
             sha256: prepared.sha256.clone(),
             size: prepared.size,
@@ -278,9 +280,11 @@ pub async fn load(
                 .map(|m| m.grants.missing_from(&spec.grants))
                 .unwrap_or_default(),
         };
+        let fetched = fetch(spec, pipeline).await.map_err(fail)?;
+        let verified = component::verified(spec, &trust, fetched).map_err(fail)?;
         if is_auth {
             let (plugin, prepared, ()) =
-                start::<AuthWorld>(spec, &trust, &info, &engine, &cache, &auth_linker, shards)
+                start::<AuthWorld>(verified, &info, &engine, &cache, &auth_linker, shards)
                     .await
                     .map_err(fail)?;
             plugins
@@ -289,8 +293,7 @@ pub async fn load(
             plugins.auth = Some(WasmAuth::new(plugin));
         } else {
             let (plugin, prepared, asked) = start::<MiddlewareWorld>(
-                spec,
-                &trust,
+                verified,
                 &info,
                 &engine,
                 &cache,
@@ -324,19 +327,51 @@ pub async fn load(
 /// Compiles, checks and pre-instantiates one plugin, and makes its first instance (which proves
 /// that it instantiates and that its config is good; it is kept for the first rows).
 async fn start<C: Contract>(
-    spec: &MiddlewareSpec,
-    trust: &trust::Trust,
+    verified: component::Verified,
     info: &Arc<PluginInfo>,
     engine: &wasmtime::Engine,
     cache: &wasmtime::Cache,
     linker: &wasmtime::component::Linker<PluginState>,
     shards: usize,
 ) -> Result<(WasmPlugin<C>, Prepared, C::Init), String> {
-    let (prepared, pre) = component::prepare::<C>(spec, trust, engine, cache, linker)?;
+    let (prepared, pre) = component::prepare::<C>(verified, engine, cache, linker)?;
     let plugin = WasmPlugin::<C>::new(info.clone(), engine.clone(), pre, shards);
     let (instance, init) = plugin.instantiate().await?;
     plugin.keep(instance);
     Ok((plugin, prepared, init))
+}
+
+/// A registry plugin, fetched (or taken from the cache) and verified by digest; `None` for others.
+/// A reference without a digest is refused unless the run allows unpinned ones; then the digest it
+/// resolved to is said, to pin.
+async fn fetch(
+    spec: &MiddlewareSpec,
+    pipeline: &Pipeline,
+) -> Result<Option<component::Fetched>, String> {
+    let PluginSource::Registry { reference } = &spec.source else {
+        return Ok(None);
+    };
+    let parsed = registry::parse(reference)?;
+    if parsed.digest().is_none() && !pipeline.allow_unpinned {
+        return Err(format!(
+            "{reference} has no digest: pin it (oci://...@sha256:DIGEST, as `sparkwasm plugin pull` prints it), or run with --allow-unpinned"
+        ));
+    }
+    let pulled = registry::pull(reference)
+        .await
+        .map_err(|e| format!("{reference}: {e}"))?;
+    if parsed.digest().is_none() {
+        tracing::warn!(plugin = %spec.name, "{reference} is not pinned: it resolved to oci://{}", pulled.resolved);
+        eprintln!(
+            "warning: plugin `{}`: {reference} is not pinned: it resolved to oci://{} (pin that in the pipeline)",
+            spec.name, pulled.resolved
+        );
+    }
+    Ok(Some(component::Fetched {
+        component: pulled.component,
+        signature: pulled.signature,
+        place: format!("signature at tag {}.sig", pulled.digest.replace(':', "-")),
+    }))
 }
 
 fn hostname() -> String {

@@ -202,18 +202,28 @@ impl Trust {
                 ));
             }
         };
+        self.check_text(bytes, text.as_deref(), &signature.display().to_string())
+    }
+
+    /// Checks `bytes` against the signature `text` (`None`: unsigned) found at `place` (a file, a
+    /// registry tag).
+    pub fn check_text(
+        &self,
+        bytes: &[u8],
+        text: Option<&str>,
+        place: &str,
+    ) -> Result<Signature, String> {
         let Some(text) = text else {
             if self.require_signature {
                 return Err(format!(
-                    "is unsigned (no {}) and {} requires a signature by a trusted key",
-                    signature.display(),
+                    "is unsigned (no {place}) and {} requires a signature by a trusted key",
                     self.required_by.as_deref().unwrap_or("the policy")
                 ));
             }
             return Ok(Signature::Unsigned);
         };
-        let sig = SignatureBox::from_string(&text)
-            .map_err(|e| format!("{} is not a minisign signature: {e}", signature.display()))?;
+        let sig = SignatureBox::from_string(text)
+            .map_err(|e| format!("{place} is not a minisign signature: {e}"))?;
         let id = key_id(sig.keynum());
         let Some(key) = self.keys.iter().find(|k| k.id == id) else {
             if self.require_signature {
@@ -234,8 +244,7 @@ impl Trust {
         )
         .map_err(|e| {
             format!(
-                "does not match its signature by trusted key {id} ({}): the file was changed after it was signed ({e})",
-                signature.display()
+                "does not match its signature by trusted key {id} ({place}): the file was changed after it was signed ({e})"
             )
         })?;
         Ok(Signature::Trusted {
