@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and end-to-end tests (cargo test).
-# Installs what it needs: minisign and docker-registry (apt), a Python venv with `deltalake` (the independent second reader of the tests)
+# Installs what it needs: minisign, docker-registry and prometheus (apt), a Python venv with `deltalake` (the independent second reader of the tests)
 # and componentize-py, componentize-js from npm; host/build.rs adds the wasm32-wasip2 target for the
 # guest plugins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/ensure-protoc.sh
-# Debian packages the distribution tests run: the minisign CLI (signature interop) and
-# docker-registry (the CNCF distribution registry, started on 127.0.0.1 by each test).
+# Debian packages the tests run: the minisign CLI (signature interop), docker-registry (the CNCF
+# distribution registry) and prometheus (scrapes a run), each started on 127.0.0.1 by its test.
 need=""
 command -v minisign >/dev/null || need="$need minisign"
 command -v docker-registry >/dev/null || need="$need docker-registry"
+command -v prometheus >/dev/null || need="$need prometheus"
 if [ -n "$need" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   # shellcheck disable=SC2086

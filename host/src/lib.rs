@@ -84,6 +84,8 @@ pub struct RunReport {
     pub summary: Summary,
     /// How many batch commits the run made.
     pub commits: u64,
+    /// The plugins it ran (name, source, digest, signature).
+    pub plugins: Vec<plugin::PluginSummary>,
 }
 
 /// Runs a validated pipeline to the end; `observers` get the run's events besides its own
@@ -110,6 +112,7 @@ pub async fn run(
 
     // 2. plugins: verified, compiled (or from the cache), initialised before any row is read
     let plugins = plugin::load(pipeline, transport.shards(), &sender, &redactor).await?;
+    let plugin_summaries = plugins.summaries.clone();
     // The first credential before anything else: a token endpoint that is down stops the run.
     let strategy = Strategy::new(
         &pipeline.auth,
@@ -215,6 +218,7 @@ pub async fn run(
     Ok(RunReport {
         summary: progress.summary(),
         commits,
+        plugins: plugin_summaries,
     })
 }
 

@@ -5,6 +5,7 @@
 mod auth;
 mod distribution;
 mod legacy;
+mod observability;
 mod plugins;
 mod runs;
 mod spark;

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sparkwasm::config::{self, LoadOptions, Pipeline, SecretStore};
 use sparkwasm::redact::Redactor;
+use sparkwasm::report::metrics::{self, Metrics};
 
 mod plugin;
 
@@ -42,6 +43,8 @@ enum Command {
         shard: Option<config::Shard>,
         #[command(flatten)]
         rows: RowsArg,
+        #[command(flatten)]
+        watch: WatchArg,
     },
     /// Check a pipeline file and report every error with its key path and line:col; sends nothing.
     Validate {
@@ -88,6 +91,27 @@ impl RowsArg {
             id_column: self.id_column.clone(),
         }
     }
+}
+
+/// Watching a run from outside: metrics and a report file.
+#[derive(clap::Args, Debug)]
+struct WatchArg {
+    /// Serve Prometheus metrics at http://ADDR/metrics for the whole run (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Keep serving the metrics this many seconds after the run ends, so that a scrape sees the
+    /// final values.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        requires = "metrics_addr"
+    )]
+    metrics_hold: u64,
+    /// Write the run's report (rows, outcomes, latency, rate, commits, table version, plugins with
+    /// digests) as JSON to FILE, also when the run fails.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -183,10 +207,14 @@ pub(crate) fn main() -> ExitCode {
             secrets,
             shard,
             rows,
+            watch,
         } => {
             let p = match load(&pipeline, &secrets, shard, &rows) {
                 Ok(p) => p,
-                Err(e) => return fail(&e, None),
+                Err(e) => {
+                    write_report(&watch, None, None, Err(&e));
+                    return fail(&e, None);
+                }
             };
             warn(&pipeline, &p);
             if p.source.is_none() {
@@ -196,7 +224,27 @@ pub(crate) fn main() -> ExitCode {
                 );
                 return fail(&e, Some(&p));
             }
-            match runtime().block_on(sparkwasm::run(&p, Vec::new())) {
+            let rt = runtime();
+            let metrics = Arc::new(Metrics::default());
+            let server = match watch.metrics_addr {
+                Some(addr) => match rt.block_on(metrics::serve(addr, metrics.clone())) {
+                    Ok((at, task)) => {
+                        eprintln!("sparkwasm: metrics at http://{at}/metrics");
+                        Some(task)
+                    }
+                    Err(e) => {
+                        let e = anyhow::anyhow!("cannot serve metrics at {addr}: {e}");
+                        return fail(&e, Some(&p));
+                    }
+                },
+                None => None,
+            };
+            let outcome = rt.block_on(sparkwasm::run(&p, vec![metrics.clone() as _]));
+            if server.is_some() && watch.metrics_hold > 0 {
+                let hold = std::time::Duration::from_secs(watch.metrics_hold);
+                rt.block_on(async move { tokio::time::sleep(hold).await });
+            }
+            match outcome {
                 Ok(report) => {
                     let s = &report.summary;
                     println!(
@@ -204,13 +252,18 @@ pub(crate) fn main() -> ExitCode {
                         p.id, report.commits, p.sink
                     );
                     println!("{s}");
+                    write_report(&watch, Some(&p), Some(&metrics), Ok(&report));
                     if s.failed > 0 {
                         ExitCode::from(2)
                     } else {
                         ExitCode::SUCCESS
                     }
                 }
-                Err(e) => fail(&anyhow::Error::new(e), Some(&p)),
+                Err(e) => {
+                    let e = anyhow::Error::new(e);
+                    write_report(&watch, Some(&p), Some(&metrics), Err(&e));
+                    fail(&e, Some(&p))
+                }
             }
         }
     }
@@ -304,4 +357,88 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(tty)
         .init();
+}
+
+/// Writes `--report FILE` (when asked): what the run did, or why it could not, as JSON. A report
+/// that cannot be written is said on stderr; it never changes the exit status.
+fn write_report(
+    watch: &WatchArg,
+    pipeline: Option<&Pipeline>,
+    metrics: Option<&Metrics>,
+    outcome: Result<&sparkwasm::RunReport, &anyhow::Error>,
+) {
+    let Some(file) = &watch.report else { return };
+    let redact = |text: String| match pipeline {
+        Some(p) => Redactor::new(p.secret_values()).text(&text).into_owned(),
+        None => text,
+    };
+    let counts = metrics.map(|m| m.counts());
+    let mut json = serde_json::json!({
+        "report_version": 1,
+        "pipeline": pipeline.map(|p| p.id.clone()),
+        "sink": pipeline.map(|p| p.sink.to_string()),
+        "finished_at_unix": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default(),
+        "last_batch_version": counts.as_ref().and_then(|c| (c.last_batch_version >= 0).then_some(c.last_batch_version)),
+        "commits": counts.as_ref().map(|c| c.commits),
+        "requests": counts.as_ref().map(|c| c.requests),
+        "rows_landed": counts.as_ref().map(|c| c.rows_landed),
+    });
+    match outcome {
+        Ok(report) => {
+            let s = &report.summary;
+            json["status"] = if s.failed > 0 { "rows_failed" } else { "ok" }.into();
+            json["exit_code"] = if s.failed > 0 { 2 } else { 0 }.into();
+            json["rows"] = serde_json::json!({
+                "sent": s.rows,
+                "ok": s.ok,
+                "failed": s.failed,
+                "failed_retryable": s.failed_retryable,
+                "failed_final": s.failed - s.failed_retryable.min(s.failed),
+                "skipped": s.skipped,
+            });
+            json["retries"] = s.retries.into();
+            json["passes"] = s.passes.into();
+            json["latency_ms"] = serde_json::json!({
+                "p50": s.p50.as_secs_f64() * 1e3,
+                "p99": s.p99.as_secs_f64() * 1e3,
+            });
+            json["rows_per_s"] = s.rate().into();
+            json["elapsed_s"] = s.elapsed.as_secs_f64().into();
+            json["plugins"] = report
+                .plugins
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "name": p.name,
+                        "source": p.source,
+                        "sha256": p.sha256,
+                        "world": p.world.name(),
+                        "signature": p.signature.to_string(),
+                    })
+                })
+                .collect();
+        }
+        Err(e) => {
+            json["status"] = "error".into();
+            json["exit_code"] = 1.into();
+            json["error"] = redact(format!("{e:#}")).into();
+            if let Some(c) = &counts {
+                json["rows"] = serde_json::json!({
+                    "sent": c.rows_success + c.rows_retry + c.rows_final,
+                    "ok": c.rows_success,
+                    "failed": c.rows_retry + c.rows_final,
+                    "failed_retryable": c.rows_retry,
+                    "failed_final": c.rows_final,
+                    "skipped": c.rows_skipped,
+                });
+            }
+        }
+    }
+    let text = serde_json::to_string_pretty(&json).expect("a JSON value");
+    if let Err(e) = std::fs::write(file, text + "\n") {
+        eprintln!("sparkwasm: cannot write the report {}: {e}", file.display());
+    }
 }

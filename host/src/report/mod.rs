@@ -14,6 +14,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::events::{Event, Observer};
 
+pub mod metrics;
+
 /// The run's counters, kept from its events.
 pub struct Progress {
     ok: AtomicU64,

@@ -1,0 +1,251 @@
+//! Watching a run from outside: a real Prometheus server (Debian's package) scrapes
+//! `--metrics-addr` and its query API agrees with the table; `--report` agrees with the server's
+//! count and the table, also for failed rows and for a run that cannot start.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use testkit::ApiServer;
+
+use crate::support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET over plain http with std only; (status line, body).
+fn http_get(host: &str, path: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..at])
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    (head, buf[at + 4..].to_vec())
+}
+
+/// Prometheus on 127.0.0.1, scraping `target` every second, its data in a temp dir; killed on drop.
+struct Prometheus {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Option<Prometheus> {
+        let found = Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            skip_allowed("Debian's prometheus");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: sparkwasm\n    static_configs:\n      - targets: [\"{target}\"]\n"
+            ),
+        )
+        .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let p = Prometheus {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let ready = wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&p.addr).is_ok()
+                && http_get(&p.addr, "/-/ready").0.contains("200")
+        });
+        assert!(ready, "prometheus did not become ready");
+        // Its scrape loop starts a few seconds after it is ready (target discovery is batched):
+        // wait until it has tried the target once (it is down: nothing serves it yet).
+        let scraping = wait_until(Duration::from_secs(30), || {
+            let (_, body) = http_get(&p.addr, "/api/v1/targets");
+            serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| {
+                v["data"]["activeTargets"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t["health"] != "unknown"))
+            })
+        });
+        assert!(scraping, "prometheus never scraped {target}");
+        Some(p)
+    }
+
+    /// The value of an instant PromQL query with one sample, if any.
+    fn query(&self, promql: &str) -> Option<f64> {
+        let q = percent_encoding::utf8_percent_encode(promql, percent_encoding::NON_ALPHANUMERIC);
+        let (_, body) = http_get(&self.addr, &format!("/api/v1/query?query={q}"));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(|s| s.parse().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_scrapes_a_run_and_its_counts_agree_with_the_table_and_the_report() {
+    let server = ApiServer::start(0).await.unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let Some(prometheus) = Prometheus::start(&metrics) else {
+        return;
+    };
+    // About 3 s of work (300 rows, 30 ms each, 4 at a time), so that scrapes happen during the run.
+    let case = Case::new(
+        300,
+        &pipeline(
+            &server.url(),
+            "/slow/30/{id}",
+            "execution: {concurrency_limit: 4, batch_size: 100}\n",
+        ),
+    );
+    let out = sparkwasm(case.dir.path())
+        .args([
+            "run",
+            "p.yaml",
+            "--metrics-addr",
+            &metrics,
+            "--metrics-hold",
+            "3",
+        ])
+        .args(["--report", "report.json"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let landed = read_bronze(&case.bronze()).len();
+    assert_eq!(landed, 300);
+    let sent = server.counters.row_requests.load(Ordering::SeqCst);
+    // Every request the server saw, the connection warm-up's HEADs included.
+    let all = server.counters.requests.load(Ordering::SeqCst);
+    // Prometheus' own view (the last value it scraped in the last minute).
+    let q = |metric: &str| {
+        prometheus
+            .query(&format!("max_over_time({metric}[1m])"))
+            .unwrap_or_else(|| panic!("prometheus has no {metric}"))
+    };
+    assert_eq!(q("sparkwasm_rows_landed_total") as usize, landed);
+    assert_eq!(
+        q("sparkwasm_rows_total{outcome=\"success\"}") as usize,
+        landed
+    );
+    assert_eq!(q("sparkwasm_requests_total") as u64, all);
+    assert_eq!(q("sparkwasm_responses_total{class=\"2xx\"}") as u64, all);
+    // Batch commits: the log's commits that add data files (not the create, not the end marker).
+    let batches = batch_versions(&case.bronze());
+    assert_eq!(q("sparkwasm_commits_total") as usize, batches.len());
+    assert_eq!(
+        q("sparkwasm_last_batch_version") as i64,
+        *batches.last().unwrap()
+    );
+    assert_eq!(q("sparkwasm_request_duration_seconds_count") as u64, all);
+    // More than one scrape saw the run (the rows grew while it ran).
+    let samples = prometheus
+        .query("count_over_time(sparkwasm_rows_landed_total[1m])")
+        .unwrap();
+    assert!(samples >= 3.0, "{samples} scrapes");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(case.dir.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["status"], "ok");
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["rows"]["ok"], 300);
+    assert_eq!(report["rows"]["sent"].as_u64().unwrap(), sent);
+    assert_eq!(report["requests"].as_u64().unwrap(), all);
+    assert_eq!(report["rows_landed"], 300);
+    assert_eq!(
+        report["last_batch_version"].as_i64().unwrap(),
+        *batches.last().unwrap()
+    );
+    assert_eq!(report["commits"].as_u64().unwrap() as usize, batches.len());
+    assert!(
+        report["latency_ms"]["p50"].as_f64().unwrap() >= 30.0,
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_report_is_written_for_failed_rows_and_for_a_run_that_cannot_start() {
+    let server = ApiServer::start(0).await.unwrap();
+    let case = Case::new(7, &pipeline(&server.url(), "/status/404/{id}", ""));
+    let report = |dir: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+    };
+    let out = sparkwasm(case.dir.path())
+        .args(["run", "p.yaml", "--report", "report.json"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let r = report(case.dir.path());
+    assert_eq!(r["status"], "rows_failed");
+    assert_eq!(r["exit_code"], 2);
+    assert_eq!(r["rows"]["failed"], 7);
+    assert_eq!(r["rows"]["failed_final"], 7, "a 404 fails for good: {r}");
+    assert_eq!(
+        read_bronze(&case.bronze())
+            .iter()
+            .filter(|row| !row.success)
+            .count(),
+        7
+    );
+    // A source that is not there: no request, and the report says why.
+    std::fs::remove_file(case.dir.path().join("rows.parquet")).unwrap();
+    let before = server.counters.row_requests.load(Ordering::SeqCst);
+    let out = sparkwasm(case.dir.path())
+        .args(["run", "p.yaml", "--report", "report.json"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    let r = report(case.dir.path());
+    assert_eq!(r["status"], "error");
+    assert_eq!(r["exit_code"], 1);
+    assert!(r["error"].as_str().unwrap().contains("rows.parquet"), "{r}");
+    assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), before);
+}
+
+/// The versions of the Delta log at `table` whose commit adds data files, read from the log files.
+fn batch_versions(table: &Path) -> Vec<i64> {
+    (0..)
+        .map_while(|v: i64| {
+            std::fs::read_to_string(table.join(format!("_delta_log/{v:020}.json")))
+                .ok()
+                .map(|text| (v, text))
+        })
+        .filter(|(_, text)| text.lines().any(|l| l.starts_with("{\"add\"")))
+        .map(|(v, _)| v)
+        .collect()
+}
