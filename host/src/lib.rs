@@ -113,6 +113,18 @@ pub async fn run(
     // 2. plugins: verified, compiled (or from the cache), initialised before any row is read
     let plugins = plugin::load(pipeline, transport.shards(), &sender, &redactor).await?;
     let plugin_summaries = plugins.summaries.clone();
+    let exec = &pipeline.execution;
+    tracing::info!(
+        pipeline = %pipeline.id,
+        source = ?pipeline.source.as_ref().map(|s| &s.location),
+        sink = %pipeline.sink,
+        partitions = exec.partitions,
+        concurrency_limit = exec.concurrency_limit,
+        max_requests_per_second = ?exec.max_requests_per_second,
+        batch_size = exec.batch_size,
+        plugins = ?plugin_summaries.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        "run starts"
+    );
     // The first credential before anything else: a token endpoint that is down stops the run.
     let strategy = Strategy::new(
         &pipeline.auth,
@@ -136,7 +148,6 @@ pub async fn run(
     let mut sink = BronzeSink::open(pipeline, &resume).await?;
 
     // 5. execute: middleware chain → credentials → rate limit → transport
-    let exec = &pipeline.execution;
     let chain = Arc::new(Chain::new(
         plugins.layers,
         Origin::of(pipeline.endpoint.base_url.as_str()).ok(),

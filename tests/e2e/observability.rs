@@ -249,3 +249,110 @@ fn batch_versions(table: &Path) -> Vec<i64> {
         .map(|(v, _)| v)
         .collect()
 }
+
+/// The schema, generated from the validator's key descriptions, accepts every example and every
+/// legacy-shaped fixture and refuses what the validator refuses, as an independent validator (the
+/// Python `jsonschema` package) reads it, in both drafts.
+#[test]
+fn the_schema_accepts_every_example_and_legacy_fixture_and_refuses_unknown_keys() {
+    let Ok(python) = std::env::var("SPARKWASM_PYTHON") else {
+        skip_allowed("SPARKWASM_PYTHON (a Python with jsonschema and pyyaml)");
+        return;
+    };
+    let root = repo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut files: Vec<String> = Vec::new();
+    for folder in ["configs", "tests/legacy"] {
+        for e in std::fs::read_dir(root.join(folder)).unwrap().flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                files.push(p.display().to_string());
+            }
+        }
+    }
+    assert!(files.len() >= 12, "{files:?}");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "endpoint: {base_url: \"http://x\"}\nexecution:\n  partitons: 2\n  batch_size: -1\ntables: {sink: {path: out}}\n",
+    )
+    .unwrap();
+    for draft in ["2020-12", "7"] {
+        let out = sparkwasm(dir.path())
+            .args(["schema", "--draft", draft])
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        let schema = dir.path().join(format!("schema-{draft}.json"));
+        std::fs::write(&schema, &out.stdout).unwrap();
+        let check = |files: &[String]| {
+            let out = Command::new(&python)
+                .arg(repo_root().join("tests/check_schema.py"))
+                .arg(&schema)
+                .args(files)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let said = check(&files);
+        assert!(
+            said.ends_with(&format!("{} files, 0 invalid\n", files.len())),
+            "draft {draft}:\n{said}"
+        );
+        let said = check(&[bad.display().to_string()]);
+        assert!(said.contains("partitons"), "draft {draft}:\n{said}");
+        assert!(
+            said.contains("execution/batch_size"),
+            "draft {draft}:\n{said}"
+        );
+        assert!(
+            said.ends_with("1 files, 1 invalid\n"),
+            "draft {draft}:\n{said}"
+        );
+    }
+}
+
+/// `--log-format json`: every line a log shipper reads is one JSON object; the run's first line
+/// names the pipeline, the sink, the plugins and the limits.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line_and_the_start_line_names_the_run() {
+    let (server, case) = served(
+        5,
+        "/items/{id}",
+        "execution: {concurrency_limit: 3, batch_size: 2}\nmiddleware:\n  - type: timing\n",
+    )
+    .await;
+    let out = sparkwasm(case.dir.path())
+        .args(["--log-format", "json", "run", "p.yaml"])
+        .env("RUST_LOG", "sparkwasm=info")
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), 5);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let start = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "run starts")
+        .expect("a start line");
+    assert_eq!(start["fields"]["pipeline"], "e2e");
+    assert_eq!(start["fields"]["concurrency_limit"], 3);
+    assert_eq!(start["fields"]["batch_size"], 2);
+    assert!(
+        start["fields"]["sink"]
+            .as_str()
+            .unwrap()
+            .ends_with("out/bronze"),
+        "{start}"
+    );
+    assert!(
+        start["fields"]["plugins"]
+            .as_str()
+            .unwrap()
+            .contains("timing"),
+        "{start}"
+    );
+}

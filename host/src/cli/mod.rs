@@ -25,6 +25,9 @@ mod plugin;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text (default) or as JSON objects, one per line, for log shippers.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -54,9 +57,16 @@ enum Command {
         #[command(flatten)]
         rows: RowsArg,
     },
-    /// Plugins: inspect a file, sign it, embed its manifest, list the built-ins.
+    /// Plugins: inspect a file, sign it, embed its manifest, push and pull, list the built-ins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Print the pipeline file's JSON Schema (generated from the validator's key descriptions), for
+    /// editors: `# yaml-language-server: $schema=pipeline.schema.json`.
+    Schema {
+        /// The JSON Schema draft: 2020-12 (default) or 7 for older editors.
+        #[arg(long, default_value = "2020-12", value_parser = ["2020-12", "7"])]
+        draft: String,
+    },
 }
 
 /// Rows given at run time (the legacy framework took its rows as a DataFrame when it ran): they
@@ -160,11 +170,24 @@ pub(crate) fn main() -> ExitCode {
     limit_malloc_arenas();
     raise_open_files_limit();
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format == "json");
     // deltalake links two rustls crypto providers; pick one for the process before any TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Plugin(command) => plugin::main(command),
+        Command::Schema { draft } => {
+            let draft = if draft == "7" {
+                config::schema::Draft::Draft7
+            } else {
+                config::schema::Draft::Draft2020
+            };
+            let schema = config::schema::json_schema(draft);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("a JSON value")
+            );
+            ExitCode::SUCCESS
+        }
         Command::Validate {
             pipeline,
             secrets,
@@ -341,7 +364,7 @@ pub(crate) fn fail(error: &anyhow::Error, pipeline: Option<&Pipeline>) -> ExitCo
     ExitCode::from(1)
 }
 
-fn init_logging() {
+fn init_logging(json: bool) {
     use std::io::IsTerminal;
     // Dependencies (delta-rs, hyper) log at info; only sparkwasm's own info lines are shown by default.
     let tty = std::io::stderr().is_terminal();
@@ -352,11 +375,14 @@ fn init_logging() {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(tty)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().with_current_span(false).init();
+    } else {
+        logs.with_ansi(tty).init();
+    }
 }
 
 /// Writes `--report FILE` (when asked): what the run did, or why it could not, as JSON. A report

@@ -198,7 +198,7 @@ pub(crate) const CUSTOM_KEYS: &[KeySpec] = &[
 ];
 
 /// Middleware types: the built-in plugins, the credentials, then `wasm` for custom ones.
-fn middleware_types() -> Vec<&'static str> {
+pub(crate) fn middleware_types() -> Vec<&'static str> {
     builtins::BUILTINS
         .iter()
         .map(|b| b.kind)
@@ -356,7 +356,7 @@ fn credential_entry(w: &mut Walker, entry: Field<'_>, kind: &str) -> Option<Host
 
 /// `type: wasm`: a custom plugin from a file, pinned by its sha256.
 /// The keys of a `bearer` entry.
-const BEARER_KEYS: &[KeySpec] = &[
+pub(crate) const BEARER_KEYS: &[KeySpec] = &[
     KeySpec::new("type", Kind::Text, "bearer"),
     KeySpec::new(
         "token",
@@ -366,7 +366,7 @@ const BEARER_KEYS: &[KeySpec] = &[
 ];
 
 /// The keys of a `header_auth` entry.
-const HEADER_AUTH_KEYS: &[KeySpec] = &[
+pub(crate) const HEADER_AUTH_KEYS: &[KeySpec] = &[
     KeySpec::new("type", Kind::Text, "header_auth"),
     KeySpec::new("header", Kind::Text, "The credential's header name."),
     KeySpec::new("value", Kind::Text, "The credential (give it as a secret)."),

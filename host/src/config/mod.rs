@@ -17,6 +17,7 @@ pub mod keys;
 pub mod middleware;
 pub mod plugins;
 mod probe;
+pub mod schema;
 pub mod spark;
 pub mod tables;
 mod template;
