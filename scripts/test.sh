@@ -20,8 +20,8 @@ if [ -n "$need" ]; then
 fi
 VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -c "import deltalake, pyarrow, jsonschema, yaml" 2>/dev/null ||
-  "$VENV/bin/pip" install -q "deltalake>=1.1" pyarrow jsonschema pyyaml
+"$VENV/bin/python" -c "import deltalake, pyarrow, jsonschema, yaml, bcrypt" 2>/dev/null ||
+  "$VENV/bin/pip" install -q "deltalake>=1.1" pyarrow jsonschema pyyaml bcrypt
 export SPARKWASM_PYTHON="$VENV/bin/python"
 # The polyglot examples: middleware written in Python (componentize-py) and JavaScript
 # (componentize-js), built from source. A failed build stops the suite here.

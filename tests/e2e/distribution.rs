@@ -376,6 +376,11 @@ impl Registry {
     /// Starts one; `tls`: (certificate PEM, key PEM). `None` where the package is missing and a
     /// skip is allowed.
     fn start(tls: Option<(&str, &str)>) -> Option<Registry> {
+        Registry::start_with(tls, None)
+    }
+
+    /// Starts one that asks for Basic credentials checked against `htpasswd` (bcrypt lines).
+    fn start_with(tls: Option<(&str, &str)>, htpasswd: Option<&str>) -> Option<Registry> {
         let exists = Command::new("docker-registry")
             .arg("--version")
             .output()
@@ -399,8 +404,18 @@ impl Registry {
             }
             None => String::new(),
         };
+        let auth_block = match htpasswd {
+            Some(lines) => {
+                std::fs::write(dir.path().join("htpasswd"), lines).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                    dir.path().join("htpasswd").display()
+                )
+            }
+            None => String::new(),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{tls_block}",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{tls_block}{auth_block}",
             dir.path().join("storage").display()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
@@ -680,4 +695,126 @@ fn reqwest_get(url: &str) -> Vec<u8> {
         "{head}"
     );
     buf[at + 4..].to_vec()
+}
+
+/// A registry that asks for credentials: they come from the environment or the Docker config, and
+/// never appear in what sparkwasm prints.
+#[test]
+fn registry_credentials_come_from_the_environment_or_the_docker_config_and_are_never_printed() {
+    let Ok(python) = std::env::var("SPARKWASM_PYTHON") else {
+        skip_allowed("SPARKWASM_PYTHON (a Python with bcrypt, for the registry's htpasswd)");
+        return;
+    };
+    let password = "s3cret-registry-pass";
+    let hash = Command::new(&python)
+        .args([
+            "-c",
+            "import bcrypt,sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt()).decode())",
+            password,
+        ])
+        .output()
+        .unwrap();
+    assert!(hash.status.success(), "{hash:?}");
+    let htpasswd = format!("team:{}", String::from_utf8_lossy(&hash.stdout).trim());
+    let certs = testkit::test_certs();
+    let Some(registry) = Registry::start_with(
+        Some((&certs.server_cert_pem, &certs.server_key_pem)),
+        Some(&htpasswd),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("ca.pem"), &certs.ca_pem).unwrap();
+    std::fs::copy(fixture("passthrough.wasm"), d.join("p.wasm")).unwrap();
+    let reference = format!("{}/team/p:1", registry.addr);
+    let cmd = || {
+        let mut c = with_registry(d, None, Some(&d.join("ca.pem")), &d.join("cache"));
+        c.env_remove("SPARKWASM_REGISTRY_USERNAME")
+            .env_remove("SPARKWASM_REGISTRY_PASSWORD")
+            .env_remove("SPARKWASM_REGISTRY_HOST")
+            .env("DOCKER_CONFIG", d.join("no-docker-config"));
+        c
+    };
+    let never_printed = |out: &std::process::Output| {
+        assert!(!text(out).contains(password), "{}", text(out));
+    };
+    // No credentials: refused by the registry.
+    let out = cmd()
+        .args(["plugin", "push", "p.wasm", &reference])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    // Credentials in the environment without the registry they are for: refused before any
+    // request; for another registry: not sent here (anonymous, refused by the registry).
+    let out = cmd()
+        .env("SPARKWASM_REGISTRY_USERNAME", "team")
+        .env("SPARKWASM_REGISTRY_PASSWORD", password)
+        .args(["plugin", "push", "p.wasm", &reference])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(
+        text(&out).contains("SPARKWASM_REGISTRY_HOST"),
+        "{}",
+        text(&out)
+    );
+    never_printed(&out);
+    let out = cmd()
+        .env("SPARKWASM_REGISTRY_USERNAME", "team")
+        .env("SPARKWASM_REGISTRY_PASSWORD", password)
+        .env("SPARKWASM_REGISTRY_HOST", "registry.example.com")
+        .args(["plugin", "push", "p.wasm", &reference])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    never_printed(&out);
+    // A wrong password: refused, and neither password is printed.
+    let out = cmd()
+        .env("SPARKWASM_REGISTRY_HOST", &registry.addr)
+        .env("SPARKWASM_REGISTRY_USERNAME", "team")
+        .env("SPARKWASM_REGISTRY_PASSWORD", "wrong-password-xyz")
+        .args(["plugin", "push", "p.wasm", &reference])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(!text(&out).contains("wrong-password-xyz"), "{}", text(&out));
+    // From the environment.
+    let out = cmd()
+        .env("SPARKWASM_REGISTRY_HOST", &registry.addr)
+        .env("SPARKWASM_REGISTRY_USERNAME", "team")
+        .env("SPARKWASM_REGISTRY_PASSWORD", password)
+        .env("RUST_LOG", "debug")
+        .args(["plugin", "push", "p.wasm", &reference])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    never_printed(&out);
+    let pinned = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("oci://"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    // From the Docker config (`auths.<registry>.auth` = base64 of user:password).
+    use base64::Engine;
+    let docker = d.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"auths": {registry.addr.clone(): {"auth": base64::engine::general_purpose::STANDARD.encode(format!("team:{password}"))}}}).to_string(),
+    )
+    .unwrap();
+    let out = cmd()
+        .env("DOCKER_CONFIG", &docker)
+        .env("RUST_LOG", "debug")
+        .args(["plugin", "pull", &pinned, "-o", "pulled.wasm"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    never_printed(&out);
+    assert_eq!(
+        sha256_of(&d.join("pulled.wasm")),
+        sha256_of(&d.join("p.wasm"))
+    );
 }

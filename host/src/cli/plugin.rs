@@ -222,10 +222,17 @@ fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             if let Some(out) = &output {
                 std::fs::write(out, &pulled.component)
                     .with_context(|| format!("cannot write {}", out.display()))?;
-                if let Some(sig) = &pulled.signature {
-                    let sig_path = trust::default_signature_path(out);
-                    std::fs::write(&sig_path, sig)
-                        .with_context(|| format!("cannot write {}", sig_path.display()))?;
+                let sig_path = trust::default_signature_path(out);
+                match &pulled.signature {
+                    Some(sig) => std::fs::write(&sig_path, sig)
+                        .with_context(|| format!("cannot write {}", sig_path.display()))?,
+                    // No stale signature of other bytes left beside the new file.
+                    None => match std::fs::remove_file(&sig_path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            bail!("cannot remove the stale {}: {e}", sig_path.display())
+                        }
+                        _ => {}
+                    },
                 }
             }
             use sha2::Digest;
@@ -235,7 +242,7 @@ fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 sha2::Sha256::digest(&pulled.component),
                 pulled.component.len(),
                 if pulled.signature.is_some() {
-                    "signed"
+                    "a signature beside it (check it: plugin inspect --trusted-key)"
                 } else {
                     "unsigned"
                 },

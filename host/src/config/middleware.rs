@@ -389,6 +389,16 @@ pub(crate) fn custom_plugin(
         "name (names the plugin in errors and logs)",
     );
     let name = w.name(f);
+    if let Some(name) = &name
+        && let Some(f) = section.get("name")
+        && (builtins::find(name).is_some() || name == "host")
+    {
+        w.error(
+            f.path,
+            f.node.pos,
+            format!("`{name}` is the name of a built-in plugin; choose another"),
+        );
+    }
     if let Some(f) = section.get("source") {
         return registry_plugin(w, &section, f, name, entry.path);
     }
@@ -422,16 +432,6 @@ pub(crate) fn custom_plugin(
             PathBuf::from(s)
         }),
     };
-    if let Some(name) = &name
-        && let Some(f) = section.get("name")
-        && (builtins::find(name).is_some() || name == "host")
-    {
-        w.error(
-            f.path,
-            f.node.pos,
-            format!("`{name}` is the name of a built-in plugin; choose another"),
-        );
-    }
     let config = match section.get("config") {
         None => serde_json::json!({}),
         Some(f) => match &f.node.value {
@@ -500,8 +500,18 @@ fn registry_plugin(
     let limits = plugin_limits(w, section);
     let grants = grants(w, section);
     let config = match section.get("config") {
-        Some(f) => f.node.to_json(),
         None => serde_json::json!({}),
+        Some(f) => match &f.node.value {
+            Value::Map(_) | Value::Null => f.node.to_json(),
+            other => {
+                w.error(
+                    f.path,
+                    f.node.pos,
+                    format!("expected a mapping, found {}", other.kind()),
+                );
+                serde_json::json!({})
+            }
+        },
     };
     Some(MiddlewareSpec {
         kind: "wasm".into(),

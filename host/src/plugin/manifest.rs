@@ -29,6 +29,33 @@ pub struct Manifest {
     pub grants: RequestedGrants,
 }
 
+impl Manifest {
+    /// Refuses what could mislead a reader of `inspect` or `validate`: control characters (a
+    /// newline forges a line, an escape sequence hides text on a terminal) and overlong fields.
+    pub fn check(&self) -> Result<(), String> {
+        let fields = [
+            ("name", self.name.as_str(), 64),
+            ("version", self.version.as_str(), 64),
+            ("description", self.description.as_str(), 512),
+        ];
+        let grants = self
+            .grants
+            .outbound_hosts
+            .iter()
+            .chain(&self.grants.env)
+            .map(|g| ("grants", g.as_str(), 256));
+        for (field, text, max) in fields.into_iter().chain(grants) {
+            if text.chars().any(char::is_control) {
+                return Err(format!("its {field} holds control characters"));
+            }
+            if text.chars().count() > max {
+                return Err(format!("its {field} is longer than {max} characters"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The grants a plugin asks for, in the shape of an entry's `grants`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +155,8 @@ pub fn read(bytes: &[u8]) -> Result<Anatomy, String> {
     if let Some((_, data)) = manifest {
         let m: Manifest = serde_json::from_slice(data)
             .map_err(|e| format!("its {SECTION} section is not a valid manifest: {e}"))?;
+        m.check()
+            .map_err(|e| format!("its {SECTION} section is not a valid manifest: {e}"))?;
         anatomy.manifest = Some(m);
     }
     Ok(anatomy)
@@ -138,6 +167,7 @@ pub fn read(bytes: &[u8]) -> Result<Anatomy, String> {
 /// shadowed: the last one wins).
 pub fn embed(bytes: &[u8], manifest: &Manifest) -> Result<Vec<u8>, String> {
     read(bytes)?;
+    manifest.check().map_err(|e| format!("the manifest: {e}"))?;
     let data = serde_json::to_vec(manifest).map_err(|e| e.to_string())?;
     let mut body = Vec::new();
     leb128(&mut body, SECTION.len());

@@ -370,7 +370,15 @@ async fn fetch(
     Ok(Some(component::Fetched {
         component: pulled.component,
         signature: pulled.signature,
-        place: format!("signature at tag {}.sig", pulled.digest.replace(':', "-")),
+        place: if pulled.from_cache {
+            format!(
+                "signature at tag {}.sig, as cached in {} (remove that entry to fetch it again)",
+                pulled.digest.replace(':', "-"),
+                registry::cache_dir().display()
+            )
+        } else {
+            format!("signature at tag {}.sig", pulled.digest.replace(':', "-"))
+        },
     }))
 }
 

@@ -108,13 +108,26 @@ fn client(registry: &str) -> Result<Client, String> {
     Ok(Client::new(config))
 }
 
-/// The credentials for `registry`: the environment, else the Docker config, else none.
-fn auth(registry: &str) -> RegistryAuth {
+/// The credentials for `registry`: the environment's (only for the registry
+/// `SPARKWASM_REGISTRY_HOST` names: credentials never go to a registry they are not for), else the
+/// registry's own entry in the Docker config, else none.
+fn auth(registry: &str) -> Result<RegistryAuth, String> {
     if let (Ok(user), Ok(password)) = (
         std::env::var("SPARKWASM_REGISTRY_USERNAME"),
         std::env::var("SPARKWASM_REGISTRY_PASSWORD"),
     ) {
-        return RegistryAuth::Basic(user, password);
+        match std::env::var("SPARKWASM_REGISTRY_HOST") {
+            Ok(host) if host.trim().eq_ignore_ascii_case(registry) => {
+                return Ok(RegistryAuth::Basic(user, password));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                return Err(
+                    "SPARKWASM_REGISTRY_USERNAME/PASSWORD are set without SPARKWASM_REGISTRY_HOST: name the registry (host:port) they are for"
+                        .into(),
+                );
+            }
+        }
     }
     let config = std::env::var_os("DOCKER_CONFIG")
         .map(PathBuf::from)
@@ -132,14 +145,76 @@ fn auth(registry: &str) -> RegistryAuth {
         })
         .and_then(|a| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, a).ok())
         .and_then(|raw| String::from_utf8(raw).ok());
-    match entry.as_deref().and_then(|s| s.split_once(':')) {
+    Ok(match entry.as_deref().and_then(|s| s.split_once(':')) {
         Some((user, password)) => RegistryAuth::Basic(user.to_owned(), password.to_owned()),
         None => RegistryAuth::Anonymous,
-    }
+    })
 }
 
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+/// Files the cache holds are at most this big (a component is far smaller).
+const CACHE_FILE_LIMIT: u64 = 256 << 20;
+
+/// The cache directory, created private (0700) and refused when another user owns it or others
+/// may write to it: whoever writes the cache chooses what a pinned plugin's signature file says
+/// (its bytes are checked again on every use; its signature is held to the trust policy).
+fn private_cache_dir() -> Result<PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let dir = cache_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create the plugin cache {}: {e}", dir.display()))?;
+    let meta = std::fs::symlink_metadata(&dir)
+        .map_err(|e| format!("the plugin cache {}: {e}", dir.display()))?;
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX);
+    if !meta.is_dir() || meta.uid() != me || meta.permissions().mode() & 0o022 != 0 {
+        return Err(format!(
+            "the plugin cache {} must be a directory of this user that others cannot write",
+            dir.display()
+        ));
+    }
+    Ok(dir)
+}
+
+/// Reads a cache file: a regular file (never through a symlink), at most [`CACHE_FILE_LIMIT`].
+fn read_cached(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut out = Vec::new();
+    file.take(CACHE_FILE_LIMIT + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > CACHE_FILE_LIMIT {
+        return Err(std::io::Error::other("larger than a plugin can be"));
+    }
+    Ok(out)
+}
+
+/// Writes a cache file whole or not at all: a new file of its own (never following a link that
+/// someone left there), then renamed over the name.
+fn write_cached(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))
 }
 
 /// Where pulled plugins are kept, by manifest digest.
@@ -152,8 +227,8 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".sparkwasm-plugins"))
 }
 
-fn cached(digest: &str) -> PathBuf {
-    cache_dir().join(digest.replace(':', "/"))
+fn cached(digest: &str) -> Result<PathBuf, String> {
+    Ok(private_cache_dir()?.join(digest.replace(':', "/")))
 }
 
 /// The layer of a wasm artifact's manifest that holds the component.
@@ -182,8 +257,11 @@ fn component_layer(
 
 /// Reads a cached pull of `digest`, checking the component against the cached manifest.
 fn from_cache(reference: &Reference, digest: &str) -> Option<Result<Pulled, String>> {
-    let dir = cached(digest);
-    let manifest = std::fs::read(dir.join("manifest.json")).ok()?;
+    let dir = match cached(digest) {
+        Ok(d) => d,
+        Err(e) => return Some(Err(e)),
+    };
+    let manifest = read_cached(&dir.join("manifest.json")).ok()?;
     Some((|| {
         if sha256(&manifest) != digest {
             return Err(format!(
@@ -194,7 +272,7 @@ fn from_cache(reference: &Reference, digest: &str) -> Option<Result<Pulled, Stri
         let parsed: OciImageManifest = serde_json::from_slice(&manifest)
             .map_err(|e| format!("the cached manifest {}: {e}", dir.display()))?;
         let layer = component_layer(&parsed)?;
-        let component = std::fs::read(dir.join("plugin.wasm"))
+        let component = read_cached(&dir.join("plugin.wasm"))
             .map_err(|e| format!("the cache {}: {e}", dir.display()))?;
         if sha256(&component) != layer.digest {
             return Err(format!(
@@ -206,7 +284,9 @@ fn from_cache(reference: &Reference, digest: &str) -> Option<Result<Pulled, Stri
             resolved: resolved(reference, digest),
             digest: digest.to_owned(),
             component,
-            signature: std::fs::read_to_string(dir.join("plugin.wasm.minisig")).ok(),
+            signature: read_cached(&dir.join("plugin.wasm.minisig"))
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok()),
             from_cache: true,
         })
     })())
@@ -232,7 +312,7 @@ pub async fn pull(reference: &str) -> Result<Pulled, String> {
         return hit;
     }
     let client = client(r.registry())?;
-    let auth = auth(r.registry());
+    let auth = auth(r.registry())?;
     let (raw, _) = client
         .pull_manifest_raw(&r, &auth, &[OCI_IMAGE_MEDIA_TYPE])
         .await
@@ -260,15 +340,15 @@ pub async fn pull(reference: &str) -> Result<Pulled, String> {
         ));
     }
     let signature = pull_signature(&client, &auth, &r, &digest).await?;
-    let dir = cached(&digest);
+    let dir = cached(&digest)?;
     let stored = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(dir.join("plugin.wasm"), &component))
+        .and_then(|()| write_cached(&dir, "plugin.wasm", &component))
         .and_then(|()| match &signature {
-            Some(s) => std::fs::write(dir.join("plugin.wasm.minisig"), s),
+            Some(s) => write_cached(&dir, "plugin.wasm.minisig", s.as_bytes()),
             None => Ok(()),
         })
         // The manifest last: an entry is complete when its manifest is there.
-        .and_then(|()| std::fs::write(dir.join("manifest.json"), &raw));
+        .and_then(|()| write_cached(&dir, "manifest.json", &raw));
     if let Err(e) = stored {
         tracing::warn!("cannot cache the plugin in {}: {e}", dir.display());
     }
@@ -335,9 +415,9 @@ async fn pull_signature(
     if sha256(&body) != layer.digest {
         return Err("its signature does not match its manifest's digest".into());
     }
-    String::from_utf8(body)
-        .map(Some)
-        .map_err(|_| "its signature is not text".into())
+    let text = String::from_utf8(body).map_err(|_| "its signature is not text".to_string())?;
+    super::trust::well_formed(&text).map_err(|e| format!("its signature: {e}"))?;
+    Ok(Some(text))
 }
 
 /// Pushes `component` (and its `signature`) to `reference`; returns the reference pinned by digest.
@@ -354,7 +434,7 @@ pub async fn push(
         ));
     }
     let client = client(r.registry())?;
-    let auth = auth(r.registry());
+    let auth = auth(r.registry())?;
     let layer = ImageLayer::new(component.to_vec(), WASM_LAYER.to_owned(), None);
     // The CNCF Wasm artifact config: what the component is, for tools that read it.
     let config = serde_json::json!({
@@ -370,17 +450,39 @@ pub async fn push(
     );
     let manifest = OciImageManifest::build(std::slice::from_ref(&layer), &config, None);
     let raw = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+    let digest = sha256(&raw);
+    let fail = |e: oci_client::errors::OciDistributionError| {
+        format!("cannot push to {}: {e}", r.registry())
+    };
+    client.store_auth_if_needed(r.registry(), &auth).await;
     client
-        .push(&r, &[layer], config, &auth, Some(manifest))
+        .push_blob(&r, layer.data.clone(), &manifest.layers[0].digest)
         .await
-        .map_err(|e| format!("cannot push to {}: {e}", r.registry()))?;
-    // The digest the registry stores is the manifest's as served: read it back.
+        .map_err(fail)?;
+    client
+        .push_blob(&r, config.data.clone(), &manifest.config.digest)
+        .await
+        .map_err(fail)?;
+    // The manifest as these bytes: its digest is theirs, whatever the registry answers.
+    client
+        .push_manifest_raw(
+            &r,
+            raw.clone(),
+            http::HeaderValue::from_static(OCI_IMAGE_MEDIA_TYPE),
+        )
+        .await
+        .map_err(fail)?;
+    // Read back: a registry that serves other bytes under the tag is caught here.
     let (served, _) = client
         .pull_manifest_raw(&r, &auth, &[OCI_IMAGE_MEDIA_TYPE])
         .await
         .map_err(|e| format!("pushed, but cannot read the manifest back: {e}"))?;
-    let digest = sha256(&served);
-    let _ = raw;
+    if sha256(&served) != digest {
+        return Err(format!(
+            "pushed manifest {digest}, but the registry serves {} under the tag: not signing that",
+            sha256(&served)
+        ));
+    }
     if let Some(sig) = signature {
         let sig_ref = Reference::with_tag(
             r.registry().to_owned(),

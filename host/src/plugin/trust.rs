@@ -46,6 +46,8 @@ pub struct Trust {
     pub require_signature: bool,
     /// Where `require_signature` came from (for messages).
     pub required_by: Option<String>,
+    /// The machine's policy says only its keys count.
+    pub only_machine_keys: bool,
 }
 
 /// The `plugins` section of the machine-wide trust file.
@@ -56,6 +58,9 @@ struct MachinePolicy {
     trusted_keys: Vec<String>,
     #[serde(default)]
     require_signature: bool,
+    /// Only the machine's keys count: a pipeline cannot trust a key of its own.
+    #[serde(default)]
+    only_machine_keys: bool,
 }
 
 /// What a plugin's signature says.
@@ -86,7 +91,7 @@ impl fmt::Display for Signature {
             Signature::BuiltIn => write!(f, "built-in (trusted with the binary)"),
             Signature::Unsigned => write!(f, "unsigned"),
             Signature::Trusted { key_id, comment } => {
-                write!(f, "signed by trusted key {key_id} ({comment})")
+                write!(f, "signed by trusted key {key_id} ({})", printable(comment))
             }
             Signature::UntrustedKey { key_id } => {
                 write!(f, "signed by key {key_id}, which is not trusted")
@@ -157,14 +162,28 @@ impl Trust {
         Ok(trust)
     }
 
-    /// Adds the machine-wide file's keys and rule.
+    /// Adds the machine's policy: `/etc/sparkwasm/trust.yaml` when it exists, and the file
+    /// `SPARKWASM_TRUST_FILE` names (both: the environment adds to the machine's file, it cannot
+    /// replace it). With `only_machine_keys`, the pipeline's own keys do not count.
     fn join_machine(&mut self) -> Result<(), String> {
-        let path = match std::env::var_os("SPARKWASM_TRUST_FILE") {
-            Some(p) => PathBuf::from(p),
-            None if Path::new(MACHINE_TRUST_FILE).exists() => PathBuf::from(MACHINE_TRUST_FILE),
-            None => return Ok(()),
-        };
-        let text = std::fs::read_to_string(&path)
+        let mut files = Vec::new();
+        if Path::new(MACHINE_TRUST_FILE).exists() {
+            files.push(PathBuf::from(MACHINE_TRUST_FILE));
+        }
+        if let Some(p) = std::env::var_os("SPARKWASM_TRUST_FILE") {
+            let p = PathBuf::from(p);
+            if !files.contains(&p) {
+                files.push(p);
+            }
+        }
+        for path in files {
+            self.join_file(&path)?;
+        }
+        Ok(())
+    }
+
+    fn join_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the trust file {}: {e}", path.display()))?;
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -175,6 +194,10 @@ impl Trust {
         let file: File = serde_saphyr::from_str(&text)
             .map_err(|e| format!("the trust file {}: {e}", path.display()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
+        if file.plugins.only_machine_keys {
+            self.keys.retain(|k| !k.from.starts_with("plugins."));
+            self.only_machine_keys = true;
+        }
         for (i, k) in file.plugins.trusted_keys.iter().enumerate() {
             self.keys.push(parse_key(
                 k,
@@ -222,6 +245,7 @@ impl Trust {
             }
             return Ok(Signature::Unsigned);
         };
+        well_formed(text).map_err(|e| format!("{place} is not a minisign signature: {e}"))?;
         let sig = SignatureBox::from_string(text)
             .map_err(|e| format!("{place} is not a minisign signature: {e}"))?;
         let id = key_id(sig.keynum());
@@ -325,6 +349,49 @@ pub fn sign(
     Ok(signature.into_string())
 }
 
+/// Checks the shape of a `.minisig` before the minisign crate reads it (the crate does not check
+/// the length of the global signature and would panic on a short one): an untrusted comment, the
+/// signature (2 + 8 + 64 bytes), a trusted comment, the global signature (64 bytes).
+pub fn well_formed(text: &str) -> Result<(), String> {
+    use base64::Engine;
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    if lines.len() < 4 {
+        return Err(format!("{} lines, expected 4", lines.len()));
+    }
+    if !lines[0].starts_with("untrusted comment:") || !lines[2].starts_with("trusted comment:") {
+        return Err("its comment lines are missing".into());
+    }
+    let decode = |line: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(line.trim())
+            .map_err(|e| e.to_string())
+    };
+    if decode(lines[1])?.len() != 74 {
+        return Err("its signature line is not 74 bytes".into());
+    }
+    if decode(lines[3])?.len() != 64 {
+        return Err("its global signature is not 64 bytes".into());
+    }
+    if lines[2].len() > 8192 {
+        return Err("its trusted comment is too long".into());
+    }
+    Ok(())
+}
+
+/// Text from a plugin or its signature, made safe to print: control characters (which could
+/// forge lines or hide text on a terminal) are escaped.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// Whether a secret key file holds an unencrypted key (its KDF algorithm is none).
 fn unencrypted(text: &str) -> bool {
     let Some(line) = text
@@ -365,12 +432,22 @@ mod tests {
             keys: vec![parse_key(&pk.to_base64(), dir.path(), "test").unwrap()],
             require_signature: true,
             required_by: None,
+            only_machine_keys: false,
         };
         let status = trust.check(&bytes, &sig_file).unwrap();
         assert!(
             matches!(&status, Signature::Trusted { comment, .. } if comment == "vetted"),
             "{status:?}"
         );
+        // A signature whose global signature is cut short is an error, not a panic (the crate
+        // slices it unchecked).
+        let text = std::fs::read_to_string(&sig_file).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[3] = "AAAA";
+        let err = trust
+            .check_text(&bytes, Some(&lines.join("\n")), "cut")
+            .unwrap_err();
+        assert!(err.contains("not a minisign signature"), "{err}");
         let mut changed = bytes.clone();
         changed[7] ^= 1;
         let err = trust.check(&changed, &sig_file).unwrap_err();
