@@ -280,6 +280,34 @@ async fn the_machine_trust_file_requires_signatures_that_a_pipeline_cannot_waive
     assert_exit(&out, 0);
     assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), 5);
     let _ = pk;
+
+    // A pipeline that vouches for a plugin with a key of its own: accepted, unless the machine
+    // says only its keys count.
+    let (_, team_sk) = cli_keypair(dir, "team");
+    cli_sign(&team_sk, &plugin, "vetted by the pipeline's author");
+    std::fs::write(
+        dir.join("p.yaml"),
+        pipeline_with(&server, &plugin, "plugins: {trusted_keys: [team.pub]}\n"),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(case.bronze()).unwrap();
+    let out = run();
+    assert_exit(&out, 0);
+    assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), 10);
+    std::fs::write(
+        dir.join("trust.yaml"),
+        "plugins:\n  trusted_keys: [platform.pub]\n  require_signature: true\n  only_machine_keys: true\n",
+    )
+    .unwrap();
+    std::fs::remove_dir_all(case.bronze()).unwrap();
+    let out = run();
+    assert_exit(&out, 1);
+    assert!(
+        text(&out).contains("not among the trusted keys"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), 10);
 }
 
 #[test]
