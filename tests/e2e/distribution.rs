@@ -248,7 +248,7 @@ async fn the_machine_trust_file_requires_signatures_that_a_pipeline_cannot_waive
     let dir = case.dir.path();
     let plugin = dir.join("vetted.wasm");
     std::fs::copy(fixture("passthrough.wasm"), &plugin).unwrap();
-    let (pk, sk) = cli_keypair(dir, "platform");
+    let (_, sk) = cli_keypair(dir, "platform");
     std::fs::write(
         dir.join("trust.yaml"),
         "plugins:\n  trusted_keys: [platform.pub]\n  require_signature: true\n",
@@ -279,7 +279,6 @@ async fn the_machine_trust_file_requires_signatures_that_a_pipeline_cannot_waive
     let out = run();
     assert_exit(&out, 0);
     assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), 5);
-    let _ = pk;
 
     // A pipeline that vouches for a plugin with a key of its own: accepted, unless the machine
     // says only its keys count.
@@ -317,7 +316,7 @@ fn a_signature_made_by_sparkwasm_verifies_with_the_minisign_cli() {
     let d = dir.path();
     let plugin = d.join("p.wasm");
     std::fs::copy(fixture("passthrough.wasm"), &plugin).unwrap();
-    let (pk, sk) = cli_keypair(d, "k");
+    let (pk, _) = cli_keypair(d, "k");
     let out = sparkwasm(d)
         .args(["plugin", "sign", "p.wasm", "--key", "k.key"])
         .output()
@@ -344,7 +343,6 @@ fn a_signature_made_by_sparkwasm_verifies_with_the_minisign_cli() {
     bytes[100] ^= 1;
     std::fs::write(&plugin, bytes).unwrap();
     assert!(!verify().status.success());
-    let _ = sk;
 }
 
 #[test]
@@ -390,14 +388,6 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Registry {
@@ -508,18 +498,9 @@ async fn a_signed_plugin_pushed_to_a_registry_runs_by_digest_and_from_the_cache_
         .output()
         .unwrap();
     assert_exit(&out, 0);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let pinned = stdout
-        .lines()
-        .find(|l| l.starts_with("oci://"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let pinned = pinned_reference(&out);
     let digest = pinned.rsplit_once('@').unwrap().1.to_owned();
-    let manifest = reqwest_get(&format!(
-        "http://{}/v2/team/vetted/manifests/1.0",
-        registry.addr
-    ));
+    let manifest = registry_manifest(&registry.addr, "team/vetted", "1.0");
     assert_eq!(format!("sha256:{:x}", Sha256::digest(&manifest)), digest);
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     assert_eq!(
@@ -533,10 +514,7 @@ async fn a_signed_plugin_pushed_to_a_registry_runs_by_digest_and_from_the_cache_
     );
     // The signature beside it, under the tag the registry can serve without a referrers API.
     let sig_tag = format!("{}.sig", digest.replace(':', "-"));
-    let sig_manifest = reqwest_get(&format!(
-        "http://{}/v2/team/vetted/manifests/{sig_tag}",
-        registry.addr
-    ));
+    let sig_manifest = registry_manifest(&registry.addr, "team/vetted", &sig_tag);
     assert!(!sig_manifest.is_empty());
 
     // The data team pins the digest and requires a trusted signature.
@@ -594,12 +572,7 @@ async fn a_signed_plugin_pushed_to_a_registry_runs_by_digest_and_from_the_cache_
         .output()
         .unwrap();
     assert_exit(&out, 0);
-    let unsigned_ref = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("oci://"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let unsigned_ref = pinned_reference(&out);
     std::fs::write(dir.join("p.yaml"), entry(&unsigned_ref)).unwrap();
     let before = server.counters.row_requests.load(Ordering::SeqCst);
     let out = run(plain, &cache);
@@ -651,12 +624,7 @@ async fn a_registry_over_tls_with_a_generated_ca_serves_pull_and_an_unknown_ca_i
         .output()
         .unwrap();
     assert_exit(&out, 0);
-    let pinned = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("oci://"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let pinned = pinned_reference(&out);
     let out = with_registry(d, None, Some(&d.join("ca.pem")), &d.join("cache"))
         .args(["plugin", "pull", &pinned, "-o", "pulled.wasm"])
         .output()
@@ -703,26 +671,25 @@ async fn a_registry_over_tls_with_a_generated_ca_serves_pull_and_an_unknown_ca_i
     );
 }
 
-/// GET over plain http with std only (the test reads the registry's API itself).
-fn reqwest_get(url: &str) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        s,
-        "GET /{path} HTTP/1.0\r\nHost: {host}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&buf[..at]).to_string();
-    assert!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "{head}"
+/// A manifest as the registry's own API serves it (the test reads the registry, not sparkwasm).
+fn registry_manifest(addr: &str, repository: &str, reference: &str) -> Vec<u8> {
+    let (status, body) = http_get(
+        addr,
+        &format!("/v2/{repository}/manifests/{reference}"),
+        &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
     );
-    buf[at + 4..].to_vec()
+    assert!(status.contains(" 200"), "{status}");
+    body
+}
+
+/// The `oci://…@sha256:…` reference `plugin push` printed.
+fn pinned_reference(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("oci://"))
+        .unwrap_or_else(|| panic!("no oci:// line in: {}", text(out)))
+        .trim()
+        .to_owned()
 }
 
 /// A registry that asks for credentials: they come from the environment or the Docker config, and
@@ -818,12 +785,7 @@ fn registry_credentials_come_from_the_environment_or_the_docker_config_and_are_n
         .unwrap();
     assert_exit(&out, 0);
     never_printed(&out);
-    let pinned = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with("oci://"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let pinned = pinned_reference(&out);
     // From the Docker config (`auths.<registry>.auth` = base64 of user:password).
     use base64::Engine;
     let docker = d.join("docker");

@@ -11,30 +11,6 @@ use testkit::ApiServer;
 
 use crate::support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET over plain http with std only; (status line, body).
-fn http_get(host: &str, path: &str) -> (String, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&buf[..at])
-        .lines()
-        .next()
-        .unwrap()
-        .to_owned();
-    (head, buf[at + 4..].to_vec())
-}
-
 /// Prometheus on 127.0.0.1, scraping `target` every second, its data in a temp dir; killed on drop.
 struct Prometheus {
     child: std::process::Child,
@@ -89,13 +65,13 @@ impl Prometheus {
         };
         let ready = wait_until(Duration::from_secs(30), || {
             std::net::TcpStream::connect(&p.addr).is_ok()
-                && http_get(&p.addr, "/-/ready").0.contains("200")
+                && http_get(&p.addr, "/-/ready", &[]).0.contains("200")
         });
         assert!(ready, "prometheus did not become ready");
         // Its scrape loop starts a few seconds after it is ready (target discovery is batched):
         // wait until it has tried the target once (it is down: nothing serves it yet).
         let scraping = wait_until(Duration::from_secs(30), || {
-            let (_, body) = http_get(&p.addr, "/api/v1/targets");
+            let (_, body) = http_get(&p.addr, "/api/v1/targets", &[]);
             serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| {
                 v["data"]["activeTargets"]
                     .as_array()
@@ -109,7 +85,7 @@ impl Prometheus {
     /// The value of an instant PromQL query with one sample, if any.
     fn query(&self, promql: &str) -> Option<f64> {
         let q = percent_encoding::utf8_percent_encode(promql, percent_encoding::NON_ALPHANUMERIC);
-        let (_, body) = http_get(&self.addr, &format!("/api/v1/query?query={q}"));
+        let (_, body) = http_get(&self.addr, &format!("/api/v1/query?query={q}"), &[]);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         v["data"]["result"][0]["value"][1]
             .as_str()

@@ -322,3 +322,33 @@ pub(crate) fn peak_rss(pid: u32) -> u64 {
         .expect("VmHWM");
     kb * 1024
 }
+
+/// A free port on 127.0.0.1 for a server a test starts (it binds it a moment later).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` from `host` over plain http with std only, with `headers`: (status line, body). For
+/// reading a server's own API (Prometheus, the OCI registry) from the test's side.
+pub(crate) fn http_get(host: &str, path: &str, headers: &[(&str, &str)]) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{extra}\r\n").unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..at])
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    (head, buf[at + 4..].to_vec())
+}

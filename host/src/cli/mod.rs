@@ -245,12 +245,15 @@ pub(crate) fn main() -> ExitCode {
                     "{}: no rows to send: the file has no tables.source; give them with --source PATH|TABLE or --source-query SQL",
                     pipeline.display()
                 );
+                write_report(&watch, Some(&p), None, Err(&e));
                 return fail(&e, Some(&p));
             }
             let rt = runtime();
-            let metrics = Arc::new(Metrics::default());
-            let server = match watch.metrics_addr {
-                Some(addr) => match rt.block_on(metrics::serve(addr, metrics.clone())) {
+            // Counted only when someone reads the counts: no per-row cost otherwise.
+            let metrics = (watch.metrics_addr.is_some() || watch.report.is_some())
+                .then(|| Arc::new(Metrics::default()));
+            let server = match (watch.metrics_addr, &metrics) {
+                (Some(addr), Some(m)) => match rt.block_on(metrics::serve(addr, m.clone())) {
                     Ok((at, task)) => {
                         eprintln!("sparkwasm: metrics at http://{at}/metrics");
                         Some(task)
@@ -260,9 +263,13 @@ pub(crate) fn main() -> ExitCode {
                         return fail(&e, Some(&p));
                     }
                 },
-                None => None,
+                _ => None,
             };
-            let outcome = rt.block_on(sparkwasm::run(&p, vec![metrics.clone() as _]));
+            let observers = metrics
+                .iter()
+                .map(|m| m.clone() as Arc<dyn sparkwasm::events::Observer>)
+                .collect();
+            let outcome = rt.block_on(sparkwasm::run(&p, observers));
             if server.is_some() && watch.metrics_hold > 0 {
                 let hold = std::time::Duration::from_secs(watch.metrics_hold);
                 rt.block_on(async move { tokio::time::sleep(hold).await });
@@ -275,7 +282,7 @@ pub(crate) fn main() -> ExitCode {
                         p.id, report.commits, p.sink
                     );
                     println!("{s}");
-                    write_report(&watch, Some(&p), Some(&metrics), Ok(&report));
+                    write_report(&watch, Some(&p), metrics.as_deref(), Ok(&report));
                     if s.failed > 0 {
                         ExitCode::from(2)
                     } else {
@@ -284,7 +291,7 @@ pub(crate) fn main() -> ExitCode {
                 }
                 Err(e) => {
                     let e = anyhow::Error::new(e);
-                    write_report(&watch, Some(&p), Some(&metrics), Err(&e));
+                    write_report(&watch, Some(&p), metrics.as_deref(), Err(&e));
                     fail(&e, Some(&p))
                 }
             }

@@ -426,26 +426,9 @@ pub(crate) fn custom_plugin(
     let file = file.map(|f| base_dir.join(f));
     let signature = match section.get("signature") {
         Some(f) => w.name(Some(f)).map(|s| base_dir.join(s)),
-        None => file.as_ref().map(|f| {
-            let mut s = f.as_os_str().to_owned();
-            s.push(".minisig");
-            PathBuf::from(s)
-        }),
+        None => file.as_deref().map(default_signature_path),
     };
-    let config = match section.get("config") {
-        None => serde_json::json!({}),
-        Some(f) => match &f.node.value {
-            Value::Map(_) | Value::Null => f.node.to_json(),
-            other => {
-                w.error(
-                    f.path,
-                    f.node.pos,
-                    format!("expected a mapping, found {}", other.kind()),
-                );
-                serde_json::json!({})
-            }
-        },
-    };
+    let config = plugin_config(w, &section);
     let limits = plugin_limits(w, &section);
     let grants = grants(w, &section);
     Some(MiddlewareSpec {
@@ -499,7 +482,28 @@ fn registry_plugin(
     }
     let limits = plugin_limits(w, section);
     let grants = grants(w, section);
-    let config = match section.get("config") {
+    let config = plugin_config(w, section);
+    Some(MiddlewareSpec {
+        kind: "wasm".into(),
+        name: name?,
+        path: path.to_owned(),
+        source: PluginSource::Registry { reference },
+        config,
+        limits,
+        grants,
+    })
+}
+
+/// Where a plugin file's signature is by default: `FILE.minisig`, as `minisign -S` writes it.
+pub fn default_signature_path(plugin: &Path) -> PathBuf {
+    let mut s = plugin.as_os_str().to_owned();
+    s.push(".minisig");
+    PathBuf::from(s)
+}
+
+/// A custom plugin's `config`: a mapping handed to it as JSON (absent: `{}`).
+fn plugin_config(w: &mut Walker, section: &Section<'_>) -> serde_json::Value {
+    match section.get("config") {
         None => serde_json::json!({}),
         Some(f) => match &f.node.value {
             Value::Map(_) | Value::Null => f.node.to_json(),
@@ -512,16 +516,7 @@ fn registry_plugin(
                 serde_json::json!({})
             }
         },
-    };
-    Some(MiddlewareSpec {
-        kind: "wasm".into(),
-        name: name?,
-        path: path.to_owned(),
-        source: PluginSource::Registry { reference },
-        config,
-        limits,
-        grants,
-    })
+    }
 }
 
 /// `grants` of a custom plugin entry.

@@ -35,6 +35,12 @@ pub(crate) const KEYS: &[KeySpec] = &[
     .default(|| PluginPolicy::default().require_signature.into()),
 ];
 
+/// Whether a trusted key as written is the key itself (minisign's base64, `RW…`) rather than the
+/// path of a key file (a path has a `.` in it: `team.pub`, `./keys/team`).
+pub fn is_inline_key(text: &str) -> bool {
+    text.starts_with("RW") && !text.contains('.')
+}
+
 /// Reads `plugins` (absent: no keys, signatures not required).
 pub(crate) fn read(
     w: &mut Walker,
@@ -48,7 +54,7 @@ pub(crate) fn read(
         for (i, key) in keys.iter().enumerate() {
             let path = format!("{}[{i}]", f.path);
             let text = key.trim();
-            if text.starts_with("RW") && !text.contains('.') {
+            if is_inline_key(text) {
                 if let Err(e) = minisign::PublicKey::from_base64(text) {
                     w.error(&path, f.node.pos, format!("not a minisign public key: {e}"));
                 }

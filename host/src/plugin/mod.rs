@@ -370,14 +370,16 @@ async fn fetch(
     Ok(Some(component::Fetched {
         component: pulled.component,
         signature: pulled.signature,
-        place: if pulled.from_cache {
-            format!(
-                "signature at tag {}.sig, as cached in {} (remove that entry to fetch it again)",
-                pulled.digest.replace(':', "-"),
-                registry::cache_dir().display()
-            )
-        } else {
-            format!("signature at tag {}.sig", pulled.digest.replace(':', "-"))
+        place: {
+            let tag = registry::signature_tag(&pulled.digest);
+            if pulled.from_cache {
+                format!(
+                    "signature at tag {tag}, as cached in {} (remove that entry to fetch it again)",
+                    registry::cache_dir().display()
+                )
+            } else {
+                format!("signature at tag {tag}")
+            }
         },
     }))
 }

@@ -68,8 +68,8 @@ fn is_loopback(registry: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A client for `registry`, configured from the environment.
-fn client(registry: &str) -> Result<Client, String> {
+/// A registry client, configured from the environment.
+fn client() -> Result<Client, String> {
     let plain: Vec<String> = std::env::var("SPARKWASM_PLAIN_HTTP_REGISTRIES")
         .unwrap_or_default()
         .split(',')
@@ -104,7 +104,6 @@ fn client(registry: &str) -> Result<Client, String> {
                 data,
             });
     }
-    let _ = registry;
     Ok(Client::new(config))
 }
 
@@ -311,7 +310,7 @@ pub async fn pull(reference: &str) -> Result<Pulled, String> {
     {
         return hit;
     }
-    let client = client(r.registry())?;
+    let client = client()?;
     let auth = auth(r.registry())?;
     let (raw, _) = client
         .pull_manifest_raw(&r, &auth, &[OCI_IMAGE_MEDIA_TYPE])
@@ -361,8 +360,18 @@ pub async fn pull(reference: &str) -> Result<Pulled, String> {
     })
 }
 
-fn signature_tag(digest: &str) -> String {
+/// The tag a signature of the artifact `digest` is pushed under: `sha256-<hex>.sig`.
+pub(crate) fn signature_tag(digest: &str) -> String {
     format!("{}.sig", digest.replace(':', "-"))
+}
+
+/// Where the signature of the artifact `digest` in `r`'s repository is pushed.
+fn signature_ref(r: &Reference, digest: &str) -> Reference {
+    Reference::with_tag(
+        r.registry().to_owned(),
+        r.repository().to_owned(),
+        signature_tag(digest),
+    )
 }
 
 async fn pull_signature(
@@ -371,11 +380,7 @@ async fn pull_signature(
     r: &Reference,
     digest: &str,
 ) -> Result<Option<String>, String> {
-    let sig_ref = Reference::with_tag(
-        r.registry().to_owned(),
-        r.repository().to_owned(),
-        signature_tag(digest),
-    );
+    let sig_ref = signature_ref(r, digest);
     let raw = match client
         .pull_manifest_raw(&sig_ref, auth, &[OCI_IMAGE_MEDIA_TYPE])
         .await
@@ -433,7 +438,7 @@ pub async fn push(
             "`{reference}`: push to a tag (the registry computes the digest)"
         ));
     }
-    let client = client(r.registry())?;
+    let client = client()?;
     let auth = auth(r.registry())?;
     let layer = ImageLayer::new(component.to_vec(), WASM_LAYER.to_owned(), None);
     // The CNCF Wasm artifact config: what the component is, for tools that read it.
@@ -484,11 +489,7 @@ pub async fn push(
         ));
     }
     if let Some(sig) = signature {
-        let sig_ref = Reference::with_tag(
-            r.registry().to_owned(),
-            r.repository().to_owned(),
-            signature_tag(&digest),
-        );
+        let sig_ref = signature_ref(&r, &digest);
         let layer = ImageLayer::new(sig.as_bytes().to_vec(), SIGNATURE_LAYER.to_owned(), None);
         let config = Config::new(b"{}".to_vec(), SIGNATURE_CONFIG.to_owned(), None);
         client

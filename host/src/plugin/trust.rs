@@ -111,7 +111,7 @@ fn key_id(keynum: &[u8]) -> String {
 /// the path of a key file, e.g. `team.pub` (relative to `base_dir`; a path has a `.` in it).
 pub fn parse_key(written: &str, base_dir: &Path, from: &str) -> Result<TrustedKey, String> {
     let text = written.trim();
-    let key = if text.starts_with("RW") && !text.contains('.') {
+    let key = if crate::config::plugins::is_inline_key(text) {
         PublicKey::from_base64(text)
             .map_err(|e| format!("{from}: not a minisign public key: {e}"))?
     } else {
@@ -119,12 +119,7 @@ pub fn parse_key(written: &str, base_dir: &Path, from: &str) -> Result<TrustedKe
         let body = std::fs::read_to_string(&path)
             .map_err(|e| format!("{from}: cannot read the key file {}: {e}", path.display()))?;
         // A .pub file: an `untrusted comment:` line, then the key.
-        let line = body
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
-            .unwrap_or_default();
-        PublicKey::from_base64(line).map_err(|e| {
+        PublicKey::from_base64(key_line(&body)).map_err(|e| {
             format!(
                 "{from}: {} is not a minisign public key file: {e}",
                 path.display()
@@ -289,12 +284,7 @@ impl Trust {
     }
 }
 
-/// Where a plugin file's signature is by default: `FILE.minisig`, as `minisign -S` writes it.
-pub fn default_signature_path(plugin: &Path) -> PathBuf {
-    let mut s = plugin.as_os_str().to_owned();
-    s.push(".minisig");
-    PathBuf::from(s)
-}
+pub use crate::config::middleware::default_signature_path;
 
 /// Signs `bytes` with the minisign secret key in `key_file`, as `minisign -S` does (prehashed,
 /// with a trusted comment). An encrypted key is opened with `password`.
@@ -314,13 +304,11 @@ pub fn sign(
         // which the crate takes for corruption: read it as it is. Signing below checks the key
         // against its own public half, so a damaged key still cannot sign.
         _ if unencrypted(&text) => {
-            let line = text
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
-                .unwrap_or_default();
-            let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, line)
-                .map_err(|e| format!("{}: not a minisign secret key: {e}", key_file.display()))?;
+            let raw =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key_line(&text))
+                    .map_err(|e| {
+                        format!("{}: not a minisign secret key: {e}", key_file.display())
+                    })?;
             minisign::SecretKey::from_bytes(&raw)
                 .map_err(|e| format!("{}: not a minisign secret key: {e}", key_file.display()))?
         }
@@ -392,16 +380,18 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
-/// Whether a secret key file holds an unencrypted key (its KDF algorithm is none).
-fn unencrypted(text: &str) -> bool {
-    let Some(line) = text
-        .lines()
+/// The key line of a minisign key file (`.pub` or `.key`): the first line that is not its
+/// `untrusted comment:`.
+fn key_line(text: &str) -> &str {
+    text.lines()
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
-    else {
-        return false;
-    };
-    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, line)
+        .unwrap_or_default()
+}
+
+/// Whether a secret key file holds an unencrypted key (its KDF algorithm is none).
+fn unencrypted(text: &str) -> bool {
+    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key_line(text))
         .is_ok_and(|raw| raw.len() > 4 && raw[2..4] == [0, 0])
 }
 
