@@ -14,6 +14,13 @@ VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -c "import deltalake, pyarrow, aiohttp" 2>/dev/null \
   || "$VENV/bin/pip" install -q "deltalake>=1.1" pyarrow aiohttp
+# Azurite (npm), for the run that lands in Delta on an object store.
+AZURITE_DIR="${SPARKWASM_AZURITE_DIR:-$HOME/.cache/sparkwasm/azurite}"
+if [ ! -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ] && command -v npm >/dev/null; then
+  mkdir -p "$AZURITE_DIR"
+  (cd "$AZURITE_DIR" && npm install --silent --no-audit --no-fund azurite@3.35 >&2)
+fi
+[ -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ] && export SPARKWASM_AZURITE="$AZURITE_DIR/node_modules/.bin/azurite-blob"
 cargo build -q --release -p sparkwasm -p testkit
 cargo build -q --release -p sparkwasm --example hop
 exec "$VENV/bin/python" bench/run.py "${CARGO_TARGET_DIR:-target}/release" "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and end-to-end tests (cargo test).
-# Installs what it needs: minisign, docker-registry and prometheus (apt), a Python venv with `deltalake` (the independent second reader of the tests)
+# Installs what it needs: minisign, docker-registry and prometheus (apt), a Python venv with `deltalake` (the independent second reader of the tests) and moto (S3), Azurite (npm)
 # and componentize-py, componentize-js from npm; host/build.rs adds the wasm32-wasip2 target for the
 # guest plugins.
 set -euo pipefail
@@ -20,9 +20,17 @@ if [ -n "$need" ]; then
 fi
 VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -c "import deltalake, pyarrow, jsonschema, yaml, bcrypt" 2>/dev/null ||
-  "$VENV/bin/pip" install -q "deltalake>=1.1" pyarrow jsonschema pyyaml bcrypt
+"$VENV/bin/python" -c "import deltalake, pyarrow, jsonschema, yaml, bcrypt, moto, flask" 2>/dev/null ||
+  "$VENV/bin/pip" install -q "deltalake>=1.1" pyarrow jsonschema pyyaml bcrypt "moto[server]>=5.1"
 export SPARKWASM_PYTHON="$VENV/bin/python"
+# Object stores in the tests: moto's server (S3, DynamoDB; from PyPI, above) and Azurite, Azure's
+# official storage emulator (npm; 3.35 runs on Node 20), each started on 127.0.0.1 by its test.
+AZURITE_DIR="${SPARKWASM_AZURITE_DIR:-$HOME/.cache/sparkwasm/azurite}"
+if [ ! -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; then
+  mkdir -p "$AZURITE_DIR"
+  (cd "$AZURITE_DIR" && npm install --silent --no-audit --no-fund azurite@3.35 >&2)
+fi
+export SPARKWASM_AZURITE="$AZURITE_DIR/node_modules/.bin/azurite-blob"
 # The polyglot examples: middleware written in Python (componentize-py) and JavaScript
 # (componentize-js), built from source. A failed build stops the suite here.
 # (Plain assignments, exported after: `export X="$(...)"` would hide a failed build from set -e.)
@@ -40,6 +48,10 @@ cargo clippy --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
+# The optional DynamoDB locking provider for S3 (`--features dynamodb`: delta-rs's AWS SDK client),
+# linted and tested against moto's DynamoDB.
+cargo clippy -p sparkwasm --features dynamodb --all-targets -- -D warnings
+cargo test -p sparkwasm --features dynamodb --test e2e stores::the_dynamodb 2>&1 | tee -a "$log"
 # The guest plugins' own unit tests (retry's backoff, the SDK's docs), natively: they call no host import.
 cargo test --workspace --manifest-path plugins/Cargo.toml \
   --target-dir "${CARGO_TARGET_DIR:-target}/plugins-native" 2>&1 | tee -a "$log"

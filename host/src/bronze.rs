@@ -3,26 +3,26 @@
 //! landed in a table's data files.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::store::DataFile;
 
 /// A data file of a bronze table that could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("reading {file}: {message}")]
 pub struct ReadError {
-    file: PathBuf,
+    file: String,
     message: String,
 }
 
-fn read_error(file: &Path, e: impl std::fmt::Display) -> ReadError {
+fn read_error(file: &DataFile, e: impl std::fmt::Display) -> ReadError {
     ReadError {
-        file: file.to_path_buf(),
+        file: file.to_string(),
         message: e.to_string(),
     }
 }
@@ -139,12 +139,11 @@ fn landed_for_good(
 }
 
 /// The keys of request_ids that landed for good (see [`LandedRule`]) in the given data files.
-pub fn landed_ids(files: &[PathBuf], rule: &LandedRule) -> Result<HashSet<u128>, ReadError> {
+pub fn landed_ids(files: &[DataFile], rule: &LandedRule) -> Result<HashSet<u128>, ReadError> {
     let mut landed = HashSet::new();
     for file in files {
         let err = |e: &dyn std::fmt::Display| read_error(file, e);
-        let f = std::fs::File::open(file).map_err(|e| err(&e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| err(&e))?;
+        let builder = file.parquet().map_err(|e| err(&e))?;
         let schema = builder.schema().clone();
         let (id, ok) = match (schema.index_of("request_id"), schema.index_of("success")) {
             (Ok(id), Ok(ok)) => (id, ok),
@@ -200,15 +199,16 @@ pub fn landed_in(
 /// The successful rows of the given data files whose request_id key is in `wanted`, whole (every
 /// bronze column), batch by batch.
 pub fn successful_rows(
-    files: &[PathBuf],
+    files: &[DataFile],
     wanted: &HashSet<u128>,
 ) -> Result<Vec<RecordBatch>, ReadError> {
     let mut out = Vec::new();
     for file in files {
         let err = |e: &dyn std::fmt::Display| read_error(file, e);
-        let f = std::fs::File::open(file).map_err(|e| err(&e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-            .and_then(|b| b.build())
+        let reader = file
+            .parquet()
+            .map_err(|e| err(&e))?
+            .build()
             .map_err(|e| err(&e))?;
         for batch in reader {
             let batch = batch.map_err(|e| err(&e))?;

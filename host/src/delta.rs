@@ -1,9 +1,9 @@
-//! Delta tables on the local filesystem, as the stages read them: a folder's table, its data files,
-//! and the version a writer committed under a transaction id.
-
-use std::path::{Path, PathBuf};
+//! Delta tables as the stages read them, local or on an object store: a location's table, its data
+//! files, and the version a writer committed under a transaction id.
 
 use deltalake::{DeltaTable, DeltaTableError};
+
+use crate::store::{DataFile, Location};
 
 /// A Delta table that could not be opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -14,11 +14,11 @@ pub struct TableError {
 }
 
 impl TableError {
-    /// An error about the table at `path`.
-    pub fn new(path: &Path, message: impl Into<String>) -> Self {
+    /// An error about the table at `location`.
+    pub fn new(location: &Location, message: impl Into<String>) -> Self {
         TableError {
-            path: path.display().to_string(),
-            message: message.into(),
+            path: location.to_string(),
+            message: one_line(&message.into()),
         }
     }
 
@@ -28,29 +28,60 @@ impl TableError {
     }
 }
 
-/// The URL delta-rs opens a local folder by.
-pub fn table_url(path: &Path) -> Result<url::Url, TableError> {
-    let absolute = std::path::absolute(path).map_err(|e| TableError::new(path, e.to_string()))?;
-    url::Url::from_directory_path(absolute)
-        .map_err(|()| TableError::new(path, "not a local folder"))
+/// The table at `location` as delta-rs opens it (the object-store schemes registered first), or the
+/// error delta-rs gave.
+pub async fn open_raw(location: &Location) -> Result<DeltaTable, DeltaTableError> {
+    crate::store::register_schemes();
+    let url = location
+        .table_url()
+        .map_err(|e| DeltaTableError::generic(format!("{location}: {e}")))?;
+    deltalake::open_table_with_storage_options(url, location.storage_options()).await
 }
 
-/// The table at `path`, or `None` when there is none (no folder, or no `_delta_log` in it).
-pub async fn open(path: &Path) -> Result<Option<DeltaTable>, TableError> {
-    if !path.join("_delta_log").is_dir() {
-        return Ok(None);
+/// An error in one line, at most 400 characters: a store's error may carry its XML answer on
+/// further lines.
+fn one_line(text: &str) -> String {
+    let mut line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.len() > 400 {
+        let cut = (0..=400)
+            .rev()
+            .find(|i| line.is_char_boundary(*i))
+            .unwrap_or(0);
+        line.truncate(cut);
+        line.push('…');
     }
-    match deltalake::open_table(table_url(path)?).await {
+    line
+}
+
+/// The table at `location`, or `None` when there is none (no folder, or no `_delta_log` in it).
+/// On an object store, the bucket or container is checked first: a missing one, refused
+/// credentials or an unreachable store stop the run here, before any request.
+pub async fn open(location: &Location) -> Result<Option<DeltaTable>, TableError> {
+    match location {
+        Location::Local(path) if !path.join("_delta_log").is_dir() => return Ok(None),
+        Location::Local(_) => {}
+        Location::Remote(remote) => crate::store::preflight(remote)
+            .await
+            .map_err(|e| TableError::new(location, e))?,
+    }
+    match open_raw(location).await {
         Ok(t) => Ok(Some(t)),
         Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => {
             Ok(None)
         }
-        Err(e) => Err(TableError::new(path, format!("cannot open the table: {e}"))),
+        Err(e) => Err(TableError::new(
+            location,
+            format!("cannot open the table: {e}"),
+        )),
     }
 }
 
 /// The version the writer `app_id` last committed (a `txn` action), 0 if none.
-pub async fn txn_version(table: &DeltaTable, path: &Path, app_id: &str) -> Result<i64, TableError> {
+pub async fn txn_version(
+    table: &DeltaTable,
+    path: &Location,
+    app_id: &str,
+) -> Result<i64, TableError> {
     let snapshot = table
         .snapshot()
         .map_err(|e| TableError::new(path, e.to_string()))?;
@@ -63,9 +94,9 @@ pub async fn txn_version(table: &DeltaTable, path: &Path, app_id: &str) -> Resul
 
 /// The Parquet files of a Delta table's current version. Refuses what reading raw files would get
 /// wrong (partition values kept in the log, deletion vectors).
-pub async fn data_files(path: &Path) -> Result<Vec<PathBuf>, TableError> {
+pub async fn data_files(path: &Location) -> Result<Vec<DataFile>, TableError> {
     let fail = |message: String| TableError::new(path, message);
-    let table = deltalake::open_table(table_url(path)?)
+    let table = open_raw(path)
         .await
         .map_err(|e| fail(format!("cannot open the Delta table: {e}")))?;
     let snapshot = table.snapshot().map_err(|e| fail(e.to_string()))?;
@@ -81,22 +112,9 @@ pub async fn data_files(path: &Path) -> Result<Vec<PathBuf>, TableError> {
             "the table has deletion vectors, which this reader does not apply".into(),
         ));
     }
-    let mut files = Vec::new();
-    for uri in table.get_file_uris().map_err(|e| fail(e.to_string()))? {
-        // Local tables give plain paths; object stores give URLs, which this reader does not fetch.
-        match url::Url::parse(&uri) {
-            Ok(u) if u.scheme() == "file" => files.push(
-                u.to_file_path()
-                    .map_err(|()| fail(format!("data file {uri} is not local")))?,
-            ),
-            Ok(_) => {
-                return Err(fail(format!(
-                    "data file {uri} is not on the local filesystem"
-                )));
-            }
-            Err(_) => files.push(PathBuf::from(uri)),
-        }
-    }
-    files.sort();
-    Ok(files)
+    let uris = table
+        .get_file_uris()
+        .map_err(|e| fail(e.to_string()))?
+        .collect();
+    crate::store::table_files(path, uris).map_err(fail)
 }

@@ -6,7 +6,7 @@
 //! landed) → [`execute`] (rows → requests → outcomes) → [`sink`] (outcomes → the bronze table) →
 //! [`report`] (progress and summary). A stage imports earlier stages and the vocabulary every stage
 //! shares ([`api`], [`chain`], [`credential`], [`redact`], [`events`], [`worker`], [`builtins`],
-//! [`bronze`], [`delta`], [`spark`]), never a later stage.
+//! [`bronze`], [`delta`], [`store`], [`spark`]), never a later stage.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -26,6 +26,7 @@ pub mod resume;
 pub mod sink;
 pub mod source;
 pub mod spark;
+pub mod store;
 pub mod worker;
 
 use std::sync::Arc;
@@ -242,7 +243,7 @@ mod layers {
     const STAGES: [&str; 7] = [
         "config", "plugin", "source", "resume", "execute", "sink", "report",
     ];
-    const VOCABULARY: [&str; 10] = [
+    const VOCABULARY: [&str; 11] = [
         "api",
         "bronze",
         "builtins",
@@ -252,6 +253,7 @@ mod layers {
         "events",
         "redact",
         "spark",
+        "store",
         "worker",
     ];
 

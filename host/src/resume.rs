@@ -95,9 +95,9 @@ impl Resume {
                 })
             }
             _ => {
-                let path = &sink.path;
+                let path = &sink.location;
                 let fail = |e: delta::TableError| ResumeError {
-                    what: path.display().to_string(),
+                    what: path.to_string(),
                     message: e.message().to_owned(),
                 };
                 let Some(table) = delta::open(path).await.map_err(fail)? else {
@@ -125,11 +125,11 @@ impl Resume {
                     let ids = tokio::task::spawn_blocking(move || landed_ids(&files, &rule))
                         .await
                         .map_err(|e| ResumeError {
-                            what: path.display().to_string(),
+                            what: path.to_string(),
                             message: e.to_string(),
                         })?
                         .map_err(|e| ResumeError {
-                            what: path.display().to_string(),
+                            what: path.to_string(),
                             message: e.to_string(),
                         })?;
                     Landed(ids)

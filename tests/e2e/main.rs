@@ -9,4 +9,5 @@ mod observability;
 mod plugins;
 mod runs;
 mod spark;
+mod stores;
 mod support;

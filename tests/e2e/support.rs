@@ -115,7 +115,7 @@ pub(crate) struct Landed {
 /// reader.
 pub(crate) fn bronze_batches(path: &Path) -> Vec<arrow::record_batch::RecordBatch> {
     // Tests run inside a tokio runtime; delta-rs gets its own on a plain thread.
-    let owned = path.to_path_buf();
+    let owned = sparkwasm::store::Location::Local(path.to_path_buf());
     let files = std::thread::spawn(move || {
         tokio::runtime::Runtime::new()
             .unwrap()
@@ -126,15 +126,7 @@ pub(crate) fn bronze_batches(path: &Path) -> Vec<arrow::record_batch::RecordBatc
     .expect("data files");
     files
         .into_iter()
-        .flat_map(|f| {
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                std::fs::File::open(f).unwrap(),
-            )
-            .unwrap()
-            .build()
-            .unwrap()
-            .map(Result::unwrap)
-        })
+        .flat_map(|f| f.parquet().unwrap().build().unwrap().map(Result::unwrap))
         .collect()
 }
 

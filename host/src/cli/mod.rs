@@ -375,8 +375,9 @@ fn init_logging(json: bool) {
     use std::io::IsTerminal;
     // Dependencies (delta-rs, hyper) log at info; only sparkwasm's own info lines are shown by default.
     let tty = std::io::stderr().is_terminal();
+    // The Delta kernel logs as errors what it also returns as errors (which the run reports once).
     let default = if tty {
-        "warn"
+        "warn,buoyant_kernel=off"
     } else {
         "warn,buoyant_kernel=off,sparkwasm=info"
     };

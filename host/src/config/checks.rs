@@ -52,22 +52,15 @@ pub(crate) fn run(p: Parts<'_>, root: &Node, shard: Option<Shard>, errors: &mut 
         }
     }
     if let Some(shard) = shard {
-        if let Some(source) = p.source {
-            if matches!(source.location, SourceLocation::File { .. }) {
-                error(
-                    "tables.source.path",
-                    &format!(
-                        "--shard {shard} splits a Spark source (Spark computes each row's shard); this one is a local file: run it on one host"
-                    ),
-                );
-            } else if source.id_column.is_none() {
-                error(
-                    "tables.source",
-                    &format!(
-                        "--shard {shard} needs tables.source.id_column: a row's shard is the hash of its id"
-                    ),
-                );
-            }
+        if let Some(source) = p.source
+            && source.id_column.is_none()
+        {
+            error(
+                "tables.source",
+                &format!(
+                    "--shard {shard} needs tables.source.id_column: a row's shard is the hash of its id"
+                ),
+            );
         }
         if let Some(sink) = p.sink
             && sink.mode == SinkMode::Overwrite

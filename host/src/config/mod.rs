@@ -94,7 +94,39 @@ impl Pipeline {
             .cloned()
             .chain(self.credentials.iter().map(|c| c.value.clone()))
             .chain(self.auth.secret_forms())
+            .chain(self.storage_secrets())
             .collect()
+    }
+
+    /// The secret storage options of the source and sink, and, when either is on an object store,
+    /// the secrets the standard environment variables give its client.
+    fn storage_secrets(&self) -> Vec<String> {
+        let source = self.source.as_ref().and_then(|s| match &s.location {
+            SourceLocation::File { path, .. } => Some(path),
+            SourceLocation::Spark { .. } => None,
+        });
+        let remotes: Vec<&crate::store::Remote> = [Some(&self.sink.location), source]
+            .into_iter()
+            .flatten()
+            .filter_map(|l| match l {
+                crate::store::Location::Remote(r) => Some(r),
+                crate::store::Location::Local(_) => None,
+            })
+            .collect();
+        let mut out: Vec<String> = remotes
+            .iter()
+            .flat_map(|r| r.options.iter())
+            .filter(|(k, _)| crate::store::is_secret_option(k))
+            .map(|(_, v)| v.clone())
+            .collect();
+        if !remotes.is_empty() {
+            out.extend(
+                crate::store::SECRET_ENV
+                    .iter()
+                    .filter_map(|k| std::env::var(k).ok()),
+            );
+        }
+        out
     }
 }
 
@@ -303,7 +335,7 @@ pub(crate) mod tests {
             std::fs::write(dir.path().join("rows.csv"), "id\n1\n").unwrap();
             let secrets = SecretStore::default();
             let r = load_str(
-                "endpoint: {base_url: \"http://127.0.0.1:1\"}\ntables:\n  source: {path: rows.csv, id_column: id}\n  sink: {path: out, mode: overwrite}\n",
+                "endpoint: {base_url: \"http://127.0.0.1:1\"}\ntables:\n  source: {path: rows.csv}\n  sink: {path: out, mode: overwrite}\n",
                 "t",
                 &LoadOptions {
                     secrets: &secrets,
@@ -323,7 +355,7 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(e.len(), 2, "{e:#?}");
         assert!(
-            e[0].starts_with("3:18: tables.source.path: --shard 1/2 splits a Spark source"),
+            e[0].starts_with("3:11: tables.source: --shard 1/2 needs tables.source.id_column"),
             "{e:#?}"
         );
         assert!(

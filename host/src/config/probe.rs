@@ -8,6 +8,7 @@ use super::Pipeline;
 use super::error::ConfigError;
 use super::tables::{FORMAT_NAMES, FileFormat, SourceLocation};
 use super::tree::Pos;
+use crate::store::Location;
 
 /// A check of the filesystem the pure step left for later.
 pub(crate) enum Probe {
@@ -102,7 +103,10 @@ pub(crate) fn run(
                 written,
                 format_given,
             } => {
-                let Some(SourceLocation::File { path, format }) = pipeline
+                let Some(SourceLocation::File {
+                    path: Location::Local(path),
+                    format,
+                }) = pipeline
                     .as_deref_mut()
                     .and_then(|p| p.source.as_mut())
                     .map(|s| &mut s.location)

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::store::Location;
+
 use super::keys::{KeySpec, Kind};
 use super::probe::Probe;
 use super::walk::{Field, Section, Walker};
@@ -52,10 +54,10 @@ pub const SCHEMA_TYPES: &[&str] = &[
 /// Where a source's rows are.
 #[derive(Clone, Debug)]
 pub enum SourceLocation {
-    /// A local file or folder.
+    /// A file or folder, local or on an object store.
     File {
         /// The file or folder.
-        path: PathBuf,
+        path: Location,
         /// How to read it.
         format: FileFormat,
     },
@@ -113,9 +115,14 @@ impl FileFormat {
             .map(|(f, ..)| *f)
     }
 
-    /// The format a file's extension implies.
+    /// The format a local file's extension implies.
     pub(crate) fn of_extension(path: &Path) -> Option<Self> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Self::of_location(&Location::Local(path.to_owned()))
+    }
+
+    /// The format a file's extension implies, local or remote.
+    pub(crate) fn of_location(location: &Location) -> Option<Self> {
+        let ext = location.extension()?;
         FORMATS
             .iter()
             .find(|(_, _, exts)| exts.contains(&ext.as_str()))
@@ -126,8 +133,9 @@ impl FileFormat {
 /// `tables.sink`.
 #[derive(Clone, Debug)]
 pub struct Sink {
-    /// The Delta table's location: a local folder (unused when `spark_table` is set).
-    pub path: PathBuf,
+    /// The Delta table's location: a local folder or an object-store URL (unused when
+    /// `spark_table` is set).
+    pub location: Location,
     /// Append or overwrite.
     pub mode: SinkMode,
     /// With `spark.remote` and no `path`: the Spark catalog table (`namespace.name`) the bronze
@@ -147,8 +155,8 @@ impl std::fmt::Display for Sink {
         match &self.spark_table {
             Some(table) => write!(f, "Spark table {table}"),
             None => match &self.mirror {
-                Some(table) => write!(f, "{} and Spark table {table}", self.path.display()),
-                None => write!(f, "{}", self.path.display()),
+                Some(table) => write!(f, "{} and Spark table {table}", self.location),
+                None => write!(f, "{}", self.location),
             },
         }
     }
@@ -207,7 +215,16 @@ const SOURCE_KEYS: &[KeySpec] = &[
         Kind::TextList,
         "Columns that must be in the source.",
     ),
-    KeySpec::new("path", Kind::Text, "A local file or folder."),
+    KeySpec::new(
+        "path",
+        Kind::Text,
+        "A file or folder: a local path, file://, or s3://, s3a://, az://, abfss://, gs:// (docs/object-stores.md).",
+    ),
+    KeySpec::new(
+        "storage_options",
+        Kind::TextMap,
+        "Object-store options for path (endpoint, region, credentials, allow_http, ...); over the AWS_*/AZURE_*/GOOGLE_* environment.",
+    ),
     KeySpec::new(
         "format",
         Kind::Choice(&FORMAT_NAMES),
@@ -265,7 +282,12 @@ const SINK_KEYS: &[KeySpec] = &[
     KeySpec::new(
         "path",
         Kind::Text,
-        "The Delta table's folder; default ./warehouse/<namespace>/<name>.",
+        "The Delta table's folder or object-store URL (s3://, az://, abfss://, gs://); default ./warehouse/<namespace>/<name>.",
+    ),
+    KeySpec::new(
+        "storage_options",
+        Kind::TextMap,
+        "Object-store options for path (endpoint, region, credentials, allow_http, ...); over the AWS_*/AZURE_*/GOOGLE_* environment.",
     ),
     KeySpec::new(
         "also_spark_table",
@@ -369,7 +391,13 @@ pub(crate) fn source(
     let location = match s.get("path") {
         Some(f) => {
             let written = w.name(Some(f))?;
-            let path = base_dir.join(&written);
+            let path = match Location::parse(&written, base_dir) {
+                Ok(l) => storage_options(w, &s, l),
+                Err(e) => {
+                    w.error(f.path, f.node.pos, e.0);
+                    return None;
+                }
+            };
             if s.has("query") {
                 w.error(
                     &s.child("query"),
@@ -377,15 +405,17 @@ pub(crate) fn source(
                     "query reads through Spark; it does not go with path",
                 );
             }
-            probes.push(Probe::Source {
-                key: f.path.to_owned(),
-                pos: f.node.pos,
-                written,
-                format_given: format.is_some(),
-            });
+            if path.local().is_some() {
+                probes.push(Probe::Source {
+                    key: f.path.to_owned(),
+                    pos: f.node.pos,
+                    written,
+                    format_given: format.is_some(),
+                });
+            }
             SourceLocation::File {
                 format: format
-                    .or_else(|| FileFormat::of_extension(&path))
+                    .or_else(|| FileFormat::of_location(&path))
                     .unwrap_or(FileFormat::Parquet),
                 path,
             }
@@ -469,46 +499,86 @@ fn given_location(
         });
     }
     let written = given.source.clone()?;
-    let path_text = match written.split_once("://") {
-        Some(("file", rest)) => Some(rest.to_owned()),
-        Some((scheme, _)) => {
-            w.error(
-                "--source",
-                Default::default(),
-                format!(
-                    "`{scheme}://` sources are not supported: give a local file or folder (or file://...), or a Spark table"
-                ),
-            );
-            return None;
-        }
-        None => {
-            let path = Path::new(&written);
-            let looks_like_path = written.contains('/')
-                || written.starts_with('.')
-                || FileFormat::of_extension(path).is_some()
-                || !has_spark;
-            looks_like_path.then(|| written.clone())
-        }
-    };
-    match path_text {
-        Some(text) => {
-            let path = base_dir.join(&text);
-            probes.push(Probe::Source {
-                key: "--source".to_owned(),
-                pos: Default::default(),
-                written: text,
-                format_given: false,
-            });
-            Some(SourceLocation::File {
-                format: FileFormat::of_extension(&path).unwrap_or(FileFormat::Parquet),
-                path,
-            })
-        }
-        None => Some(SourceLocation::Spark {
+    let is_url = written.contains("://");
+    let looks_like_path = is_url
+        || written.contains('/')
+        || written.starts_with('.')
+        || FileFormat::of_extension(Path::new(&written)).is_some()
+        || !has_spark;
+    if !looks_like_path {
+        return Some(SourceLocation::Spark {
             table: Some(written),
             query: None,
-        }),
+        });
     }
+    let path = match Location::parse(&written, base_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            w.error("--source", Default::default(), e.0);
+            return None;
+        }
+    };
+    if path.local().is_some() {
+        probes.push(Probe::Source {
+            key: "--source".to_owned(),
+            pos: Default::default(),
+            written: written
+                .strip_prefix("file://")
+                .unwrap_or(&written)
+                .to_owned(),
+            format_given: false,
+        });
+    }
+    Some(SourceLocation::File {
+        format: FileFormat::of_location(&path).unwrap_or(FileFormat::Parquet),
+        path,
+    })
+}
+
+/// `storage_options` of a source or sink section, checked against the location's store.
+fn storage_options(w: &mut Walker, s: &Section<'_>, location: Location) -> Location {
+    let Some(f) = s.get("storage_options") else {
+        return location;
+    };
+    let entries = w.string_map(Some(f));
+    let Location::Remote(remote) = &location else {
+        w.warn(
+            f.path,
+            f.node.pos,
+            "has no effect: the location is a local path",
+        );
+        return location;
+    };
+    for (key, value, from_secret) in &entries {
+        if key.eq_ignore_ascii_case("aws_s3_locking_provider")
+            && value.eq_ignore_ascii_case("dynamodb")
+            && !crate::store::HAS_DYNAMODB
+        {
+            w.error(
+                f.path,
+                f.node.pos,
+                "the DynamoDB locking provider is not in this build: build sparkwasm with `--features dynamodb` (or rely on conditional puts, docs/object-stores.md)",
+            );
+        } else if !remote.cloud.knows_option(key) {
+            w.error(
+                f.path,
+                f.node.pos,
+                format!(
+                    "`{key}` is not an option of {}:// stores (see docs/object-stores.md)",
+                    remote.url.scheme()
+                ),
+            );
+        } else if crate::store::is_secret_option(key) && !from_secret {
+            w.warn(
+                f.path,
+                f.node.pos,
+                format!(
+                    "`{key}` is written in the file: give it as {{{{secret...}}}} or {{{{env...}}}} (it is redacted either way)"
+                ),
+            );
+        }
+    }
+    location.with_options(entries.into_iter().map(|(k, v, _)| (k, v)).collect())
 }
 
 /// Reads `tables.sink`. A sink named without `path` is the Spark table of that name when the
@@ -559,31 +629,20 @@ pub(crate) fn sink(
             w.error(l.path, l.node.pos, "give path or location, not both");
             None
         }
-        (Some(p), None) | (None, Some(p)) => {
-            let text = w.name(Some(p)).map(|text| {
-                text.strip_prefix("file://")
-                    .map(str::to_owned)
-                    .unwrap_or(text)
-            });
-            match text {
-                Some(t) if t.contains("://") => {
-                    let scheme = t.split("://").next().unwrap_or_default();
-                    w.error(
-                        p.path,
-                        p.node.pos,
-                        format!(
-                            "`{scheme}://` sinks are not supported yet (no object store is built in): give a local folder (or file://...), or a Spark table by name with a spark section"
-                        ),
-                    );
+        (Some(p), None) | (None, Some(p)) => match w.name(Some(p)) {
+            Some(text) => match Location::parse(&text, base_dir) {
+                Ok(l) => Some(storage_options(w, &s, l)),
+                Err(e) => {
+                    w.error(p.path, p.node.pos, e.0);
                     return None;
                 }
-                other => other,
-            }
-        }
+            },
+            None => None,
+        },
         (None, None) => None,
     };
-    let (path, spark_table) = match (written_path, w.name(s.get("name"))) {
-        (Some(path), _) => (base_dir.join(path), None),
+    let (location, spark_table) = match (written_path, w.name(s.get("name"))) {
+        (Some(location), _) => (location, None),
         (None, Some(name)) => {
             let namespace = w.name(s.get("namespace"));
             if has_spark {
@@ -600,14 +659,14 @@ pub(crate) fn sink(
                     Some(ns) => format!("{ns}.{name}"),
                     None => name,
                 };
-                (PathBuf::new(), Some(table))
+                (Location::Local(PathBuf::new()), Some(table))
             } else {
                 let namespace = namespace.unwrap_or_else(|| "default".to_owned());
                 let path = base_dir
                     .join("warehouse")
                     .join(namespace.replace('.', "/"))
                     .join(name);
-                (path, None)
+                (Location::Local(path), None)
             }
         }
         (None, None) => {
@@ -620,7 +679,7 @@ pub(crate) fn sink(
         }
     };
     Some(Sink {
-        path,
+        location,
         mode,
         spark_table,
         mirror,
@@ -665,7 +724,13 @@ mod tests {
             "endpoint: {base_path: \"http://127.0.0.1:1/api\"}\ntables:\n  source: {path: rows.csv, id_column: id}\n  sink: {name: out, namespace: bronze.demo, mode: overwrite}\n  column_mappings:\n    - {source_column: id, endpoint_param: item}\n",
         );
         assert_eq!(p.column_mapping[0].endpoint_param, "item");
-        assert!(p.sink.path.ends_with("warehouse/bronze/demo/out"));
+        assert!(
+            p.sink
+                .location
+                .local()
+                .unwrap()
+                .ends_with("warehouse/bronze/demo/out")
+        );
         assert_eq!(p.sink.mode, SinkMode::Overwrite);
         assert!(matches!(
             p.source.unwrap().location,
@@ -688,13 +753,38 @@ mod tests {
     }
 
     #[test]
-    fn an_object_store_sink_is_refused_until_one_is_built_in() {
-        let e = super::super::tests::errors(
-            "endpoint: {base_url: \"http://127.0.0.1:1\"}\ntables:\n  source: {path: rows.csv}\n  sink: {location: \"s3://bucket/bronze\"}\n",
+    fn object_store_sinks_and_sources_take_their_options_checked() {
+        let p = load_full(
+            "endpoint: {base_url: \"http://127.0.0.1:1\"}\ntables:\n  source: {path: \"s3a://in/rows.csv\", storage_options: {region: eu-west-1}}\n  sink: {location: \"az://bronze/t\", storage_options: {use_emulator: \"true\"}}\n",
+        );
+        let crate::store::Location::Remote(sink) = &p.sink.location else {
+            panic!("remote sink")
+        };
+        assert_eq!(sink.url.as_str(), "az://bronze/t");
+        assert_eq!(sink.options.get("use_emulator").unwrap(), "true");
+        let SourceLocation::File { path, format } = p.source.unwrap().location else {
+            panic!("file source")
+        };
+        assert_eq!(format, FileFormat::Csv);
+        assert!(
+            matches!(path, crate::store::Location::Remote(r) if r.options.contains_key("region"))
+        );
+
+        let e = errors(
+            "endpoint: {base_url: \"http://127.0.0.1:1\"}\ntables:\n  source: {path: rows.csv}\n  sink: {path: \"s3://b/t\", storage_options: {azure_storage_account_key: x}}\n",
+        );
+        assert!(
+            e.iter().any(|l| l.starts_with("4:")
+                && l.contains("tables.sink.storage_options: `azure_storage_account_key` is not an option of s3:// stores")),
+            "{e:?}"
+        );
+        let e = errors(
+            "endpoint: {base_url: \"http://127.0.0.1:1\"}\ntables:\n  source: {path: rows.csv}\n  sink: {location: \"ftp://host/bronze\"}\n",
         );
         assert!(
             e.iter()
-                .any(|l| l.contains("tables.sink.location: `s3://` sinks are not supported yet")),
+                .any(|l| l
+                    .contains("tables.sink.location: `ftp://` is not a store this build reaches")),
             "{e:?}"
         );
         assert!(

@@ -2,8 +2,6 @@
 //! rerun knows exactly which batches landed. delta-rs does not refuse a txn version it has seen: the
 //! version counter is kept here, from the version `resume` read.
 
-use std::path::{Path, PathBuf};
-
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -15,11 +13,12 @@ use super::record::{self, Record, to_batch};
 use crate::bronze::bronze_schema;
 use crate::delta;
 use crate::resume::{Resume, finished_app_id};
+use crate::store::Location;
 
 /// The bronze Delta table, opened for one pipeline's commits.
 pub struct DeltaSink {
     table: DeltaTable,
-    path: PathBuf,
+    path: Location,
     app_id: String,
     next_version: i64,
     /// On an overwrite run's first commit, the files of the previous runs are removed in the same commit.
@@ -31,21 +30,27 @@ pub struct DeltaSink {
 impl DeltaSink {
     /// Opens (or creates, laid out as `layout` says) the table at `path` for the commits of the run
     /// `resume` describes.
-    pub async fn open(path: &Path, resume: &Resume, layout: &Layout) -> Result<Self, SinkError> {
+    pub async fn open(
+        path: &Location,
+        resume: &Resume,
+        layout: &Layout,
+    ) -> Result<Self, SinkError> {
         let error = |message: String| SinkError {
-            path: path.display().to_string(),
+            path: path.to_string(),
             message,
         };
-        std::fs::create_dir_all(path)
-            .map_err(|e| error(format!("cannot create the folder: {e}")))?;
-        let url = delta::table_url(path).map_err(|e| error(e.message().to_owned()))?;
-        let table = match deltalake::open_table(url.clone()).await {
+        // (A remote location was checked by `Resume::read`, before any request.)
+        if let Location::Local(dir) = path {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| error(format!("cannot create the folder: {e}")))?;
+        }
+        let table = match delta::open_raw(path).await {
             Ok(t) => t,
             Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => {
-                match create(url.clone(), layout).await {
+                match create(path, layout).await {
                     Ok(t) => t,
                     // Another host (a shard) created it first: use theirs.
-                    Err(e) => deltalake::open_table(url)
+                    Err(e) => delta::open_raw(path)
                         .await
                         .map_err(|_| error(format!("cannot create the table: {e}")))?,
                 }
@@ -66,7 +71,7 @@ impl DeltaSink {
         })?;
         Ok(DeltaSink {
             table,
-            path: path.to_path_buf(),
+            path: path.clone(),
             app_id: resume.app_id.clone(),
             next_version: resume.last_version + 1,
             replace_on_first_commit: resume.replace,
@@ -194,7 +199,7 @@ impl DeltaSink {
 
     fn error(&self, message: String) -> SinkError {
         SinkError {
-            path: self.path.display().to_string(),
+            path: self.path.to_string(),
             message,
         }
     }
@@ -225,10 +230,13 @@ pub struct Layout {
     pub properties: Vec<(String, String)>,
 }
 
-async fn create(url: url::Url, layout: &Layout) -> Result<DeltaTable, DeltaTableError> {
+async fn create(location: &Location, layout: &Layout) -> Result<DeltaTable, DeltaTableError> {
     use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
     let schema: deltalake::kernel::StructType = bronze_schema().as_ref().try_into_kernel()?;
-    let mut create = DeltaTable::try_from_url(url)
+    let url = location
+        .table_url()
+        .map_err(|e| DeltaTableError::generic(format!("{location}: {e}")))?;
+    let mut create = DeltaTable::try_from_url_with_storage_options(url, location.storage_options())
         .await?
         .create()
         .with_columns(schema.fields().cloned())

@@ -61,7 +61,7 @@ impl BronzeSink {
                 SparkSink::open(&spark.remote, table, resume.last_version + 1).await?,
             ))),
             (None, Some(table), Some(spark)) => {
-                let delta = DeltaSink::open(&sink.path, resume, &layout(sink)).await?;
+                let delta = DeltaSink::open(&sink.location, resume, &layout(sink)).await?;
                 let mirror = SparkSink::open(&spark.remote, table, 1).await?;
                 let (mirrored, _) =
                     spark_landed(&spark.remote, table, &crate::resume::landed_rule(pipeline))
@@ -78,10 +78,10 @@ impl BronzeSink {
                     .collect();
                 if !missing.is_empty() {
                     let fail = |message: String| SinkError {
-                        path: sink.path.display().to_string(),
+                        path: sink.location.to_string(),
                         message,
                     };
-                    let files = crate::delta::data_files(&sink.path)
+                    let files = crate::delta::data_files(&sink.location)
                         .await
                         .map_err(|e| fail(e.message().to_owned()))?;
                     let batches = tokio::task::spawn_blocking(move || {
@@ -102,7 +102,7 @@ impl BronzeSink {
                 })
             }
             _ => Ok(BronzeSink::Delta(
-                DeltaSink::open(&sink.path, resume, &layout(sink)).await?,
+                DeltaSink::open(&sink.location, resume, &layout(sink)).await?,
             )),
         }
     }

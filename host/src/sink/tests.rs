@@ -33,13 +33,8 @@ fn records(ids: std::ops::Range<u32>, success: bool) -> Vec<Record> {
 /// (request_id, batch_id) of every row of the table's active files, sorted.
 async fn rows(path: &Path) -> Vec<(String, i64)> {
     let mut out = Vec::new();
-    for file in crate::delta::data_files(path).await.unwrap() {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(file).unwrap(),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
+    for file in crate::delta::data_files(&local(path)).await.unwrap() {
+        let reader = file.parquet().unwrap().build().unwrap();
         for batch in reader {
             let batch = batch.unwrap();
             let ids = batch
@@ -58,9 +53,13 @@ async fn rows(path: &Path) -> Vec<(String, i64)> {
     out
 }
 
+fn local(path: &Path) -> crate::store::Location {
+    crate::store::Location::Local(path.to_owned())
+}
+
 async fn txn(path: &Path, app_id: &str) -> i64 {
-    let table = crate::delta::open(path).await.unwrap().unwrap();
-    crate::delta::txn_version(&table, path, app_id)
+    let table = crate::delta::open(&local(path)).await.unwrap().unwrap();
+    crate::delta::txn_version(&table, &local(path), app_id)
         .await
         .unwrap()
 }
@@ -76,7 +75,7 @@ async fn each_batch_is_one_commit_and_a_resumed_run_continues_the_count() {
         (first.last_version, first.resuming, first.replace),
         (0, false, false)
     );
-    let mut sink = DeltaSink::open(&path, &first, &Default::default())
+    let mut sink = DeltaSink::open(&local(&path), &first, &Default::default())
         .await
         .unwrap();
     let v1 = sink.commit(&records(0..3, true)).await.unwrap();
@@ -94,7 +93,7 @@ async fn each_batch_is_one_commit_and_a_resumed_run_continues_the_count() {
     // The successful rows are skipped, the failed ones are sent again.
     assert_eq!(second.landed.len(), 3);
     assert!(second.landed.contains("2") && !second.landed.contains("3"));
-    let mut sink = DeltaSink::open(&path, &second, &Default::default())
+    let mut sink = DeltaSink::open(&local(&path), &second, &Default::default())
         .await
         .unwrap();
     sink.commit(&records(3..5, true)).await.unwrap();
@@ -135,7 +134,7 @@ async fn overwrite_replaces_a_finished_run_but_resumes_a_killed_one() {
         first.replace,
         "a new table: the first commit replaces nothing, harmlessly"
     );
-    let mut sink = DeltaSink::open(&path, &first, &Default::default())
+    let mut sink = DeltaSink::open(&local(&path), &first, &Default::default())
         .await
         .unwrap();
     sink.commit(&records(0..4, true)).await.unwrap();
@@ -149,7 +148,7 @@ async fn overwrite_replaces_a_finished_run_but_resumes_a_killed_one() {
         (2, false, true)
     );
     assert!(second.landed.is_empty());
-    let mut sink = DeltaSink::open(&path, &second, &Default::default())
+    let mut sink = DeltaSink::open(&local(&path), &second, &Default::default())
         .await
         .unwrap();
     sink.commit(&records(0..2, true)).await.unwrap();
@@ -166,7 +165,7 @@ async fn overwrite_replaces_a_finished_run_but_resumes_a_killed_one() {
         (3, true, false)
     );
     assert_eq!(third.landed.len(), 2);
-    let mut sink = DeltaSink::open(&path, &third, &Default::default())
+    let mut sink = DeltaSink::open(&local(&path), &third, &Default::default())
         .await
         .unwrap();
     sink.commit(&records(2..6, true)).await.unwrap();

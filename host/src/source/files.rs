@@ -1,91 +1,163 @@
-//! Local sources: a Parquet file or folder, CSV, JSON lines, and a Delta table (its active Parquet files).
+//! File sources, local or on an object store: a Parquet file or folder, CSV, JSON lines, and a Delta
+//! table (its active Parquet files). An object is fetched whole when its turn comes (one at a time).
 
-use std::fs::File;
-use std::io::{BufReader, Seek};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{READ_BATCH_ROWS, RowStream, SourceError, spawn_reader};
 use crate::config::FileFormat;
+use crate::store::{DataFile, Location};
 
 /// Rows read to infer a CSV or JSON schema.
 const INFER_ROWS: usize = 1000;
 
-pub(crate) async fn open(path: PathBuf, format: FileFormat) -> Result<RowStream, SourceError> {
+pub(crate) async fn open(location: Location, format: FileFormat) -> Result<RowStream, SourceError> {
+    let format = match (&location, format) {
+        // A remote folder named without a format: a Delta table if it holds a log, else Parquet files.
+        (Location::Remote(remote), FileFormat::Parquet) if location.extension().is_none() => {
+            let mut log = remote.clone();
+            log.url
+                .set_path(&format!("{}/_delta_log", remote.url.path()));
+            let entries = crate::store::list_files(&log, &["json", "parquet"])
+                .await
+                .map_err(|e| open_error(&location, e))?;
+            if entries.is_empty() {
+                FileFormat::Parquet
+            } else {
+                FileFormat::Delta
+            }
+        }
+        (_, f) => f,
+    };
     match format {
         FileFormat::Parquet => {
-            let files = if path.is_dir() {
-                parquet_files_in(&path)?
-            } else {
-                vec![path.clone()]
+            let files = match &location {
+                Location::Local(path) if path.is_dir() => parquet_files_in(path)?,
+                Location::Local(path) => vec![DataFile::Local(path.clone())],
+                Location::Remote(remote) if location.extension().is_none() => {
+                    let files = crate::store::list_files(remote, &["parquet", "pq"])
+                        .await
+                        .map_err(|e| open_error(&location, e))?;
+                    if files.is_empty() {
+                        return Err(open_error(&location, "the folder holds no .parquet files"));
+                    }
+                    files
+                }
+                Location::Remote(remote) => vec![
+                    crate::store::remote_object(remote).map_err(|e| open_error(&location, e))?,
+                ],
             };
-            parquet_stream(files)
+            parquet_stream(files).await
         }
         FileFormat::Delta => {
-            let files = crate::delta::data_files(&path)
+            let files = crate::delta::data_files(&location)
                 .await
-                .map_err(|e| open_error(&path, e.message()))?;
-            parquet_stream(files)
+                .map_err(|e| open_error(&location, e.message()))?;
+            parquet_stream(files).await
         }
-        FileFormat::Csv => {
-            let mut file = File::open(&path).map_err(|e| open_error(&path, e))?;
-            let (schema, _) = arrow::csv::reader::Format::default()
-                .with_header(true)
-                .infer_schema(&mut file, Some(INFER_ROWS))
-                .map_err(|e| open_error(&path, e))?;
-            file.rewind().map_err(|e| open_error(&path, e))?;
-            let schema = Arc::new(schema);
-            let reader = arrow::csv::ReaderBuilder::new(schema.clone())
-                .with_header(true)
-                .with_batch_size(READ_BATCH_ROWS)
-                .build(file)
-                .map_err(|e| open_error(&path, e))?;
-            Ok(spawn_reader(schema, move || {
-                Ok(reader.map(move |b| b.map_err(|e| read_error(&path, e))))
-            }))
-        }
-        FileFormat::Jsonl => {
-            let mut file = BufReader::new(File::open(&path).map_err(|e| open_error(&path, e))?);
-            let (schema, _) =
-                arrow::json::reader::infer_json_schema_from_seekable(&mut file, Some(INFER_ROWS))
-                    .map_err(|e| open_error(&path, e))?;
-            let schema = Arc::new(schema);
-            let reader = arrow::json::ReaderBuilder::new(schema.clone())
-                .with_batch_size(READ_BATCH_ROWS)
-                .build(file)
-                .map_err(|e| open_error(&path, e))?;
-            Ok(spawn_reader(schema, move || {
-                Ok(reader.map(move |b| b.map_err(|e| read_error(&path, e))))
-            }))
+        FileFormat::Csv | FileFormat::Jsonl => {
+            let file = match &location {
+                Location::Local(path) => DataFile::Local(path.clone()),
+                Location::Remote(remote) => {
+                    crate::store::remote_object(remote).map_err(|e| open_error(&location, e))?
+                }
+            };
+            let blob = blocking(move || file.open().map(|b| (file, b)))
+                .await
+                .map_err(|e| open_error(&location, e))?;
+            let (file, blob) = blob;
+            text_stream(file, blob.reader(), format)
         }
     }
 }
 
-fn open_error(path: &Path, e: impl ToString) -> SourceError {
+/// Runs `f` on the blocking pool (an object's fetch waits there, not on a worker thread).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// A CSV (with a header line) or JSON-lines reader over one file.
+fn text_stream(
+    file: DataFile,
+    mut reader: Box<dyn crate::store::ReadSeek>,
+    format: FileFormat,
+) -> Result<RowStream, SourceError> {
+    let schema = match format {
+        FileFormat::Csv => {
+            arrow::csv::reader::Format::default()
+                .with_header(true)
+                .infer_schema(&mut reader, Some(INFER_ROWS))
+                .map_err(|e| file_error(&file, e))?
+                .0
+        }
+        _ => {
+            arrow::json::reader::infer_json_schema_from_seekable(&mut reader, Some(INFER_ROWS))
+                .map_err(|e| file_error(&file, e))?
+                .0
+        }
+    };
+    reader.rewind().map_err(|e| file_error(&file, e))?;
+    let schema = Arc::new(schema);
+    let batches: Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + Send> =
+        match format {
+            FileFormat::Csv => Box::new(
+                arrow::csv::ReaderBuilder::new(schema.clone())
+                    .with_header(true)
+                    .with_batch_size(READ_BATCH_ROWS)
+                    .build(reader)
+                    .map_err(|e| file_error(&file, e))?,
+            ),
+            _ => Box::new(
+                arrow::json::ReaderBuilder::new(schema.clone())
+                    .with_batch_size(READ_BATCH_ROWS)
+                    .build(reader)
+                    .map_err(|e| file_error(&file, e))?,
+            ),
+        };
+    Ok(spawn_reader(schema, move || {
+        Ok(batches.map(move |b| b.map_err(|e| read_error(&file, e))))
+    }))
+}
+
+fn open_error(location: &Location, e: impl ToString) -> SourceError {
     SourceError::Open {
-        path: path.display().to_string(),
+        path: location.to_string(),
         message: e.to_string(),
     }
 }
 
-fn read_error(path: &Path, e: impl ToString) -> SourceError {
+fn file_error(file: &DataFile, e: impl ToString) -> SourceError {
+    SourceError::Open {
+        path: file.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn read_error(file: &DataFile, e: impl ToString) -> SourceError {
     SourceError::Read {
-        path: path.display().to_string(),
+        path: file.to_string(),
         message: e.to_string(),
     }
 }
 
 /// Every `.parquet` file below a folder, in name order, skipping `_`/`.` entries (logs, markers).
-fn parquet_files_in(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
+fn parquet_files_in(dir: &Path) -> Result<Vec<DataFile>, SourceError> {
+    let local_error = |d: &Path, e: std::io::Error| SourceError::Open {
+        path: d.display().to_string(),
+        message: e.to_string(),
+    };
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
-        for entry in std::fs::read_dir(&d).map_err(|e| open_error(&d, e))? {
-            let p = entry.map_err(|e| open_error(&d, e))?.path();
+        for entry in std::fs::read_dir(&d).map_err(|e| local_error(&d, e))? {
+            let p = entry.map_err(|e| local_error(&d, e))?.path();
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if name.starts_with('_') || name.starts_with('.') {
                 continue;
@@ -99,37 +171,61 @@ fn parquet_files_in(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
     }
     files.sort();
     if files.is_empty() {
-        return Err(open_error(dir, "the folder holds no .parquet files"));
+        return Err(SourceError::Open {
+            path: dir.display().to_string(),
+            message: "the folder holds no .parquet files".into(),
+        });
     }
-    Ok(files)
+    Ok(files.into_iter().map(DataFile::Local).collect())
 }
 
-/// Streams the Parquet files one after the other; all must share the first one's schema.
-fn parquet_stream(files: Vec<PathBuf>) -> Result<RowStream, SourceError> {
-    let Some(first) = files.first() else {
+/// Streams the Parquet files one after the other; all must share the first one's schema. The
+/// footers are read first (on the blocking pool) for the schema and the row count.
+async fn parquet_stream(files: Vec<DataFile>) -> Result<RowStream, SourceError> {
+    let Some(first) = files.first().cloned() else {
         let schema: SchemaRef = Arc::new(arrow::datatypes::Schema::empty());
         return Ok(spawn_reader(schema, || Ok(std::iter::empty())));
     };
-    let schema = parquet_builder(first)?.schema().clone();
-    let mut total = 0u64;
-    for file in &files {
-        let rows = parquet_builder(file)?.metadata().file_metadata().num_rows();
-        total += u64::try_from(rows).unwrap_or(0);
-    }
+    // A local file's footer is cheap to read twice; an object is fetched once, here, only when
+    // it is the only one (a folder's objects are fetched when their turn comes).
+    let listed = files.clone();
+    let (schema, total) = tokio::task::spawn_blocking(move || {
+        let schema = first
+            .parquet()
+            .map_err(|e| file_error(&first, e))?
+            .schema()
+            .clone();
+        let mut total = 0u64;
+        for file in &listed {
+            if matches!(file, DataFile::Local(_)) || listed.len() == 1 {
+                let builder = file.parquet().map_err(|e| file_error(file, e))?;
+                let rows = builder.metadata().file_metadata().num_rows();
+                total += u64::try_from(rows).unwrap_or(0);
+            } else {
+                return Ok::<_, SourceError>((schema, None));
+            }
+        }
+        Ok((schema, Some(total)))
+    })
+    .await
+    .map_err(|e| SourceError::Unsupported(e.to_string()))??;
     let expected = schema.clone();
     let mut stream = spawn_reader(schema, move || {
         Ok(files.into_iter().flat_map(move |file| {
-            let reader = parquet_builder(&file).and_then(|b| {
-                if b.schema().fields() != expected.fields() {
-                    return Err(read_error(
-                        &file,
-                        "its schema differs from the first file's",
-                    ));
-                }
-                b.with_batch_size(READ_BATCH_ROWS)
-                    .build()
-                    .map_err(|e| read_error(&file, e))
-            });
+            let reader = file
+                .parquet()
+                .map_err(|e| read_error(&file, e))
+                .and_then(|b| {
+                    if b.schema().fields() != expected.fields() {
+                        return Err(read_error(
+                            &file,
+                            "its schema differs from the first file's",
+                        ));
+                    }
+                    b.with_batch_size(READ_BATCH_ROWS)
+                        .build()
+                        .map_err(|e| read_error(&file, e))
+                });
             let boxed: Box<dyn Iterator<Item = Result<RecordBatch, SourceError>> + Send> =
                 match reader {
                     Ok(r) => Box::new(r.map(move |b| b.map_err(|e| read_error(&file, e)))),
@@ -138,13 +234,8 @@ fn parquet_stream(files: Vec<PathBuf>) -> Result<RowStream, SourceError> {
             boxed
         }))
     });
-    stream.total_rows = Some(total);
+    stream.total_rows = total;
     Ok(stream)
-}
-
-fn parquet_builder(file: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, SourceError> {
-    let f = File::open(file).map_err(|e| open_error(file, e))?;
-    ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| open_error(file, e))
 }
 
 #[cfg(test)]
@@ -156,7 +247,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rows.parquet");
         testkit::write_rows_parquet(&path, 10_000).unwrap();
-        let mut stream = open(path, FileFormat::Parquet).await.unwrap();
+        let mut stream = open(Location::Local(path), FileFormat::Parquet)
+            .await
+            .unwrap();
         assert_eq!(stream.total_rows, Some(10_000));
         let mut rows = 0;
         while let Some(batch) = stream.batches.recv().await {

@@ -9,6 +9,7 @@ mod spark;
 
 use std::sync::Arc;
 
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
@@ -69,7 +70,7 @@ pub async fn open(
             "no tables.source: give the rows with --source or --source-query".into(),
         )
     })?;
-    let stream = match &source.location {
+    let mut stream = match &source.location {
         SourceLocation::File { path, format } => files::open(path.clone(), *format).await?,
         SourceLocation::Spark { table, query } => {
             let remote = pipeline
@@ -94,7 +95,61 @@ pub async fn open(
         }
     };
     check_columns(&stream.schema, source, used_columns)?;
+    // A file source is read whole by every host; each keeps its shard's rows (a Spark source was
+    // split by Spark). config checked that a shard goes with an id column.
+    if let (SourceLocation::File { .. }, Some(shard), Some(id)) = (
+        &source.location,
+        pipeline.shard,
+        source.id_column.as_deref(),
+    ) {
+        let column = stream
+            .schema
+            .index_of(id)
+            .map_err(|e| SourceError::Columns(format!("id_column `{id}`: {e}")))?;
+        stream = keep_shard(stream, column, shard.index, shard.count);
+    }
     Ok(stream)
+}
+
+/// Which of `count` shards a row whose id reads `id` belongs to (a null id: shard 0, where it is
+/// recorded as failed once). Stable across runs, hosts and versions: xxh3-64 of the id's text.
+pub fn file_shard(id: Option<&str>, count: u32) -> u32 {
+    match id {
+        Some(id) => (xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % u64::from(count)) as u32,
+        None => 0,
+    }
+}
+
+/// The stream's rows of shard `index` of `count`, by the id in `column`.
+fn keep_shard(mut stream: RowStream, column: usize, index: u32, count: u32) -> RowStream {
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        while let Some(item) = stream.batches.recv().await {
+            let item = item.and_then(|batch| {
+                let ids = arrow::compute::cast(batch.column(column), &DataType::Utf8)
+                    .map_err(|e| SourceError::Unsupported(format!("id_column as text: {e}")))?;
+                let ids = ids.as_string::<i32>();
+                let keep: arrow::array::BooleanArray = (0..batch.num_rows())
+                    .map(|i| {
+                        let id = ids.is_valid(i).then(|| ids.value(i));
+                        Some(file_shard(id, count) == index)
+                    })
+                    .collect();
+                arrow::compute::filter_record_batch(&batch, &keep)
+                    .map_err(|e| SourceError::Unsupported(e.to_string()))
+            });
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    RowStream {
+        schema: stream.schema,
+        batches: rx,
+        // Unknown until read: the footers count every shard's rows.
+        total_rows: None,
+    }
 }
 
 fn check_columns(

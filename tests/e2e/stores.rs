@@ -1,0 +1,472 @@
+//! Delta on object stores: S3 through moto's server (an emulation of S3, from PyPI; it checks
+//! conditional puts and, once told to, credentials) and Azure Blob Storage through Azurite (the
+//! official emulator, from npm), each started on 127.0.0.1 by its test and stopped when dropped.
+//! Tables are read back by the Python `deltalake` package (tests/store_fixture.py), which also
+//! creates buckets and containers and uploads source files: sparkwasm never does.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use testkit::ApiServer;
+
+use crate::support::*;
+
+const ROWS: usize = 1200;
+
+/// A Python with deltalake (and boto3, from moto), or a skip where allowed.
+fn python() -> Option<String> {
+    let python = std::env::var("SPARKWASM_PYTHON").ok();
+    if python.is_none() {
+        skip_allowed("SPARKWASM_PYTHON (a Python with deltalake and moto)");
+    }
+    python
+}
+
+/// Runs tests/store_fixture.py; its stdout.
+fn fixture(python: &str, args: &[&str]) -> String {
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/store_fixture.py"))
+        .args(args)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "store_fixture {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(mut command: Command, port: u16, ready_path: &str) -> Server {
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the emulator");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server = Server { child, endpoint };
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && {
+                let (head, _) = http_get(&format!("127.0.0.1:{port}"), ready_path, &[]);
+                head.starts_with("HTTP/1.1")
+            }
+        }),
+        "the emulator did not answer on port {port} in 60 s"
+    );
+    server
+}
+
+/// moto's server (S3), from the venv of `python`.
+fn moto(python: &str) -> Option<Server> {
+    let bin = Path::new(python).with_file_name("moto_server");
+    if !bin.exists() {
+        skip_allowed("moto_server (pip install 'moto[server]' in the test venv)");
+        return None;
+    }
+    let port = free_port();
+    let mut c = Command::new(bin);
+    c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    Some(start(c, port, "/moto-api/"))
+}
+
+/// Azurite's blob service (in memory), from SPARKWASM_AZURITE (its `azurite-blob` script).
+fn azurite() -> Option<Server> {
+    let Ok(bin) = std::env::var("SPARKWASM_AZURITE") else {
+        skip_allowed("SPARKWASM_AZURITE (Azurite's azurite-blob, from npm)");
+        return None;
+    };
+    let port = free_port();
+    let dir = std::env::temp_dir();
+    let mut c = Command::new(bin);
+    c.current_dir(dir).args([
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        &port.to_string(),
+        "--inMemoryPersistence",
+        "--skipApiVersionCheck",
+        "--loose",
+        "--silent",
+        "--disableTelemetry",
+    ]);
+    Some(start(c, port, "/devstoreaccount1?comp=list"))
+}
+
+/// A pipeline sending one GET per row of `source` to `api`, landing in `sink`.
+fn pipeline(api: &str, url_path: &str, source: &str, sink: &str) -> String {
+    format!(
+        "endpoint: {{name: stores_e2e, method: GET, base_url: \"{api}\", url_path: \"{url_path}\"}}\n\
+         execution: {{batch_size: 200, concurrency_limit: 16}}\n\
+         tables:\n  source: {source}\n  sink: {sink}\n"
+    )
+}
+
+fn case(yaml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    testkit::write_rows_parquet(&dir.path().join("rows.parquet"), ROWS).unwrap();
+    std::fs::write(dir.path().join("p.yaml"), yaml).unwrap();
+    dir
+}
+
+fn run(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    sparkwasm(dir)
+        .args(["run", "p.yaml"])
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// `rows=N successful_ids=M` of the table at `uri`, read by Python deltalake.
+fn read_back(python: &str, uri: &str, options: &str) -> String {
+    fixture(python, &["read", uri, options])
+}
+
+/// The environment a process needs for moto at `endpoint` (the standard AWS variables).
+fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+    ]
+}
+
+fn s3_options(endpoint: &str) -> String {
+    format!(
+        "{{\"AWS_ENDPOINT_URL\": \"{endpoint}\", \"AWS_REGION\": \"us-east-1\", \"AWS_ACCESS_KEY_ID\": \"testing\", \"AWS_SECRET_ACCESS_KEY\": \"testing\", \"AWS_ALLOW_HTTP\": \"true\"}}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_reads_from_and_lands_in_s3_and_a_rerun_sends_nothing() {
+    let Some(python) = python() else { return };
+    let Some(moto) = moto(&python) else { return };
+    let server = ApiServer::start(0).await.unwrap();
+    fixture(&python, &["s3-bucket", &moto.endpoint, "lake"]);
+    let dir = case("");
+    let local = dir.path().join("rows.parquet");
+    fixture(
+        &python,
+        &[
+            "s3-put",
+            &moto.endpoint,
+            "lake",
+            "in/rows.parquet",
+            local.to_str().unwrap(),
+        ],
+    );
+    std::fs::remove_file(&local).unwrap();
+    // Endpoint and region in storage_options, the keys from the standard environment.
+    let options = format!("{{endpoint: \"{}\", region: us-east-1}}", moto.endpoint);
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        pipeline(
+            &server.url(),
+            "/items/{id}",
+            &format!(
+                "{{path: \"s3://lake/in/rows.parquet\", id_column: id, storage_options: {options}}}"
+            ),
+            &format!("{{path: \"s3a://lake/bronze/items\", storage_options: {options}}}"),
+        ),
+    )
+    .unwrap();
+    let env: Vec<(&str, String)> = vec![
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_exit(&run(dir.path(), &env, &[]), 0);
+    assert_eq!(
+        server.counters.row_requests.load(Ordering::Relaxed),
+        ROWS as u64
+    );
+    assert_eq!(
+        read_back(
+            &python,
+            "s3://lake/bronze/items",
+            &s3_options(&moto.endpoint)
+        ),
+        format!("rows={ROWS} successful_ids={ROWS}")
+    );
+    // Nothing was written locally.
+    assert!(!dir.path().join("warehouse").exists() && !dir.path().join("lake").exists());
+    // A rerun reads what landed from the store and sends nothing.
+    let again = run(dir.path(), &env, &[]);
+    assert_exit(&again, 0);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains(&format!("{ROWS} already landed")),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert_eq!(
+        server.counters.row_requests.load(Ordering::Relaxed),
+        ROWS as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_bucket_or_refused_credentials_stop_the_run_before_any_request() {
+    let Some(python) = python() else { return };
+    let Some(moto) = moto(&python) else { return };
+    let server = ApiServer::start(0).await.unwrap();
+    fixture(&python, &["s3-bucket", &moto.endpoint, "lake"]);
+    let dir = case(&pipeline(
+        &server.url(),
+        "/items/{id}",
+        "{path: rows.parquet, id_column: id}",
+        "{path: \"s3://nosuchbucket/bronze\"}",
+    ));
+    let env = aws_env(&moto.endpoint);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = run(dir.path(), &env, &[]);
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("s3://nosuchbucket/bronze")
+            && stderr.contains("the bucket or container does not exist"),
+        "{stderr}"
+    );
+
+    // moto checks keys from here on: a wrong secret is refused, and never printed.
+    let keys = fixture(&python, &["s3-enforce-auth", &moto.endpoint]);
+    let (key_id, secret) = keys.split_once(' ').unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        pipeline(
+            &server.url(),
+            "/items/{id}",
+            "{path: rows.parquet, id_column: id}",
+            "{path: \"s3://lake/bronze\", storage_options: {aws_secret_access_key: \"{{env.LAKE_SECRET}}\"}}",
+        ),
+    )
+    .unwrap();
+    let wrong = "wrongSecretValue1234567890";
+    let mut env = aws_env(&moto.endpoint);
+    env.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY" && *k != "AWS_ACCESS_KEY_ID");
+    env.push(("AWS_ACCESS_KEY_ID", key_id.to_owned()));
+    env.push(("LAKE_SECRET", wrong.to_owned()));
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = run(dir.path(), &env_ref, &[]);
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("s3://lake/bronze") && stderr.contains("access denied"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(wrong) && !String::from_utf8_lossy(&out.stdout).contains(wrong));
+    assert_eq!(server.counters.row_requests.load(Ordering::Relaxed), 0);
+
+    // With the right secret the same pipeline lands.
+    env.retain(|(k, _)| *k != "LAKE_SECRET");
+    env.push(("LAKE_SECRET", secret.to_owned()));
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_exit(&run(dir.path(), &env_ref, &[]), 0);
+    assert_eq!(
+        server.counters.row_requests.load(Ordering::Relaxed),
+        ROWS as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_reads_from_and_lands_in_azurite() {
+    let Some(python) = python() else { return };
+    let Some(azurite) = azurite() else { return };
+    let server = ApiServer::start(0).await.unwrap();
+    fixture(&python, &["az-container", &azurite.endpoint, "lake"]);
+    let dir = case("");
+    let csv = dir.path().join("rows.csv");
+    let mut text = String::from("id,name\n");
+    for i in 0..ROWS {
+        text.push_str(&format!("{i},name-{i}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    fixture(
+        &python,
+        &[
+            "az-put",
+            &azurite.endpoint,
+            "lake",
+            "in/rows.csv",
+            csv.to_str().unwrap(),
+        ],
+    );
+    std::fs::remove_file(&csv).unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        pipeline(
+            &server.url(),
+            "/items/{id}",
+            "{path: \"az://lake/in/rows.csv\", id_column: id}",
+            "{path: \"abfss://lake@devstoreaccount1.dfs.core.windows.net/bronze/items\"}",
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("AZURE_STORAGE_USE_EMULATOR", "true"),
+        ("AZURITE_BLOB_STORAGE_URL", azurite.endpoint.as_str()),
+    ];
+    assert_exit(&run(dir.path(), &env, &[]), 0);
+    assert_eq!(
+        server.counters.row_requests.load(Ordering::Relaxed),
+        ROWS as u64
+    );
+    let read = Command::new(&python)
+        .arg(repo_root().join("tests/store_fixture.py"))
+        .args([
+            "read",
+            "az://lake/bronze/items",
+            "{\"use_emulator\": \"true\"}",
+        ])
+        .envs(env)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout).trim(),
+        format!("rows={ROWS} successful_ids={ROWS}"),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_shards_share_one_azurite_table_and_a_killed_one_resumes() {
+    let Some(python) = python() else { return };
+    let Some(azurite) = azurite() else { return };
+    let server = ApiServer::start(0).await.unwrap();
+    fixture(&python, &["az-container", &azurite.endpoint, "lake"]);
+    let dir = case(&pipeline(
+        &server.url(),
+        "/slow/20/{id}",
+        "{path: rows.parquet, id_column: id}",
+        "{path: \"az://lake/bronze/shared\"}",
+    ));
+    let env = [
+        ("AZURE_STORAGE_USE_EMULATOR", "true"),
+        ("AZURITE_BLOB_STORAGE_URL", azurite.endpoint.as_str()),
+    ];
+    let shard = |i: u32| {
+        sparkwasm(dir.path())
+            .args(["run", "p.yaml", "--shard", &format!("{i}/2")])
+            .envs(env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut zero, mut one) = (shard(0), shard(1));
+    let txn = |app_id: &str| -> i64 {
+        let out = Command::new(&python)
+            .arg(repo_root().join("tests/store_fixture.py"))
+            .args([
+                "txn",
+                "az://lake/bronze/shared",
+                "{\"use_emulator\": \"true\"}",
+                app_id,
+            ])
+            .envs(env)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let shard_one = "sparkwasm/stores_e2e/shard-1-of-2";
+    assert!(
+        wait_until(Duration::from_secs(120), || txn(shard_one) > 0),
+        "shard 1 landed nothing in 120 s"
+    );
+    one.kill().unwrap();
+    one.wait().unwrap();
+    assert!(zero.wait().unwrap().success());
+    assert_eq!(
+        txn(&format!("{shard_one}/finished")),
+        0,
+        "shard 1 finished before it was killed"
+    );
+    let landed_by_one = txn(shard_one);
+    let rerun = run(dir.path(), &env, &["--shard", "1/2"]);
+    assert_exit(&rerun, 0);
+    assert!(
+        !String::from_utf8_lossy(&rerun.stdout).contains("(0 already landed"),
+        "{}",
+        String::from_utf8_lossy(&rerun.stdout)
+    );
+    assert!(txn(shard_one) > landed_by_one);
+    let read = Command::new(&python)
+        .arg(repo_root().join("tests/store_fixture.py"))
+        .args([
+            "read",
+            "az://lake/bronze/shared",
+            "{\"use_emulator\": \"true\"}",
+        ])
+        .envs(env)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout).trim(),
+        format!("rows={ROWS} successful_ids={ROWS}"),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+}
+
+/// With `--features dynamodb` (scripts/test.sh runs this test so): delta-rs's DynamoDB locking
+/// provider, for S3 stores without conditional writes. The lock table, read by boto3 from moto's
+/// DynamoDB, holds one entry per commit: the commits went through it.
+#[cfg(feature = "dynamodb")]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dynamodb_locking_provider_commits_through_its_lock_table() {
+    let Some(python) = python() else { return };
+    let Some(moto) = moto(&python) else { return };
+    let server = ApiServer::start(0).await.unwrap();
+    fixture(&python, &["s3-bucket", &moto.endpoint, "lake"]);
+    fixture(&python, &["dynamo-table", &moto.endpoint, "delta_locks"]);
+    let dir = case(&pipeline(
+        &server.url(),
+        "/items/{id}",
+        "{path: rows.parquet, id_column: id}",
+        &format!(
+            "{{path: \"s3://lake/bronze/locked\", storage_options: {{AWS_S3_LOCKING_PROVIDER: dynamodb, DELTA_DYNAMO_TABLE_NAME: delta_locks, AWS_ENDPOINT_URL_DYNAMODB: \"{e}\", AWS_ENDPOINT_URL: \"{e}\", AWS_ALLOW_HTTP: \"true\"}}}}",
+            e = moto.endpoint
+        ),
+    ));
+    let env = aws_env(&moto.endpoint);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_exit(&run(dir.path(), &env, &[]), 0);
+    assert_eq!(
+        server.counters.row_requests.load(Ordering::Relaxed),
+        ROWS as u64
+    );
+    assert_eq!(
+        read_back(
+            &python,
+            "s3://lake/bronze/locked",
+            &s3_options(&moto.endpoint)
+        ),
+        format!("rows={ROWS} successful_ids={ROWS}")
+    );
+    // The table's creation, ROWS / 200 batches, and the run's closing commit.
+    let commits = ROWS / 200 + 2;
+    assert_eq!(
+        fixture(&python, &["dynamo-count", &moto.endpoint, "delta_locks"]),
+        commits.to_string()
+    );
+}
