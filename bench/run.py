@@ -7,7 +7,7 @@ Called by scripts/bench.sh (which builds the release binaries and installs wrk a
 1. `testkit serve` on 127.0.0.1 is the fast endpoint every contestant hits (GET /items/{id}, a small JSON
    echo). The machine's cores are shared by the server and the client in every measurement alike.
 2. wrk with as many connections as sparkwasm has consumers: the endpoint's ceiling.
-3. sparkwasm: ROWS Parquet rows → one GET per row → a Delta table, one commit per 10k rows (wall clock of
+3. sparkwasm (and, with Azurite installed, the same run landing in Delta on Azurite): ROWS Parquet rows → one GET per row → a Delta table, one commit per 10k rows (wall clock of
    the whole process: start, read, requests, commits, exit). Each sparkwasm configuration runs three
    times; the run with the median CPU time is reported.
 4. The Python reference (bench/legacy_executor.py): the same work the legacy way (asyncio + aiohttp).
@@ -22,8 +22,9 @@ Called by scripts/bench.sh (which builds the release binaries and installs wrk a
 6. Memory: sparkwasm's peak RSS on ROWS and on MEMORY_ROWS rows (10× the input, same batch size): memory is
    bounded by batch_size and the queues, not by the input.
 
-Prints a Markdown table and writes it into docs/benchmark.md (between its results markers), the
-figures to bench/results.json and one headline line into README.md (between its headline markers);
+Prints a Markdown table and writes it into docs/benchmark.md (between its results markers, with the chart
+below it), the figures to bench/results.json, their chart (rows/s against requests in flight, bench/chart.py)
+to bench/throughput.svg and one headline line into README.md (between its headline markers);
 first it prints what moved against the committed bench/results.json. `run.py --headline` rewrites the
 README's line from the committed results alone.
 """
@@ -39,6 +40,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from chart import write_svg
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "bench.yaml"
@@ -67,6 +70,13 @@ def child_run(cmd, env=None):
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout, stderr
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def serve(bin_dir):
     proc = subprocess.Popen([bin_dir / "testkit", "serve"], stdout=subprocess.PIPE, text=True)
     url = proc.stdout.readline().strip()
@@ -86,20 +96,20 @@ def wrk(url, connections, seconds, path="/items/1"):
     return float(m.group(1))
 
 
-def sparkwasm(bin_dir, url, rows_file, sink, connections, config=CONFIG):
+def sparkwasm(bin_dir, url, rows_file, sink, connections, config=CONFIG, extra_env=None):
     env = dict(os.environ, BENCH_API=url, BENCH_ROWS=str(rows_file), BENCH_SINK=str(sink),
-               BENCH_CONSUMERS=str(connections // 2), RUST_LOG="warn")
+               BENCH_CONSUMERS=str(connections // 2), RUST_LOG="warn", **(extra_env or {}))
     wall, cpu, rss, out, err = child_run([bin_dir / "sparkwasm", "run", config], env)
     m = re.search(r"rows\s+(\d+)", out + err)
     rows = int(m.group(1)) if m else 0
     return rows, wall, cpu, rss
 
 
-def median_run(bin_dir, url, rows_file, sink, connections, config=CONFIG, runs=3):
+def median_run(bin_dir, url, rows_file, sink, connections, config=CONFIG, runs=3, extra_env=None):
     """sparkwasm `runs` times (each into a fresh sink); the run with the median CPU time. One run's CPU
     varies by ±20% on a 2-core machine that also serves the requests."""
     results = sorted(
-        (sparkwasm(bin_dir, url, rows_file, Path(f"{sink}-{i}"), connections, config)
+        (sparkwasm(bin_dir, url, rows_file, f"{sink}-{i}", connections, config, extra_env)
          for i in range(runs)),
         key=lambda r: r[2],
     )
@@ -167,6 +177,8 @@ def main():
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--wrk-seconds", type=int, default=10)
     p.add_argument("--python", default=sys.executable)
+    p.add_argument("--azurite", default=os.environ.get("SPARKWASM_AZURITE"),
+                   help="Azurite's azurite-blob: also land in Delta on Azurite")
     p.add_argument("--in-flight", default="2x500,200x20,10x1000",
                    help="partitions x consumers for the 50 ms endpoint runs ('' for none)")
     args = p.parse_args()
@@ -193,6 +205,39 @@ def main():
         sw_rate = rows / wall
         print(f"sparkwasm: {sw_rate:,.0f} rows/s ({wall:.1f} s, {cpu / rows * 1e6:.0f} µs CPU/row, "
               f"peak RSS {rss:.0f} MiB)", flush=True)
+
+        # The same run landing in Azurite (Azure's storage emulator, on loopback, in memory) instead of
+        # a local folder: what an object-store sink costs (its commits are HTTP round trips).
+        az_rate = None
+        if args.azurite:
+            az_port = free_port()
+            az = subprocess.Popen(
+                [args.azurite, "--blobHost", "127.0.0.1", "--blobPort", str(az_port),
+                 "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--silent",
+                 "--disableTelemetry"],
+                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                az_url = f"http://127.0.0.1:{az_port}"
+                for _ in range(300):
+                    try:
+                        import urllib.request
+                        urllib.request.urlopen(f"{az_url}/devstoreaccount1?comp=list", timeout=1)
+                    except urllib.error.HTTPError:
+                        break  # it answers (403 to an unsigned request)
+                    except OSError:
+                        time.sleep(0.1)
+                subprocess.run([sys.executable, HERE.parent / "tests" / "store_fixture.py",
+                                "az-container", az_url, "bench"], check=True)
+                a_rows, a_wall, _, _ = median_run(
+                    args.bin_dir, url, rows_file, "az://bench/sw", args.connections,
+                    extra_env={"AZURE_STORAGE_USE_EMULATOR": "true", "AZURITE_BLOB_STORAGE_URL": az_url})
+                if a_rows != args.rows:
+                    sys.exit(f"sparkwasm into Azurite landed {a_rows} rows, expected {args.rows}")
+                az_rate = a_rows / a_wall
+                print(f"sparkwasm into Azurite: {az_rate:,.0f} rows/s ({a_wall:.1f} s)", flush=True)
+            finally:
+                az.terminate()
+                az.wait()
 
         py_rows, py_wall, py_failed = python_reference(args.python, url, rows_file, work / "py",
                                                        args.connections)
@@ -294,6 +339,10 @@ def main():
         f"| wrk (raw load generator, no data) | {wrk_rate:,.0f} | 1.00 | {wrk_rate / py_rate:.2f} |",
         f"| **sparkwasm** (Parquet → HTTP → Delta, commit per 10k) | {sw_rate:,.0f} | "
         f"{sw_rate / wrk_rate:.2f} | {sw_rate / py_rate:.2f} |",
+    ] + ([
+        f"| sparkwasm into Delta on Azurite (Azure's emulator, loopback, in memory) | {az_rate:,.0f} | "
+        f"{az_rate / wrk_rate:.2f} | {az_rate / py_rate:.2f} |",
+    ] if az_rate else []) + [
         f"| Python asyncio + aiohttp reference (bench/legacy_executor.py) | {py_rate:,.0f} | "
         f"{py_rate / wrk_rate:.2f} | 1.00 |",
         f"| sparkwasm + retry, logging, timing, json_body (WASM) | {p_rate:,.0f} | "
@@ -330,6 +379,7 @@ def main():
         "wrk_rps": round(wrk_rate),
         "sparkwasm_rows_s": round(sw_rate),
         "python_rows_s": round(py_rate),
+        "azurite_rows_s": round(az_rate) if az_rate else None,
         "legacy_chain_rows_s": round(p_rate),
         "passthrough_rows_s": round(n_rate),
         "cpu_us_per_row": round(cpu / args.rows * 1e6, 2),
@@ -350,11 +400,17 @@ def main():
         for line in compare(json.loads(results.read_text()), figures):
             print("  " + line)
     results.write_text(json.dumps(figures, indent=2) + "\n")
+    write_svg(figures, str(HERE / "throughput.svg"))
     page = HERE.parent / "docs" / "benchmark.md"
     begin, end = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
     doc = page.read_text()
     head, rest = doc.split(begin, 1)
-    page.write_text(head + begin + "\n" + text + end + rest.split(end, 1)[1])
+    chart = ("\n![rows/s against requests in flight](../bench/throughput.svg)\n\n"
+             "*Rows/s against requests in flight (log scale), drawn by `bench/chart.py` from "
+             f"`bench/results.json`: filled markers are the runs with {args.connections} in flight against the "
+             "instant endpoint, hollow joined ones the legacy chain and wrk against the endpoint that answers "
+             "after 50 ms.*\n")
+    page.write_text(head + begin + "\n" + text + chart + end + rest.split(end, 1)[1])
     write_headline(figures)
 
 

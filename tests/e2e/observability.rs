@@ -332,3 +332,58 @@ async fn json_logs_are_one_object_per_line_and_the_start_line_names_the_run() {
         "{start}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_grafana_dashboard_queries_only_metrics_a_run_exports() {
+    // The exposition a run serves, scraped here while it runs; tests/check_dashboard.py then finds
+    // every metric of docs/grafana/sparkwasm-dashboard.json's queries in it.
+    let Ok(python) = std::env::var("SPARKWASM_PYTHON") else {
+        skip_allowed("SPARKWASM_PYTHON");
+        return;
+    };
+    let server = ApiServer::start(0).await.unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let case = Case::new(
+        200,
+        &pipeline(
+            &server.url(),
+            "/slow/20/{id}",
+            // The file's `metrics` section this time (the other test gives --metrics-addr).
+            &format!(
+                "execution: {{concurrency_limit: 4, batch_size: 50}}\nmetrics: {{addr: \"{metrics}\", hold_seconds: 2}}\n"
+            ),
+        ),
+    );
+    let mut child = sparkwasm(case.dir.path())
+        .args(["run", "p.yaml"])
+        .spawn()
+        .unwrap();
+    let mut exposition = String::new();
+    while child.try_wait().unwrap().is_none() {
+        if std::net::TcpStream::connect(&metrics).is_ok() {
+            let (head, body) = http_get(&metrics, "/metrics", &[]);
+            if head.contains(" 200 ") {
+                exposition = String::from_utf8(body).unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(
+        exposition.contains("sparkwasm_rows_landed_total 200"),
+        "{exposition}"
+    );
+    let file = case.dir.path().join("metrics.txt");
+    std::fs::write(&file, &exposition).unwrap();
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/check_dashboard.py"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

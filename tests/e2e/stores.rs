@@ -64,7 +64,7 @@ fn start(mut command: Command, port: u16, ready_path: &str) -> Server {
         wait_until(Duration::from_secs(60), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && {
                 let (head, _) = http_get(&format!("127.0.0.1:{port}"), ready_path, &[]);
-                head.starts_with("HTTP/1.1")
+                head.starts_with("HTTP/")
             }
         }),
         "the emulator did not answer on port {port} in 60 s"

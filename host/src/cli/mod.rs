@@ -249,10 +249,16 @@ pub(crate) fn main() -> ExitCode {
                 return fail(&e, Some(&p));
             }
             let rt = runtime();
+            // The command line over the file's `metrics` section.
+            let metrics_addr = watch.metrics_addr.or(p.metrics.addr);
+            let metrics_hold = match watch.metrics_addr {
+                Some(_) => watch.metrics_hold,
+                None => p.metrics.hold_seconds,
+            };
             // Counted only when someone reads the counts: no per-row cost otherwise.
-            let metrics = (watch.metrics_addr.is_some() || watch.report.is_some())
+            let metrics = (metrics_addr.is_some() || watch.report.is_some())
                 .then(|| Arc::new(Metrics::default()));
-            let server = match (watch.metrics_addr, &metrics) {
+            let server = match (metrics_addr, &metrics) {
                 (Some(addr), Some(m)) => match rt.block_on(metrics::serve(addr, m.clone())) {
                     Ok((at, task)) => {
                         eprintln!("sparkwasm: metrics at http://{at}/metrics");
@@ -270,8 +276,8 @@ pub(crate) fn main() -> ExitCode {
                 .map(|m| m.clone() as Arc<dyn sparkwasm::events::Observer>)
                 .collect();
             let outcome = rt.block_on(sparkwasm::run(&p, observers));
-            if server.is_some() && watch.metrics_hold > 0 {
-                let hold = std::time::Duration::from_secs(watch.metrics_hold);
+            if server.is_some() && metrics_hold > 0 {
+                let hold = std::time::Duration::from_secs(metrics_hold);
                 rt.block_on(async move { tokio::time::sleep(hold).await });
             }
             match outcome {

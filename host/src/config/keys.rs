@@ -136,4 +136,9 @@ pub const TOP: &[KeySpec] = &[
         Kind::Section(super::spark::KEYS),
         "A Spark Connect server to read from or write to.",
     ),
+    KeySpec::new(
+        "metrics",
+        Kind::Section(super::metrics::KEYS),
+        "The Prometheus endpoint the run serves (as --metrics-addr).",
+    ),
 ];

@@ -14,6 +14,7 @@ pub mod endpoint;
 mod error;
 pub mod execution;
 pub mod keys;
+pub mod metrics;
 pub mod middleware;
 pub mod plugins;
 mod probe;
@@ -71,6 +72,8 @@ pub struct Pipeline {
     pub credentials: Vec<HostCredential>,
     /// `spark`.
     pub spark: Option<Spark>,
+    /// The Prometheus endpoint the run serves.
+    pub metrics: metrics::Metrics,
     /// This host's share of the rows (`--shard I/N`); `None`: all of them.
     pub shard: Option<Shard>,
     /// Every secret value substituted into the config, for redaction of logs, errors and the sink.

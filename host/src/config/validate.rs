@@ -9,7 +9,7 @@ use super::tree::{Node, Value};
 use super::walk::{Field, Walker};
 use super::{
     HostCredential, LoadOptions, MiddlewareSpec, Pipeline, auth, checks, endpoint, execution,
-    middleware, plugins, spark, tables, transport,
+    metrics, middleware, plugins, spark, tables, transport,
 };
 
 /// Reads `root` into a pipeline named `stem` (unless `endpoint.name` names it) run as `shard`,
@@ -53,6 +53,8 @@ pub(crate) fn pipeline(
         };
         w.section(top.get(key), key, top.pos, keys)
     };
+    let m = section(&mut w, "metrics");
+    let metrics = metrics::read(&mut w, &m);
     let s = section(&mut w, "spark");
     let spark = spark::read(&mut w, &s, top.has("spark"));
     let e = section(&mut w, "endpoint");
@@ -138,6 +140,7 @@ pub(crate) fn pipeline(
         plugins,
         credentials,
         spark,
+        metrics,
         shard,
         secrets: Default::default(),
         retry_failed: false,
