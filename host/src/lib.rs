@@ -89,6 +89,58 @@ pub struct RunReport {
     pub plugins: Vec<plugin::PluginSummary>,
 }
 
+/// A dry run of a validated pipeline: the first `rows` rows' requests rendered and sent through the
+/// middleware chain and the auth stage to an end that sends nothing; what each would have sent, secrets
+/// redacted. Plugins are loaded (and may be pulled from a registry) as for a run; no credential is
+/// acquired, the sink is neither read nor written, the API sees no request.
+pub async fn dry_run(
+    pipeline: &Pipeline,
+    rows: usize,
+) -> Result<Vec<execute::dry::DryRow>, RunError> {
+    let events = Events::new(Vec::new());
+    let redactor = Arc::new(Redactor::new(pipeline.secret_values()));
+    let layout = Layout::of(pipeline);
+    let transport = Arc::new(HttpTransport::new(
+        &pipeline.transport,
+        &layout.in_flight,
+        &layout.partitions_on,
+    )?);
+    let sender: Arc<dyn Sender> = transport.clone();
+    let plugins = plugin::load(pipeline, transport.shards(), &sender, &redactor).await?;
+    let strategy = Strategy::new(
+        &pipeline.auth,
+        sender,
+        plugins.auth.map(|a| Box::new(a) as _),
+        redactor.clone(),
+        events,
+    )?;
+    let mut stream = source::open(pipeline, &RequestPlan::used_columns(pipeline)).await?;
+    let plan = RequestPlan::new(pipeline, &stream.schema)?;
+    let id_column = pipeline
+        .source
+        .as_ref()
+        .and_then(|s| s.id_column.as_ref())
+        .and_then(|c| stream.schema.index_of(c).ok());
+    let mut first = Vec::with_capacity(rows);
+    while first.len() < rows {
+        let Some(batch) = stream.batches.recv().await else {
+            break;
+        };
+        let batch = Arc::new(batch?);
+        let take = batch.num_rows().min(rows - first.len());
+        first.extend((0..take).map(|row| source::RowView {
+            batch: batch.clone(),
+            row,
+        }));
+    }
+    let chain = Chain::new(
+        plugins.layers,
+        Origin::of(pipeline.endpoint.base_url.as_str()).ok(),
+    );
+    let end = execute::dry::DryEnd::new(strategy, Static::headers(&pipeline.credentials));
+    Ok(execute::dry::run(&plan, &chain, &end, id_column, first, &redactor).await)
+}
+
 /// Runs a validated pipeline to the end; `observers` get the run's events besides its own
 /// progress display.
 pub async fn run(

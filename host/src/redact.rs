@@ -81,16 +81,21 @@ impl Redactor {
     /// Headers as a JSON object, sensitive values redacted.
     pub fn headers(&self, headers: &[(String, String)]) -> String {
         json_object(headers.iter().map(|(name, value)| {
-            let shown = if SENSITIVE_HEADERS
-                .iter()
-                .any(|h| name.eq_ignore_ascii_case(h))
-            {
-                Cow::Borrowed("***")
-            } else {
-                self.text(value)
-            };
+            let shown = self.header(name, value);
             (name.as_str(), serde_json::Value::from(shown.as_ref()))
         }))
+    }
+
+    /// One header's value as shown: `***` for a sensitive header, else with secrets redacted.
+    pub fn header<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
+        if SENSITIVE_HEADERS
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            Cow::Borrowed("***")
+        } else {
+            self.text(value)
+        }
     }
 }
 

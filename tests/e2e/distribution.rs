@@ -16,10 +16,6 @@ fn fixture(file: &str) -> PathBuf {
     Path::new(env!("SPARKWASM_PLUGIN_DIR")).join(file)
 }
 
-fn sha256_of(path: &Path) -> String {
-    format!("{:x}", Sha256::digest(std::fs::read(path).unwrap()))
-}
-
 /// The minisign CLI (scripts/test.sh installs it), or a skip where that is allowed.
 fn minisign() -> Option<Command> {
     let found = Command::new("minisign")

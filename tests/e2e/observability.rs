@@ -387,3 +387,44 @@ async fn the_grafana_dashboard_queries_only_metrics_a_run_exports() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_shows_each_request_as_the_chain_and_auth_leave_it_and_sends_nothing() {
+    // The editor fixture adds a header; OAuth2 would fetch a token from the same server. The dry
+    // run shows three requests with the header and a placeholder credential, and the server sees
+    // nothing: neither the rows' requests nor the token request.
+    let server = ApiServer::start(0).await.unwrap();
+    let editor = Path::new(env!("SPARKWASM_PLUGIN_DIR")).join("editor.wasm");
+    let s = server.counters.auth.settings.lock().unwrap().clone();
+    let extra = format!(
+        "middleware:\n  - {{type: wasm, name: editor, path: \"{}\", sha256: \"{}\"}}\nauth:\n  type: oauth2_client_credentials\n  token_url: {}/oauth/token\n  client_id: {}\n  client_secret: {}\n",
+        editor.display(),
+        sha256_of(&editor),
+        server.url(),
+        s.client_id,
+        s.client_secret
+    );
+    let case = Case::new(10, &pipeline(&server.url(), "/items/{id}", &extra));
+    let out = sparkwasm(case.dir.path())
+        .args(["run", "p.yaml", "--dry-run", "3"])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for id in 0..3 {
+        let line = format!("row {id}\n  GET {}/items/{id}?name=", server.url());
+        assert!(stdout.contains(&line), "{line} in\n{stdout}");
+    }
+    assert!(!stdout.contains("row 3"), "{stdout}");
+    assert_eq!(stdout.matches("\n  x-edited: v1\n").count(), 3, "{stdout}");
+    assert_eq!(
+        stdout.matches("\n  authorization: ***\n").count(),
+        3,
+        "{stdout}"
+    );
+    let everything = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!everything.contains(&s.client_secret));
+    assert_eq!(server.counters.requests.load(Ordering::SeqCst), 0);
+    assert!(!case.bronze().exists());
+}

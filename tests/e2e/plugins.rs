@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use testkit::ApiServer;
 
-use crate::support::{Case, assert_exit, pipeline, read_bronze, served, skip_allowed, sparkwasm};
+use crate::support::{
+    Case, assert_exit, pipeline, read_bronze, served, sha256_of, skip_allowed, sparkwasm,
+};
 
 /// A guest built by host/build.rs from plugins/ (fixtures included).
 fn guest(file: &str) -> PathBuf {
@@ -18,10 +19,6 @@ fn guest(file: &str) -> PathBuf {
 /// A JSON column of a bronze row (metadata, headers, an echoed body), parsed.
 fn json(column: &Option<String>) -> serde_json::Value {
     serde_json::from_str(column.as_deref().unwrap()).unwrap()
-}
-
-fn sha256_of(path: &Path) -> String {
-    format!("{:x}", Sha256::digest(std::fs::read(path).unwrap()))
 }
 
 /// A `middleware:` block with one custom plugin from `file`, its config given inline.

@@ -47,7 +47,7 @@ fn example_configs_validate() {
             .args(["validate", name])
             .env("DEMO_API", "http://127.0.0.1:9")
             .env("DEMO_PLUGIN", &plugin)
-            .env("DEMO_PLUGIN_SHA256", sha256_hex(&plugin))
+            .env("DEMO_PLUGIN_SHA256", sha256_of(&plugin))
             .output()
             .unwrap();
         assert!(
@@ -75,7 +75,7 @@ async fn the_quickstart_lands_every_customer_with_personal_data_masked() {
         .args(["run", "configs/quickstart.yaml"])
         .env("DEMO_API", server.url())
         .env("DEMO_PLUGIN", &plugin)
-        .env("DEMO_PLUGIN_SHA256", sha256_hex(&plugin))
+        .env("DEMO_PLUGIN_SHA256", sha256_of(&plugin))
         .output()
         .unwrap();
     assert_exit(&out, 0);
@@ -105,11 +105,6 @@ async fn the_quickstart_lands_every_customer_with_personal_data_masked() {
         }
         assert!(meta["elapsed_ms"].as_str().is_some(), "{meta}");
     }
-}
-
-fn sha256_hex(path: &Path) -> String {
-    use sha2::Digest;
-    format!("{:x}", sha2::Sha256::digest(std::fs::read(path).unwrap()))
 }
 
 #[tokio::test(flavor = "multi_thread")]

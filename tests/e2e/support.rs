@@ -90,6 +90,12 @@ pub(crate) async fn served(rows: usize, url_path: &str, extra: &str) -> (ApiServ
     (server, case)
 }
 
+/// A file's sha256, as a pipeline pins a plugin by.
+pub(crate) fn sha256_of(path: &Path) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
 pub(crate) fn pipeline(base_url: &str, url_path: &str, extra: &str) -> String {
     format!(
         "endpoint:\n  name: e2e\n  method: GET\n  base_url: {base_url}\n  url_path: {url_path}\n\

@@ -39,11 +39,16 @@ enum Command {
         pipeline: PathBuf,
         #[command(flatten)]
         secrets: SecretsArg,
-        /// Run only shard I of N (0-based): the rows with pmod(xxhash64(id_column), N) = I, as
-        /// computed by Spark. N hosts, one per shard, land one table together, each committing under
-        /// its own transaction id; a killed shard resumes on its own. Spark sources only.
+        /// Run only shard I of N (0-based): for a Spark source the rows with
+        /// pmod(xxhash64(id_column), N) = I, computed by Spark; for a file source those whose
+        /// xxh3_64(id as text) mod N = I. N hosts, one per shard, land one table together, each
+        /// committing under its own transaction id; a killed shard resumes on its own.
         #[arg(long, value_name = "I/N")]
         shard: Option<config::Shard>,
+        /// Show the first N rows' requests as the middleware chain and the auth stage leave them
+        /// (secrets as ***), and stop: nothing is sent, no credential fetched, nothing written.
+        #[arg(long, value_name = "N", conflicts_with_all = ["metrics_addr", "report"])]
+        dry_run: Option<usize>,
         #[command(flatten)]
         rows: RowsArg,
         #[command(flatten)]
@@ -229,6 +234,7 @@ pub(crate) fn main() -> ExitCode {
             pipeline,
             secrets,
             shard,
+            dry_run,
             rows,
             watch,
         } => {
@@ -249,6 +255,22 @@ pub(crate) fn main() -> ExitCode {
                 return fail(&e, Some(&p));
             }
             let rt = runtime();
+            if let Some(n) = dry_run {
+                return match rt.block_on(sparkwasm::dry_run(&p, n)) {
+                    Ok(shown) => {
+                        println!(
+                            "dry run of pipeline `{}`: the first {} row(s); nothing sent, no credential fetched, nothing written (secrets shown as ***)\n",
+                            p.id,
+                            shown.len()
+                        );
+                        for row in shown {
+                            println!("{row}");
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(&e.into(), Some(&p)),
+                };
+            }
             // The command line over the file's `metrics` section.
             let metrics_addr = watch.metrics_addr.or(p.metrics.addr);
             let metrics_hold = match watch.metrics_addr {

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod classify;
+pub mod dry;
 pub mod end;
 mod rate;
 pub mod render;

@@ -380,6 +380,16 @@ impl Strategy {
         })
     }
 
+    /// The request with this strategy's credential on it, without acquiring one: a refreshing
+    /// credential (OAuth2, an auth plugin) is applied as the placeholder `***`. For a dry run.
+    pub async fn placeholder(&self, request: ApiRequest) -> Result<ApiRequest, RequestError> {
+        match self {
+            Strategy::None => Ok(request),
+            Strategy::Static(s) => Ok(s.apply(request)),
+            Strategy::Refreshing(cache) => cache.source().apply(request, "***", None).await,
+        }
+    }
+
     /// Acquires the first credential before any row is read: a token endpoint that is down or
     /// answers garbage stops the run here.
     pub async fn prepare(&self) -> Result<(), AuthError> {
