@@ -19,7 +19,10 @@ Called by scripts/bench.sh (which builds the release binaries and installs wrk a
    machine. Then the legacy chain with 1,000, 4,000 (the legacy default, 200 × 20) and 10,000 requests in
    flight against an endpoint that answers after 50 ms, beside wrk with as many connections: rows/s and
    peak RSS (memory must not grow with requests in flight).
-6. Memory: sparkwasm's peak RSS on ROWS and on MEMORY_ROWS rows (10× the input, same batch size): memory is
+6. Adaptive concurrency: a capacity-limited endpoint (32 requests at a time, 20 ms each, 429 beyond),
+   fixed concurrency too low (2 × 4) and too high (2 × 64) against `concurrency: adaptive`: rows/s
+   against the capacity, and the share of requests answered 429 (from the table).
+7. Memory: sparkwasm's peak RSS on ROWS and on MEMORY_ROWS rows (10× the input, same batch size): memory is
    bounded by batch_size and the queues, not by the input.
 
 Prints a Markdown table and writes it into docs/benchmark.md (between its results markers, with the chart
@@ -177,6 +180,8 @@ def main():
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--wrk-seconds", type=int, default=10)
     p.add_argument("--python", default=sys.executable)
+    p.add_argument("--capacity", type=int, default=32,
+                   help="requests at a time of the capacity-limited endpoint (0: skip those runs)")
     p.add_argument("--azurite", default=os.environ.get("SPARKWASM_AZURITE"),
                    help="Azurite's azurite-blob: also land in Delta on Azurite")
     p.add_argument("--in-flight", default="2x500,200x20,10x1000",
@@ -312,6 +317,45 @@ def main():
                   f"{rate:,.0f} rows/s = {rate / w:.2f}× wrk ({w:,.0f}), peak RSS {r_rss:.0f} MiB",
                   flush=True)
 
+        # A capacity-limited endpoint (testkit's /capacity/C/ms: C requests at a time, each taking
+        # ms, 429 at once beyond): fixed concurrency too low and too high against adaptive. Rows
+        # answered 429 are sent again by later passes (max_attempts), so every row lands; the 429
+        # share is read from the table (each attempt lands a row).
+        capacity_runs = []
+        if args.capacity:
+            cap, cap_ms = args.capacity, 20
+            cap_rows = max(20 * cap, args.rows // 10)
+            cap_file = work / f"rows-{cap_rows}.parquet"
+            if not cap_file.exists():
+                subprocess.run([args.bin_dir / "testkit", "rows", str(cap_rows), cap_file], check=True)
+            for label, execution in [
+                ("fixed 2 × 4 (too low)", "concurrency_limit: 4"),
+                ("fixed 2 × 64 (too high)", "concurrency_limit: 64"),
+                ("adaptive, ceiling 2 × 64", "concurrency_limit: 64\n  concurrency: adaptive"),
+            ]:
+                cfg = work / f"bench-capacity-{len(capacity_runs)}.yaml"
+                cfg.write_text(CONFIG.read_text()
+                               .replace("url_path: /items/{id}", f"url_path: /capacity/{cap}/{cap_ms}/{{id}}")
+                               .replace('  concurrency_limit: "{{env.BENCH_CONSUMERS}}"\n',
+                                        f"  {execution}\n  max_attempts: 100\n"))
+                sink = work / f"sw-capacity-{len(capacity_runs)}"
+                c_rows, c_wall, _, _ = sparkwasm(args.bin_dir, url, cap_file, sink, args.connections, cfg)
+                out = subprocess.run(
+                    [args.python, "-c",
+                     "import sys; from deltalake import DeltaTable; "
+                     "t = DeltaTable(sys.argv[1]).to_pyarrow_table(); "
+                     "s = t['status_code'].to_pylist(); ok = sum(1 for x in s if x == 200); "
+                     "print(len(s), sum(1 for x in s if x == 429), ok)", str(sink)],
+                    capture_output=True, text=True, check=True).stdout.split()
+                attempts, refused, ok = (int(v) for v in out)
+                if ok != cap_rows:
+                    sys.exit(f"capacity run {label}: {ok} rows landed with success, expected {cap_rows}")
+                rate = ok / c_wall
+                capacity_runs.append((label, rate, refused / attempts))
+                print(f"capacity {cap} × {cap_ms} ms ({cap * 1000 // cap_ms:,} rows/s): {label}: "
+                      f"{rate:,.0f} rows/s = {rate / (cap * 1000 / cap_ms):.2f}× capacity, "
+                      f"{refused / attempts:.1%} answered 429", flush=True)
+
         memory = []
         if args.memory_rows:
             big = work / "big.parquet"
@@ -365,6 +409,14 @@ def main():
                   "| --- | ---: | ---: | ---: | ---: |"]
         table += [f"| {p * c:,} ({p} × {c}) | {w:,.0f} | {r:,.0f} | {r / w:.2f} | {m:.0f} MiB |"
                   for p, c, w, r, m in in_flight]
+    if capacity_runs:
+        cap_rate = args.capacity * 1000 / 20
+        table += ["", f"A capacity-limited endpoint ({args.capacity} requests at a time, 20 ms each: "
+                  f"{cap_rate:,.0f} rows/s; 429 at once beyond), every row landed (429s sent again by "
+                  "later passes):", "",
+                  "| concurrency | rows/s | × capacity | answered 429 |", "| --- | ---: | ---: | ---: |"]
+        table += [f"| {label} | {rate:,.0f} | {rate / cap_rate:.2f} | {share:.1%} |"
+                  for label, rate, share in capacity_runs]
     if memory:
         table += ["", "| input rows | sparkwasm peak RSS |", "| ---: | ---: |"]
         table += [f"| {n:,} | {m:.0f} MiB |" for n, m in memory]
@@ -393,6 +445,10 @@ def main():
             for p, c, w, r, m in in_flight
         ],
         "peak_rss_mib": {str(n): round(m) for n, m in memory},
+        "capacity": [
+            {"concurrency": label, "rows_s": round(rate), "share_429": round(share, 4)}
+            for label, rate, share in capacity_runs
+        ],
     }
     results = HERE / "results.json"
     if results.exists():

@@ -37,6 +37,21 @@ pub enum Event<'a> {
         /// How long.
         waited: Duration,
     },
+    /// The adaptive concurrency limit changed (`execution.concurrency: adaptive`).
+    ConcurrencyLimit {
+        /// Requests allowed on the network at once now.
+        limit: usize,
+    },
+    /// The API's rate-limit headers started (or lengthened) a pause of every request to the host.
+    PauseStarted {
+        /// For how long.
+        wait: Duration,
+    },
+    /// A request was held by such a pause for `waited`.
+    Paused {
+        /// How long.
+        waited: Duration,
+    },
     /// A batch landed in the sink.
     BatchCommitted {
         /// Rows in it.

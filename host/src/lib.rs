@@ -100,13 +100,9 @@ pub async fn dry_run(
     let events = Events::new(Vec::new());
     let redactor = Arc::new(Redactor::new(pipeline.secret_values()));
     let layout = Layout::of(pipeline);
-    let transport = Arc::new(HttpTransport::new(
-        &pipeline.transport,
-        &layout.in_flight,
-        &layout.partitions_on,
-    )?);
-    let sender: Arc<dyn Sender> = transport.clone();
-    let plugins = plugin::load(pipeline, transport.shards(), &sender, &redactor).await?;
+    // Plugins (an auth plugin's init and apply) and OAuth2 get a sender that refuses everything.
+    let sender: Arc<dyn Sender> = Arc::new(execute::dry::Refuse);
+    let plugins = plugin::load(pipeline, layout.workers(), &sender, &redactor).await?;
     let strategy = Strategy::new(
         &pipeline.auth,
         sender,
@@ -121,7 +117,7 @@ pub async fn dry_run(
         .as_ref()
         .and_then(|s| s.id_column.as_ref())
         .and_then(|c| stream.schema.index_of(c).ok());
-    let mut first = Vec::with_capacity(rows);
+    let mut first = Vec::with_capacity(rows.min(source::READ_BATCH_ROWS));
     while first.len() < rows {
         let Some(batch) = stream.batches.recv().await else {
             break;
@@ -208,7 +204,7 @@ pub async fn run(
     let end = Arc::new(ChainEnd::new(
         strategy,
         Static::headers(&pipeline.credentials),
-        exec.max_requests_per_second,
+        exec,
         transport.clone(),
         events.clone(),
     ));

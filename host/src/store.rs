@@ -106,23 +106,20 @@ pub fn wants_dynamodb(options: &HashMap<String, String>) -> bool {
 /// Whether this build has the DynamoDB locking provider (`--features dynamodb`).
 pub const HAS_DYNAMODB: bool = cfg!(feature = "dynamodb");
 
-/// Whether an option's value is a secret (kept out of every output, like `{{secret...}}` values).
+/// Whether an option's value is a secret (kept out of every output, like `{{secret...}}` values):
+/// names with `secret`, `token`, `password`, `sas`, `credential`, or ending in `_key` / `key_base64`
+/// (`account_key`, `master_key`, `service_account_key`, `sse_customer_key_base64`), but not a key id.
 pub fn is_secret_option(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    [
-        "secret",
-        "token",
-        "password",
-        "account_key",
-        "access_key",
-        "sas",
-        "service_account_key",
-        "credential",
-    ]
-    .iter()
-    .any(|s| key.contains(s))
-        && key != "aws_access_key_id"
-        && key != "access_key_id"
+    if key.contains("key_id") {
+        return false;
+    }
+    ["secret", "token", "password", "sas", "credential"]
+        .iter()
+        .any(|s| key.contains(s))
+        || key.ends_with("_key")
+        || key == "key"
+        || key.ends_with("key_base64")
 }
 
 /// The environment variables whose values are secrets when a pipeline reaches an object store.
@@ -134,11 +131,35 @@ pub const SECRET_ENV: &[&str] = &[
     "AZURE_STORAGE_SAS_KEY",
     "AZURE_STORAGE_TOKEN",
     "AZURE_CLIENT_SECRET",
+    "AZURE_STORAGE_CLIENT_SECRET",
+    "AZURE_STORAGE_MASTER_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_FABRIC_SESSION_TOKEN",
+    "AWS_SSE_CUSTOMER_KEY_BASE64",
+    "AWS_SECRET_ACCESS_KEY_DYNAMODB",
+    "AWS_SESSION_TOKEN_DYNAMODB",
     "GOOGLE_SERVICE_ACCOUNT_KEY",
 ];
 
-/// An object-store location: its URL and the pipeline's options for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Options that send the machine's own cloud identity (instance, workload or managed-identity
+/// tokens, client secrets) to the address they give, or turn off TLS checks: accepted, with a
+/// warning, since a pipeline file can point them anywhere.
+pub const CREDENTIAL_ROUTES: &[&str] = &[
+    "proxy_url",
+    "allow_invalid_certificates",
+    "metadata_endpoint",
+    "container_credentials_relative_uri",
+    "container_credentials_full_uri",
+    "endpoint_url_sts",
+    "authority_host",
+    "msi_endpoint",
+    "federated_token_file",
+    "base_url",
+];
+
+/// An object-store location: its URL and the pipeline's options for it. Its `Debug` shows the
+/// options' names, never their values (they may be secrets, and logs print `Debug`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Remote {
     /// `scheme://bucket/path`, without a trailing slash.
     pub url: Url,
@@ -146,6 +167,15 @@ pub struct Remote {
     pub cloud: Cloud,
     /// `storage_options` from the pipeline (values already resolved from `{{secret...}}`).
     pub options: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("url", &self.url.as_str())
+            .field("options", &self.options.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// Where a table or file is.
@@ -626,7 +656,9 @@ pub fn table_files(location: &Location, uris: Vec<String>) -> Result<Vec<DataFil
             )),
             (Err(_), None, _) => files.push(DataFile::Local(PathBuf::from(uri))),
             (Ok(u), Some(store), Location::Remote(r))
-                if u.scheme() == r.url.scheme() && u.host_str() == r.url.host_str() =>
+                if u.scheme() == r.url.scheme()
+                    && u.host_str() == r.url.host_str()
+                    && u.username() == r.url.username() =>
             {
                 let path = StorePath::from_url_path(u.path()).map_err(|e| e.to_string())?;
                 files.push(remote_file(store, &r.url, path));
@@ -739,6 +771,12 @@ mod tests {
         assert!(is_secret_option("azure_storage_sas_key"));
         assert!(is_secret_option("AZURE_STORAGE_ACCOUNT_KEY"));
         assert!(!is_secret_option("aws_access_key_id"));
+        assert!(is_secret_option("azure_storage_master_key"));
+        assert!(is_secret_option("master_key"));
+        assert!(is_secret_option("aws_sse_customer_key_base64"));
+        assert!(is_secret_option("access_key"));
+        assert!(!is_secret_option("aws_sse_kms_key_id"));
+        assert!(!is_secret_option("aws_sse_bucket_key_enabled"));
         assert!(!is_secret_option("endpoint"));
     }
 

@@ -52,6 +52,17 @@ pub struct Counters {
     pub failing: AtomicU64,
     /// Requests (HEAD included) per HTTP version as hyper parsed it: "HTTP/1.1", "HTTP/2.0".
     pub versions: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// `/capacity/{C}/{ms}/{id}`: requests in service there now, answered 429 there (over
+    /// capacity), served there, and the sum over served requests of the requests in service when each
+    /// began (÷ served: the mean concurrency the server saw).
+    pub capacity_active: AtomicU64,
+    pub capacity_refused: AtomicU64,
+    pub capacity_served: AtomicU64,
+    pub capacity_active_sum: AtomicU64,
+    /// While N > 1, `/capacity/` serves C / N at a time (a capacity that drops mid-run).
+    pub capacity_divisor: AtomicU64,
+    /// `/window/{N}/{id}`: the current second and the requests it served.
+    pub window: std::sync::Mutex<(u64, u64)>,
     /// Requests being answered now (arrived, not yet answered), and the most at once.
     pub active: AtomicU64,
     pub max_active: AtomicU64,
@@ -377,6 +388,55 @@ async fn answer(
             .and_then(|m| m.parse().ok())
             .unwrap_or(100);
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    } else if let Some(rest) = path.strip_prefix("/capacity/") {
+        // A server that serves C requests at a time, each taking `ms`, and answers 429 at once
+        // beyond (no queue): the capacity an adaptive client must find.
+        let mut parts = rest.split('/').map(|p| p.parse::<u64>().unwrap_or(1));
+        let (capacity, ms) = (parts.next().unwrap_or(1), parts.next().unwrap_or(10));
+        let capacity = (capacity / c.capacity_divisor.load(Ordering::SeqCst).max(1)).max(1);
+        let active = c.capacity_active.fetch_add(1, Ordering::SeqCst) + 1;
+        if active > capacity {
+            c.capacity_active.fetch_sub(1, Ordering::SeqCst);
+            c.capacity_refused.fetch_add(1, Ordering::SeqCst);
+            return reply(429, r#"{"error":"over capacity"}"#.into());
+        }
+        c.capacity_active_sum.fetch_add(active, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        c.capacity_active.fetch_sub(1, Ordering::SeqCst);
+        c.capacity_served.fetch_add(1, Ordering::SeqCst);
+    } else if let Some(rest) = path.strip_prefix("/window/") {
+        // A fixed-window rate limit of N requests per second: beyond, 429 with Retry-After and the
+        // IETF draft's RateLimit fields, telling when the window resets.
+        let limit: u64 = rest
+            .split('/')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(10);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let window = now.as_secs();
+        let used = {
+            let mut w = c.window.lock().expect("window lock");
+            if w.0 != window {
+                *w = (window, 0);
+            }
+            w.1 += 1;
+            w.1
+        };
+        if used > limit {
+            c.capacity_refused.fetch_add(1, Ordering::SeqCst);
+            // The window ends within the second: whole seconds round it up to one.
+            let reset = 1;
+            return Ok(Response::builder()
+                .status(429)
+                .header("retry-after", reset.to_string())
+                .header("ratelimit", format!("\"default\";r=0;t={reset}"))
+                .header("ratelimit-policy", format!("\"default\";q={limit};w=1"))
+                .body(Full::new(Bytes::from_static(b"rate limited")))
+                .expect("valid response"));
+        }
+        c.capacity_served.fetch_add(1, Ordering::SeqCst);
     } else if path.starts_with("/drop") {
         return Err(Dropped);
     } else if let Some(id) = path.strip_prefix("/flaky/") {

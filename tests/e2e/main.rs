@@ -6,6 +6,7 @@ mod auth;
 mod distribution;
 mod legacy;
 mod observability;
+mod pacing;
 mod plugins;
 mod runs;
 mod spark;

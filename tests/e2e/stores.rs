@@ -62,10 +62,8 @@ fn start(mut command: Command, port: u16, ready_path: &str) -> Server {
     let server = Server { child, endpoint };
     assert!(
         wait_until(Duration::from_secs(60), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && {
-                let (head, _) = http_get(&format!("127.0.0.1:{port}"), ready_path, &[]);
-                head.starts_with("HTTP/")
-            }
+            try_http_get(&format!("127.0.0.1:{port}"), ready_path, &[])
+                .is_some_and(|(head, _)| head.starts_with("HTTP/"))
         }),
         "the emulator did not answer on port {port} in 60 s"
     );
@@ -180,19 +178,35 @@ async fn a_pipeline_reads_from_and_lands_in_s3_and_a_rerun_sends_nothing() {
         pipeline(
             &server.url(),
             "/items/{id}",
+            // The source's secret key from the environment: redacted everywhere, logs included.
             &format!(
-                "{{path: \"s3://lake/in/rows.parquet\", id_column: id, storage_options: {options}}}"
+                "{{path: \"s3://lake/in/rows.parquet\", id_column: id, storage_options: {{endpoint: \"{}\", region: us-east-1, aws_secret_access_key: \"{{{{env.LAKE_SECRET}}}}\"}}}}",
+                moto.endpoint
             ),
             &format!("{{path: \"s3a://lake/bronze/items\", storage_options: {options}}}"),
         ),
     )
     .unwrap();
+    let secret = "source-secret-0123456789abcdef";
     let env: Vec<(&str, String)> = vec![
         ("AWS_ACCESS_KEY_ID", "testing".into()),
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("LAKE_SECRET", secret.into()),
+        ("RUST_LOG", "debug".into()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    assert_exit(&run(dir.path(), &env, &[]), 0);
+    let out = run(dir.path(), &env, &[]);
+    assert_exit(&out, 0);
+    let everything = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(everything.contains("run starts"), "debug logs were on");
+    assert!(
+        !everything.contains(secret),
+        "a storage secret in the output"
+    );
     assert_eq!(
         server.counters.row_requests.load(Ordering::Relaxed),
         ROWS as u64

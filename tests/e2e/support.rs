@@ -333,20 +333,28 @@ pub(crate) fn free_port() -> u16 {
 /// GET `path` from `host` over plain http with std only, with `headers`: (status line, body). For
 /// reading a server's own API (Prometheus, the OCI registry) from the test's side.
 pub(crate) fn http_get(host: &str, path: &str, headers: &[(&str, &str)]) -> (String, Vec<u8>) {
+    try_http_get(host, path, headers).unwrap_or_else(|| panic!("GET http://{host}{path} failed"))
+}
+
+/// [`http_get`], `None` when the server is not there, or goes away mid-answer.
+pub(crate) fn try_http_get(
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(String, Vec<u8>)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(host).unwrap();
+    let mut s = std::net::TcpStream::connect(host).ok()?;
     let extra: String = headers
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{extra}\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{extra}\r\n").ok()?;
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    s.read_to_end(&mut buf).ok()?;
+    let at = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..at])
         .lines()
-        .next()
-        .unwrap()
+        .next()?
         .to_owned();
-    (head, buf[at + 4..].to_vec())
+    Some((head, buf[at + 4..].to_vec()))
 }

@@ -273,9 +273,9 @@ pub(crate) fn main() -> ExitCode {
             }
             // The command line over the file's `metrics` section.
             let metrics_addr = watch.metrics_addr.or(p.metrics.addr);
-            let metrics_hold = match watch.metrics_addr {
-                Some(_) => watch.metrics_hold,
-                None => p.metrics.hold_seconds,
+            let metrics_hold = match watch.metrics_hold {
+                0 => p.metrics.hold_seconds,
+                given => given,
             };
             // Counted only when someone reads the counts: no per-row cost otherwise.
             let metrics = (metrics_addr.is_some() || watch.report.is_some())

@@ -20,6 +20,14 @@ pub struct Execution {
     pub max_attempts: u32,
     /// How an answer (or its absence) is classified.
     pub outcomes: Outcomes,
+    /// `concurrency: adaptive`: requests on the network at once follow the API's answers (AIMD),
+    /// up to partitions × concurrency_limit.
+    pub adaptive: bool,
+    /// Rate-limit headers (Retry-After on a 429/503, RateLimit, X-RateLimit-*) pause every request
+    /// to the host (`rate_limit_headers: pause`; the default with `concurrency: adaptive`).
+    pub pause_on_rate_limit: bool,
+    /// The longest such a pause lasts.
+    pub max_pause: std::time::Duration,
 }
 
 /// What counts as success, as a failure worth sending again, and (everything else) as a failure for
@@ -98,6 +106,9 @@ impl Default for Execution {
             concurrency_limit: 20,
             max_attempts: 1,
             outcomes: Outcomes::default(),
+            adaptive: false,
+            pause_on_rate_limit: false,
+            max_pause: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -142,6 +153,26 @@ pub(crate) const KEYS: &[KeySpec] = &[
     )
     .default(|| Execution::default().max_attempts.into()),
     KeySpec::new(
+        "concurrency",
+        Kind::Choice(&["fixed", "adaptive"]),
+        "fixed: concurrency_limit requests per partition; adaptive: found from the API's answers (grows while latency holds, backs off on 429/503/timeouts and rising latency), concurrency_limit × partitions as the ceiling.",
+    )
+    .default(|| "fixed".into()),
+    KeySpec::new(
+        "rate_limit_headers",
+        Kind::Choice(&["pause", "ignore"]),
+        "pause: Retry-After on a 429/503, or RateLimit / X-RateLimit-* with nothing remaining, hold every request to the host until then; default pause with concurrency: adaptive, else ignore (plugins such as retry still honour Retry-After per row).",
+    ),
+    KeySpec::new(
+        "max_pause_seconds",
+        Kind::Int {
+            min: 1,
+            max: 86_400,
+        },
+        "The longest pause rate-limit headers may ask for.",
+    )
+    .default(|| 60.into()),
+    KeySpec::new(
         "outcomes",
         Kind::Section(OUTCOME_KEYS),
         "Which answers are success, which failures are sent again; the rest fail for good.",
@@ -181,6 +212,14 @@ pub(crate) fn read(w: &mut Walker, x: &Section<'_>) -> Execution {
             .int_of(x, "max_attempts")
             .map_or(d.max_attempts, |v| v as u32),
         outcomes: outcomes(w, x),
+        adaptive: w.choice_of(x, "concurrency") == Some("adaptive"),
+        pause_on_rate_limit: match w.choice_of(x, "rate_limit_headers") {
+            Some(choice) => choice == "pause",
+            None => w.choice_of(x, "concurrency") == Some("adaptive"),
+        },
+        max_pause: w
+            .int_of(x, "max_pause_seconds")
+            .map_or(d.max_pause, |v| std::time::Duration::from_secs(v as u64)),
     }
 }
 

@@ -568,6 +568,17 @@ fn storage_options(w: &mut Walker, s: &Section<'_>, location: Location) -> Locat
                     remote.url.scheme()
                 ),
             );
+        } else if crate::store::CREDENTIAL_ROUTES
+            .iter()
+            .any(|r| key.to_ascii_lowercase().ends_with(r))
+        {
+            w.warn(
+                f.path,
+                f.node.pos,
+                format!(
+                    "`{key}` sends this machine's cloud credentials (or its storage traffic) where it points, or turns off TLS checks: make sure you trust `{value}`"
+                ),
+            );
         } else if crate::store::is_secret_option(key) && !from_secret {
             w.warn(
                 f.path,

@@ -29,6 +29,26 @@ fn not_sent() -> ApiResponse {
     }
 }
 
+/// What a dry run gives plugins (an auth plugin's `init` and `apply` may ask for requests) and
+/// OAuth2 in place of the network: every request refused.
+pub struct Refuse;
+
+impl crate::api::Sender for Refuse {
+    fn send(&self, request: Arc<ApiRequest>) -> BoxFuture<'_, Result<ApiResponse, RequestError>> {
+        let message = format!(
+            "dry run: {} {} is not sent",
+            request.method,
+            request.url.split('?').next().unwrap_or_default()
+        );
+        Box::pin(async move {
+            Err(RequestError::of(
+                crate::api::ErrorKind::InvalidRequest,
+                message,
+            ))
+        })
+    }
+}
+
 /// The end of the chain in a dry run: the credentials a real run would add (placeholders for a
 /// refreshing one), then nothing sent; every request that reaches it is kept.
 pub struct DryEnd {
@@ -188,10 +208,16 @@ fn show(r: &ApiRequest, credentials: bool, redactor: &Redactor) -> ShownRequest 
         .iter()
         .map(|(name, value)| (name.clone(), redactor.header(name, value).into_owned()))
         .collect();
+    // Redacted whole, then cut: a secret across the cut is never shown in part.
     let body = r.body.as_ref().map(|b| {
-        let text = String::from_utf8_lossy(&b[..b.len().min(BODY_SHOWN)]);
-        let mut shown = redactor.text(&text).into_owned();
-        if b.len() > BODY_SHOWN {
+        let text = String::from_utf8_lossy(b);
+        let redacted = redactor.text(&text);
+        let cut = (0..=BODY_SHOWN.min(redacted.len()))
+            .rev()
+            .find(|i| redacted.is_char_boundary(*i))
+            .unwrap_or(0);
+        let mut shown = redacted[..cut].to_owned();
+        if redacted.len() > cut {
             shown.push_str(&format!(" … ({} bytes in all)", b.len()));
         }
         shown

@@ -11,6 +11,7 @@
 //! its consumer stay on one thread, so sending a row wakes no other thread. Rows reach a worker and
 //! outcomes leave it in chunks, the only traffic between threads.
 
+mod adaptive;
 pub mod auth;
 pub mod classify;
 pub mod dry;

@@ -86,6 +86,10 @@ pub struct Metrics {
     request_seconds: Histogram,
     rate_limited: AtomicU64,
     rate_limit_wait_us: AtomicU64,
+    /// The adaptive concurrency limit (-1: fixed concurrency).
+    concurrency_limit: AtomicI64,
+    pauses: AtomicU64,
+    pause_wait_us: AtomicU64,
     credentials_acquired: AtomicU64,
     credential_failures: AtomicU64,
     plugin_failures: Mutex<BTreeMap<String, u64>>,
@@ -108,6 +112,9 @@ impl Default for Metrics {
             request_seconds: Histogram::new(&REQUEST_BUCKETS),
             rate_limited: AtomicU64::new(0),
             rate_limit_wait_us: AtomicU64::new(0),
+            concurrency_limit: AtomicI64::new(-1),
+            pauses: AtomicU64::new(0),
+            pause_wait_us: AtomicU64::new(0),
             credentials_acquired: AtomicU64::new(0),
             credential_failures: AtomicU64::new(0),
             plugin_failures: Mutex::new(BTreeMap::new()),
@@ -151,6 +158,12 @@ impl Observer for Metrics {
                 add(&self.rate_limited, 1);
                 add(&self.rate_limit_wait_us, waited.as_micros() as u64);
             }
+            Event::ConcurrencyLimit { limit } => {
+                self.concurrency_limit
+                    .store(limit as i64, Ordering::Relaxed);
+            }
+            Event::PauseStarted { .. } => add(&self.pauses, 1),
+            Event::Paused { waited } => add(&self.pause_wait_us, waited.as_micros() as u64),
             Event::BatchCommitted {
                 rows,
                 version,
@@ -306,11 +319,30 @@ impl Metrics {
             "Rows a plugin failed (trap, deadline, memory, a broken rule, its own error), by plugin.",
             &plugins,
         );
+        counter(
+            "sparkwasm_rate_limit_pauses_total",
+            "Pauses of every request to the API that its rate-limit headers asked for (Retry-After, RateLimit, X-RateLimit-*).",
+            &[("", get(&self.pauses))],
+        );
         let _ = writeln!(
             out,
             "# HELP sparkwasm_rate_limit_wait_seconds_total Time requests waited for the rate limit.\n# TYPE sparkwasm_rate_limit_wait_seconds_total counter\nsparkwasm_rate_limit_wait_seconds_total {}",
             get(&self.rate_limit_wait_us) as f64 / 1e6
         );
+        let _ = writeln!(
+            out,
+            "# HELP sparkwasm_rate_limit_pause_seconds_total Time requests were held by those pauses.\n# TYPE sparkwasm_rate_limit_pause_seconds_total counter\nsparkwasm_rate_limit_pause_seconds_total {}",
+            get(&self.pause_wait_us) as f64 / 1e6
+        );
+        // Declared always; a sample only with adaptive concurrency.
+        let _ = writeln!(
+            out,
+            "# HELP sparkwasm_concurrency_limit Requests allowed on the network at once (execution.concurrency: adaptive).\n# TYPE sparkwasm_concurrency_limit gauge"
+        );
+        let limit = self.concurrency_limit.load(Ordering::Relaxed);
+        if limit >= 0 {
+            let _ = writeln!(out, "sparkwasm_concurrency_limit {limit}");
+        }
         let in_flight = get(&self.requests_sent)
             .saturating_sub(self.answers.iter().map(|a| a.load(Ordering::Relaxed)).sum());
         let _ = writeln!(

@@ -28,6 +28,10 @@ pub struct Progress {
     retries: AtomicU64,
     /// Passes over the rows so far (`execution.max_attempts`).
     passes: AtomicU64,
+    /// The adaptive concurrency limit (0: fixed concurrency), and whether the API's rate-limit
+    /// headers hold every request now (until when, µs since `started`).
+    limit: AtomicU64,
+    paused_until_us: AtomicU64,
     /// Latency per row (µs), 1 µs to 1 h.
     latency: Mutex<Histogram<u64>>,
     started: Instant,
@@ -43,6 +47,8 @@ impl Default for Progress {
             skipped: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             passes: AtomicU64::new(1),
+            limit: AtomicU64::new(0),
+            paused_until_us: AtomicU64::new(0),
             latency: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
             ),
@@ -57,6 +63,14 @@ impl Observer for Progress {
             // A later pass skips every row that landed: only the first pass's count is news.
             Event::RowSkipped if self.passes.load(Ordering::Relaxed) == 1 => {
                 self.skipped.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::ConcurrencyLimit { limit } => {
+                self.limit.store(limit as u64, Ordering::Relaxed);
+            }
+            Event::PauseStarted { wait } => {
+                let until = self.started.elapsed() + wait;
+                self.paused_until_us
+                    .fetch_max(until.as_micros() as u64, Ordering::Relaxed);
             }
             Event::RowDone {
                 success,
@@ -84,6 +98,24 @@ impl Observer for Progress {
 }
 
 impl Progress {
+    /// What paces the run now, for the progress line: the adaptive limit, a pause the API asked
+    /// for (empty with fixed concurrency and no pause).
+    pub fn pacing(&self) -> String {
+        let mut out = String::new();
+        let limit = self.limit.load(Ordering::Relaxed);
+        if limit > 0 {
+            out.push_str(&format!("  limit {limit}"));
+        }
+        let until = Duration::from_micros(self.paused_until_us.load(Ordering::Relaxed));
+        if let Some(left) = until.checked_sub(self.started.elapsed()) {
+            out.push_str(&format!(
+                "  paused {:.1}s (the API asked)",
+                left.as_secs_f64()
+            ));
+        }
+        out
+    }
+
     /// A new pass begins: the failures the last one will send again are no longer failures (they
     /// are about to be tried again).
     pub fn next_pass(&self) {
@@ -145,7 +177,12 @@ impl Progress {
                 match &task_bar {
                     Some(bar) => {
                         bar.set_position(s.rows + s.skipped);
-                        bar.set_message(format!("ok {} failed {}", s.ok, s.failed));
+                        bar.set_message(format!(
+                            "ok {} failed {}{}",
+                            s.ok,
+                            s.failed,
+                            progress.pacing()
+                        ));
                     }
                     None => tracing::info!(
                         rows = s.rows,
@@ -153,6 +190,7 @@ impl Progress {
                         failed = s.failed,
                         skipped = s.skipped,
                         rows_per_s = format!("{:.0}", s.rate()),
+                        pacing = progress.pacing().trim(),
                         "progress"
                     ),
                 }
