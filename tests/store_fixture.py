@@ -27,16 +27,21 @@ AZ_ACCOUNT = "devstoreaccount1"
 AZ_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
-def s3(endpoint, key_id="testing", secret="testing"):
+def client(service, endpoint):
+    """A boto3 client of moto's `service` (moto takes any key until told to check them)."""
     import boto3
 
     return boto3.client(
-        "s3",
+        service,
         endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
+
+
+def s3(endpoint):
+    return client("s3", endpoint)
 
 
 def azure(base, method, path, query=None, headers=None, body=b""):
@@ -80,15 +85,7 @@ def main(argv):
     elif cmd == "s3-enforce-auth":
         # moto accepts any key until told to check them: create a user with full access, then
         # switch checking on (moto's documented reset-auth call).
-        import boto3
-
-        iam = boto3.client(
-            "iam",
-            endpoint_url=argv[2],
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        iam = client("iam", argv[2])
         iam.create_user(UserName="etl")
         policy = {
             "Version": "2012-10-17",
@@ -114,15 +111,7 @@ def main(argv):
         if status != 201:
             raise SystemExit(f"put blob: HTTP {status} {data[:300]!r}")
     elif cmd in ("dynamo-table", "dynamo-count"):
-        import boto3
-
-        db = boto3.client(
-            "dynamodb",
-            endpoint_url=argv[2],
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        db = client("dynamodb", argv[2])
         if cmd == "dynamo-table":
             db.create_table(
                 TableName=argv[3],

@@ -24,13 +24,19 @@ fn python() -> Option<String> {
     python
 }
 
-/// Runs tests/store_fixture.py; its stdout.
-fn fixture(python: &str, args: &[&str]) -> String {
-    let out = Command::new(python)
+/// Runs tests/store_fixture.py with `env`, whatever its exit.
+fn fixture_output(python: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(python)
         .arg(repo_root().join("tests/store_fixture.py"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
-        .expect("python");
+        .expect("python")
+}
+
+/// Runs tests/store_fixture.py with `env`; its stdout (it must succeed).
+fn fixture_in(python: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = fixture_output(python, args, env);
     assert!(
         out.status.success(),
         "store_fixture {args:?}: {}",
@@ -38,6 +44,22 @@ fn fixture(python: &str, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// Runs tests/store_fixture.py; its stdout.
+fn fixture(python: &str, args: &[&str]) -> String {
+    fixture_in(python, args, &[])
+}
+
+/// What a process needs to reach `azurite` (the standard emulator variables).
+fn azurite_env(azurite: &Server) -> [(&'static str, &str); 2] {
+    [
+        ("AZURE_STORAGE_USE_EMULATOR", "true"),
+        ("AZURITE_BLOB_STORAGE_URL", azurite.endpoint.as_str()),
+    ]
+}
+
+/// Python deltalake's options for Azurite (the endpoint comes from [`azurite_env`]).
+const AZURITE_OPTIONS: &str = "{\"use_emulator\": \"true\"}";
 
 /// A server process, killed when dropped.
 struct Server {
@@ -332,30 +354,19 @@ async fn a_pipeline_reads_from_and_lands_in_azurite() {
         ),
     )
     .unwrap();
-    let env = [
-        ("AZURE_STORAGE_USE_EMULATOR", "true"),
-        ("AZURITE_BLOB_STORAGE_URL", azurite.endpoint.as_str()),
-    ];
+    let env = azurite_env(&azurite);
     assert_exit(&run(dir.path(), &env, &[]), 0);
     assert_eq!(
         server.counters.row_requests.load(Ordering::Relaxed),
         ROWS as u64
     );
-    let read = Command::new(&python)
-        .arg(repo_root().join("tests/store_fixture.py"))
-        .args([
-            "read",
-            "az://lake/bronze/items",
-            "{\"use_emulator\": \"true\"}",
-        ])
-        .envs(env)
-        .output()
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&read.stdout).trim(),
-        format!("rows={ROWS} successful_ids={ROWS}"),
-        "{}",
-        String::from_utf8_lossy(&read.stderr)
+        fixture_in(
+            &python,
+            &["read", "az://lake/bronze/items", AZURITE_OPTIONS],
+            &env
+        ),
+        format!("rows={ROWS} successful_ids={ROWS}")
     );
 }
 
@@ -371,10 +382,7 @@ async fn two_shards_share_one_azurite_table_and_a_killed_one_resumes() {
         "{path: rows.parquet, id_column: id}",
         "{path: \"az://lake/bronze/shared\"}",
     ));
-    let env = [
-        ("AZURE_STORAGE_USE_EMULATOR", "true"),
-        ("AZURITE_BLOB_STORAGE_URL", azurite.endpoint.as_str()),
-    ];
+    let env = azurite_env(&azurite);
     let shard = |i: u32| {
         sparkwasm(dir.path())
             .args(["run", "p.yaml", "--shard", &format!("{i}/2")])
@@ -386,17 +394,12 @@ async fn two_shards_share_one_azurite_table_and_a_killed_one_resumes() {
     };
     let (mut zero, mut one) = (shard(0), shard(1));
     let txn = |app_id: &str| -> i64 {
-        let out = Command::new(&python)
-            .arg(repo_root().join("tests/store_fixture.py"))
-            .args([
-                "txn",
-                "az://lake/bronze/shared",
-                "{\"use_emulator\": \"true\"}",
-                app_id,
-            ])
-            .envs(env)
-            .output()
-            .unwrap();
+        // Before the table's first commit the reader fails: nothing landed yet.
+        let out = fixture_output(
+            &python,
+            &["txn", "az://lake/bronze/shared", AZURITE_OPTIONS, app_id],
+            &env,
+        );
         String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse()
@@ -424,21 +427,13 @@ async fn two_shards_share_one_azurite_table_and_a_killed_one_resumes() {
         String::from_utf8_lossy(&rerun.stdout)
     );
     assert!(txn(shard_one) > landed_by_one);
-    let read = Command::new(&python)
-        .arg(repo_root().join("tests/store_fixture.py"))
-        .args([
-            "read",
-            "az://lake/bronze/shared",
-            "{\"use_emulator\": \"true\"}",
-        ])
-        .envs(env)
-        .output()
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&read.stdout).trim(),
-        format!("rows={ROWS} successful_ids={ROWS}"),
-        "{}",
-        String::from_utf8_lossy(&read.stderr)
+        fixture_in(
+            &python,
+            &["read", "az://lake/bronze/shared", AZURITE_OPTIONS],
+            &env
+        ),
+        format!("rows={ROWS} successful_ids={ROWS}")
     );
 }
 
