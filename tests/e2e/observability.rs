@@ -289,8 +289,9 @@ fn the_schema_accepts_every_example_and_legacy_fixture_and_refuses_unknown_keys(
     }
 }
 
-/// `--log-format json`: every line a log shipper reads is one JSON object; the run's first line
-/// names the pipeline, the sink, the plugins and the limits.
+/// `--log-format json`: every line a log shipper reads is one JSON object (the command's own
+/// warnings and notices too); the run's first line names the pipeline, the sink, the plugins and
+/// the limits.
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_are_one_object_per_line_and_the_start_line_names_the_run() {
     let (server, case) = served(
@@ -299,8 +300,24 @@ async fn json_logs_are_one_object_per_line_and_the_start_line_names_the_run() {
         "execution: {concurrency_limit: 3, batch_size: 2}\nmiddleware:\n  - type: timing\n",
     )
     .await;
+    // A key with no effect (a warning the command prints before logging starts) and a metrics
+    // address (the line saying where they are served): those lines are JSON too.
+    let file = case.dir.path().join("p.yaml");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "{source_column: name}",
+        "{source_column: name, transform: upper}",
+    );
+    std::fs::write(&file, text).unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
     let out = sparkwasm(case.dir.path())
-        .args(["--log-format", "json", "run", "p.yaml"])
+        .args([
+            "--log-format",
+            "json",
+            "run",
+            "p.yaml",
+            "--metrics-addr",
+            &metrics,
+        ])
         .env("RUST_LOG", "sparkwasm=info")
         .output()
         .unwrap();
@@ -310,6 +327,16 @@ async fn json_logs_are_one_object_per_line_and_the_start_line_names_the_run() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
+    let said = |level: &str, part: &str| {
+        lines.iter().any(|l| {
+            l["level"] == level && l["fields"]["message"].as_str().unwrap_or("").contains(part)
+        })
+    };
+    assert!(said("WARN", "transform: has no effect"), "{lines:#?}");
+    assert!(
+        said("INFO", &format!("metrics at http://{metrics}/metrics")),
+        "{lines:#?}"
+    );
     let start = lines
         .iter()
         .find(|l| l["fields"]["message"] == "run starts")
@@ -330,6 +357,23 @@ async fn json_logs_are_one_object_per_line_and_the_start_line_names_the_run() {
             .unwrap()
             .contains("timing"),
         "{start}"
+    );
+    // The error that stops a run is one JSON object too.
+    let out = sparkwasm(case.dir.path())
+        .args(["--log-format", "json", "run", "missing.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error: serde_json::Value = serde_json::from_str(stderr.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {stderr}"));
+    assert_eq!(error["level"], "ERROR", "{error}");
+    assert!(
+        error["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing.yaml"),
+        "{error}"
     );
 }
 

@@ -13,6 +13,7 @@ use sparkwasm::redact::Redactor;
 use sparkwasm::report::metrics::{self, Metrics};
 
 mod plugin;
+mod say;
 
 /// Send one HTTP request per row of a table through sandboxed middleware, and land every response in a
 /// Delta table (the bronze layer), exactly once, batch by batch.
@@ -176,6 +177,7 @@ pub(crate) fn main() -> ExitCode {
     raise_open_files_limit();
     let cli = Cli::parse();
     init_logging(cli.log_format == "json");
+    say::json(cli.log_format == "json");
     // deltalake links two rustls crypto providers; pick one for the process before any TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
@@ -223,7 +225,7 @@ pub(crate) fn main() -> ExitCode {
                         println!("  {s}");
                     }
                     for w in summaries.iter().filter_map(|s| s.grant_warning()) {
-                        eprintln!("warning: {}: {w}", pipeline.display());
+                        say::warning(&format!("{}: {w}", pipeline.display()));
                     }
                     ExitCode::SUCCESS
                 }
@@ -283,7 +285,7 @@ pub(crate) fn main() -> ExitCode {
             let server = match (metrics_addr, &metrics) {
                 (Some(addr), Some(m)) => match rt.block_on(metrics::serve(addr, m.clone())) {
                     Ok((at, task)) => {
-                        eprintln!("sparkwasm: metrics at http://{at}/metrics");
+                        say::info(&format!("metrics at http://{at}/metrics"));
                         Some(task)
                     }
                     Err(e) => {
@@ -351,10 +353,7 @@ async fn plugin_summaries(p: &Pipeline) -> anyhow::Result<Vec<sparkwasm::plugin:
 fn warn(file: &std::path::Path, p: &Pipeline) {
     let redactor = Redactor::new(p.secret_values());
     for w in &p.warnings {
-        eprintln!(
-            "warning: {}",
-            redactor.text(&format!("{}:{w}", file.display()))
-        );
+        say::warning(&redactor.text(&format!("{}:{w}", file.display())));
     }
 }
 
@@ -395,7 +394,7 @@ pub(crate) fn fail(error: &anyhow::Error, pipeline: Option<&Pipeline>) -> ExitCo
         Some(p) => Redactor::new(p.secret_values()).text(&text).into_owned(),
         None => text,
     };
-    eprintln!("error: {text}");
+    say::error(&text);
     ExitCode::from(1)
 }
 
@@ -501,6 +500,6 @@ fn write_report(
     }
     let text = serde_json::to_string_pretty(&json).expect("a JSON value");
     if let Err(e) = std::fs::write(file, text + "\n") {
-        eprintln!("sparkwasm: cannot write the report {}: {e}", file.display());
+        say::warning(&format!("cannot write the report {}: {e}", file.display()));
     }
 }

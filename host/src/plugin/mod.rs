@@ -361,10 +361,10 @@ async fn fetch(
         .await
         .map_err(|e| format!("{reference}: {e}"))?;
     if parsed.digest().is_none() {
-        tracing::warn!(plugin = %spec.name, "{reference} is not pinned: it resolved to oci://{}", pulled.resolved);
-        eprintln!(
-            "warning: plugin `{}`: {reference} is not pinned: it resolved to oci://{} (pin that in the pipeline)",
-            spec.name, pulled.resolved
+        tracing::warn!(
+            plugin = %spec.name,
+            "{reference} is not pinned: it resolved to oci://{} (pin that in the pipeline)",
+            pulled.resolved
         );
     }
     Ok(Some(component::Fetched {
