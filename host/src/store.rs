@@ -235,6 +235,13 @@ impl Location {
                 "a user name in an s3:// or gs:// URL is refused: give credentials in storage_options or the environment".into(),
             ));
         }
+        // The bucket is not a host: a port here would be silently dropped, and the requests would
+        // go to the store's usual endpoint rather than the one the user meant.
+        if url.port().is_some() {
+            return Err(LocationError(
+                "a port in a storage URL is refused: the URL names a bucket or container, not a server; give the store's address as storage_options `endpoint` (e.g. http://127.0.0.1:9000)".into(),
+            ));
+        }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(LocationError(
                 "the URL names no bucket or container (scheme://bucket/path)".into(),
@@ -753,6 +760,8 @@ mod tests {
             "s3://bucket/t?sig=abc",
             "s3:///t",
             "gs://user@bucket/t",
+            "s3://bucket:9000/t",
+            "az://container:443/t",
         ] {
             assert!(Location::parse(bad, base).is_err(), "{bad} accepted");
         }
