@@ -19,6 +19,10 @@ use sparkwasm::execute::transport::HttpTransport;
 use sparkwasm::plugin;
 use sparkwasm::redact::Redactor;
 
+/// The allocator the `sparkwasm` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Answers every request with the same small JSON document, as the bench's endpoint does, after
 /// giving way `.0` times (each a wake-up, as a network exchange has: the row task is suspended
 /// and resumed that many times).

@@ -2,6 +2,15 @@
 
 mod cli;
 
+/// mimalloc (its 2.x line) rather than glibc's malloc: every row allocates (its request, headers,
+/// body, the response's buffers, the chain's futures) on a worker and much of it is freed on
+/// another thread; glibc's consolidation and chunk unlinking were a quarter of the run's CPU at
+/// 4,000 requests in flight. Measured against glibc (interleaved runs, release): 4,000 in flight
+/// with the legacy chain 25% less CPU; 2M rows 28% less wall time, for a higher peak RSS (234 MiB
+/// instead of 108; mimalloc 3 kept 316-369).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     cli::main()
 }

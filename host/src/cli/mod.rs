@@ -138,20 +138,6 @@ struct SecretsArg {
     secrets_file: Option<PathBuf>,
 }
 
-/// glibc gives each thread that allocates its own malloc arena and keeps what they free: with the
-/// worker threads, the sink and tokio's blocking pool, a long run's RSS crept up with every commit
-/// (2M rows: 82 -> 140 MiB). Two arenas hold it flat (84 MiB) at the same rows/s (`just bench`).
-/// A `MALLOC_ARENA_MAX` set by the user wins.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
-}
-
 /// Every request in flight holds a connection, and a stock Linux gives a process 1,024 file
 /// descriptors (soft limit): the legacy default of 4,000 in flight would fail its rows with
 /// "too many open files". The soft limit is raised to the hard one (as Go's runtime and most
@@ -173,7 +159,6 @@ fn raise_open_files_limit() {
 
 /// Parses the command line, runs the command, and turns its outcome into the exit status.
 pub(crate) fn main() -> ExitCode {
-    limit_malloc_arenas();
     raise_open_files_limit();
     let cli = Cli::parse();
     init_logging(cli.log_format == "json");
