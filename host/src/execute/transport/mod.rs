@@ -223,6 +223,7 @@ impl HttpTransport {
                 .await
                 .map_err(|e| describe(&e, ErrorKind::Reset, "response body: "))?
                 .to_bytes();
+            let body = own_small(body);
             let headers = parts
                 .headers
                 .iter()
@@ -380,6 +381,20 @@ fn tls_config(tls: &config::Tls) -> Result<rustls::ClientConfig, TransportError>
                 .map_err(|e| TransportError(format!("client certificate: {e}")))
         }
         _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// A body of one read is a slice of the connection's read buffer (8 KiB or more), and that whole
+/// buffer stays allocated as long as the row holds its body (until its batch is committed); the
+/// connection meanwhile allocates a new buffer for its next response. A small body is copied out,
+/// so the connection reuses its buffer and each row holds only its own bytes: at 4,000 requests in
+/// flight that is tens of MiB fewer, and fewer fresh pages for the kernel to zero.
+fn own_small(body: Bytes) -> Bytes {
+    const SMALL: usize = 16 << 10;
+    if body.len() <= SMALL {
+        Bytes::copy_from_slice(&body)
+    } else {
+        body
     }
 }
 
