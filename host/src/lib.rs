@@ -5,8 +5,8 @@
 //! pipeline) → [`plugin`] (the middleware, loaded) → [`source`] (rows) → [`resume`] (what already
 //! landed) → [`execute`] (rows → requests → outcomes) → [`sink`] (outcomes → the bronze table) →
 //! [`report`] (progress and summary). A stage imports earlier stages and the vocabulary every stage
-//! shares ([`api`], [`chain`], [`credential`], [`redact`], [`events`], [`worker`], [`builtins`],
-//! [`bronze`], [`delta`], [`store`], [`spark`]), never a later stage.
+//! shares ([`api`], [`chain`], [`credential`], [`redact`], [`say`], [`events`], [`worker`],
+//! [`builtins`], [`bronze`], [`delta`], [`store`], [`spark`]), never a later stage.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -23,6 +23,7 @@ pub mod plugin;
 pub mod redact;
 pub mod report;
 pub mod resume;
+pub mod say;
 pub mod sink;
 pub mod source;
 pub mod spark;
@@ -291,7 +292,7 @@ mod layers {
     const STAGES: [&str; 7] = [
         "config", "plugin", "source", "resume", "execute", "sink", "report",
     ];
-    const VOCABULARY: [&str; 11] = [
+    const VOCABULARY: [&str; 12] = [
         "api",
         "bronze",
         "builtins",
@@ -300,6 +301,7 @@ mod layers {
         "delta",
         "events",
         "redact",
+        "say",
         "spark",
         "store",
         "worker",

@@ -238,9 +238,13 @@ impl Location {
         // The bucket is not a host: a port here would be silently dropped, and the requests would
         // go to the store's usual endpoint rather than the one the user meant.
         if url.port().is_some() {
-            return Err(LocationError(
-                "a port in a storage URL is refused: the URL names a bucket or container, not a server; give the store's address as storage_options `endpoint` (e.g. http://127.0.0.1:9000)".into(),
-            ));
+            let option = match cloud {
+                Cloud::Gcs => "base_url",
+                Cloud::S3 | Cloud::Azure => "endpoint",
+            };
+            return Err(LocationError(format!(
+                "a port in a storage URL is refused: the URL names a bucket or container, not a server; give the store's address as storage_options `{option}` (e.g. http://127.0.0.1:9000)"
+            )));
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(LocationError(

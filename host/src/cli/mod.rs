@@ -11,9 +11,9 @@ use clap::{Parser, Subcommand};
 use sparkwasm::config::{self, LoadOptions, Pipeline, SecretStore};
 use sparkwasm::redact::Redactor;
 use sparkwasm::report::metrics::{self, Metrics};
+use sparkwasm::say;
 
 mod plugin;
-mod say;
 
 /// Send one HTTP request per row of a table through sandboxed middleware, and land every response in a
 /// Delta table (the bronze layer), exactly once, batch by batch.

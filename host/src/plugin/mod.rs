@@ -361,11 +361,11 @@ async fn fetch(
         .await
         .map_err(|e| format!("{reference}: {e}"))?;
     if parsed.digest().is_none() {
-        tracing::warn!(
-            plugin = %spec.name,
-            "{reference} is not pinned: it resolved to oci://{} (pin that in the pipeline)",
-            pulled.resolved
-        );
+        // Said whatever RUST_LOG filters: the one notice that a mutable tag was run.
+        crate::say::warning(&format!(
+            "plugin `{}`: {reference} is not pinned: it resolved to oci://{} (pin that in the pipeline)",
+            spec.name, pulled.resolved
+        ));
     }
     Ok(Some(component::Fetched {
         component: pulled.component,

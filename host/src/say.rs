@@ -1,5 +1,5 @@
-//! The lines the command itself writes on stderr, outside the log (a warning about the pipeline
-//! file, the error that stops it, where metrics are served): plain text, or with
+//! The lines written on stderr outside the log (a warning about the pipeline file or an unpinned
+//! plugin, the error that stops the command, where metrics are served): plain text, or with
 //! `--log-format json` one JSON object per line in the log lines' own shape (`timestamp`,
 //! `level`, `fields.message`, `target`), so that a log shipper parses every line of stderr. They
 //! are written whatever `RUST_LOG` filters: an error that ends the run is never filtered out.
@@ -9,22 +9,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static JSON: AtomicBool = AtomicBool::new(false);
 
 /// Chooses the form of every later line.
-pub(crate) fn json(on: bool) {
+pub fn json(on: bool) {
     JSON.store(on, Ordering::Relaxed);
 }
 
 /// `warning: TEXT`.
-pub(crate) fn warning(text: &str) {
+pub fn warning(text: &str) {
     line("WARN", "warning: ", text);
 }
 
 /// `error: TEXT`.
-pub(crate) fn error(text: &str) {
+pub fn error(text: &str) {
     line("ERROR", "error: ", text);
 }
 
 /// `sparkwasm: TEXT`.
-pub(crate) fn info(text: &str) {
+pub fn info(text: &str) {
     line("INFO", "sparkwasm: ", text);
 }
 
