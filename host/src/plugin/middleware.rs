@@ -26,10 +26,18 @@ fn failed(message: String) -> LayerError {
 
 impl WasmMiddleware {
     /// An instance ready for a hook of the row whose layer state is `state`.
+    ///
+    /// The row first gives way once: the other rows of this worker that are ready (their answers
+    /// came in the same turn) reach their own hooks, and the calls then run one plugin after
+    /// another across those rows rather than each row through every plugin, so an instance, its
+    /// memory and wasmtime's entry path are still in the core's caches for the next row's call.
+    /// Measured (interleaved, release, legacy chain, 200k rows on the fast endpoint): 8% less CPU,
+    /// 12% less wall time; see docs/benchmark.md.
     async fn begin(
         &self,
         state: &mut LayerState,
     ) -> Result<Lease<'_, MiddlewareWorld>, LayerError> {
+        tokio::task::yield_now().await;
         let mut lease = self.plugin.lease().await.map_err(failed)?;
         let store = &mut lease.instance().store;
         store
