@@ -162,7 +162,6 @@ pub(crate) fn main() -> ExitCode {
     raise_open_files_limit();
     let cli = Cli::parse();
     init_logging(cli.log_format == "json");
-    say::json(cli.log_format == "json");
     // deltalake links two rustls crypto providers; pick one for the process before any TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
@@ -383,8 +382,10 @@ pub(crate) fn fail(error: &anyhow::Error, pipeline: Option<&Pipeline>) -> ExitCo
     ExitCode::from(1)
 }
 
+/// The log's subscriber, and the form of the few lines said outside it ([`say`]): one choice.
 fn init_logging(json: bool) {
     use std::io::IsTerminal;
+    say::json(json);
     // Dependencies (delta-rs, hyper) log at info; only sparkwasm's own info lines are shown by default.
     let tty = std::io::stderr().is_terminal();
     // The Delta kernel logs as errors what it also returns as errors (which the run reports once).
