@@ -11,6 +11,8 @@ and the independent read-back of a Delta table with the Python `deltalake` packa
     store_fixture.py dynamo-count ENDPOINT NAME        # its items (one per commit)
     store_fixture.py read URI OPTIONS_JSON             # rows=N successful_ids=M
     store_fixture.py txn URI OPTIONS_JSON APP_ID       # the app id's transaction version (0 if none)
+    store_fixture.py parquet FILE ROWS GROUP_ROWS      # ids 0..ROWS and a 1 KiB note, GROUP_ROWS per row group
+    store_fixture.py csv FILE ROWS                     # id,note with a 1 KiB note per row
 """
 import base64
 import hashlib
@@ -131,6 +133,19 @@ def main(argv):
         t = table(argv[2], argv[3]).to_pyarrow_table()
         ok = t.filter(t["success"])
         print(f"rows={t.num_rows} successful_ids={len(set(ok['request_id'].to_pylist()))}")
+    elif cmd == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = int(argv[3])
+        notes = [f"{i:08d}" * 128 for i in range(rows)]
+        t = pa.table({"id": pa.array(range(rows), pa.int64()), "note": notes})
+        pq.write_table(t, argv[2], row_group_size=int(argv[4]), compression="none")
+    elif cmd == "csv":
+        with open(argv[2], "w") as f:
+            f.write("id,note\n")
+            for i in range(int(argv[3])):
+                f.write(f"{i},{f'{i:08d}' * 128}\n")
     elif cmd == "txn":
         print(table(argv[2], argv[3]).transaction_version(argv[4]) or 0)
     else:

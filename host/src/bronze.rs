@@ -138,13 +138,16 @@ fn landed_for_good(
     }
 }
 
+/// Rows per batch when a table's files are read back.
+const READ_ROWS: usize = 8192;
+
 /// The keys of request_ids that landed for good (see [`LandedRule`]) in the given data files.
 pub fn landed_ids(files: &[DataFile], rule: &LandedRule) -> Result<HashSet<u128>, ReadError> {
     let mut landed = HashSet::new();
     for file in files {
         let err = |e: &dyn std::fmt::Display| read_error(file, e);
-        let builder = file.parquet().map_err(|e| err(&e))?;
-        let schema = builder.schema().clone();
+        let parquet = file.parquet().map_err(|e| err(&e))?;
+        let schema = parquet.schema().clone();
         let (id, ok) = match (schema.index_of("request_id"), schema.index_of("success")) {
             (Ok(id), Ok(ok)) => (id, ok),
             _ => return Err(err(&"no request_id/success columns")),
@@ -152,8 +155,12 @@ pub fn landed_ids(files: &[DataFile], rule: &LandedRule) -> Result<HashSet<u128>
         let optional = ["outcome", "status_code"].map(|n| schema.index_of(n).ok());
         let mut roots = vec![id, ok];
         roots.extend(optional.iter().flatten());
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        for batch in builder.with_projection(mask).build().map_err(|e| err(&e))? {
+        // Only these columns are read (of an object: only their byte ranges are fetched).
+        let mask = ProjectionMask::roots(parquet.parquet_schema(), roots);
+        for batch in parquet
+            .batches(Some(mask), READ_ROWS)
+            .map_err(|e| err(&e))?
+        {
             let batch = batch.map_err(|e| err(&e))?;
             landed_in(&batch, rule, &mut landed).map_err(|e| err(&e))?;
         }
@@ -208,7 +215,7 @@ pub fn successful_rows(
         let reader = file
             .parquet()
             .map_err(|e| err(&e))?
-            .build()
+            .batches(None, READ_ROWS)
             .map_err(|e| err(&e))?;
         for batch in reader {
             let batch = batch.map_err(|e| err(&e))?;

@@ -74,10 +74,12 @@ impl Drop for Server {
     }
 }
 
-fn start(mut command: Command, port: u16, ready_path: &str) -> Server {
+/// Starts an emulator; `log`: a file for its stderr (moto's access log), else it is dropped.
+fn start(mut command: Command, port: u16, ready_path: &str, log: Option<&Path>) -> Server {
+    let stderr = log.map_or_else(Stdio::null, |p| std::fs::File::create(p).unwrap().into());
     let child = command
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start the emulator");
     let endpoint = format!("http://127.0.0.1:{port}");
@@ -94,6 +96,11 @@ fn start(mut command: Command, port: u16, ready_path: &str) -> Server {
 
 /// moto's server (S3), from the venv of `python`.
 fn moto(python: &str) -> Option<Server> {
+    moto_logged(python, None)
+}
+
+/// moto's server, its access log (one line per request, with the status) written to `log`.
+fn moto_logged(python: &str, log: Option<&Path>) -> Option<Server> {
     let bin = Path::new(python).with_file_name("moto_server");
     if !bin.exists() {
         skip_allowed("moto_server (pip install 'moto[server]' in the test venv)");
@@ -102,7 +109,7 @@ fn moto(python: &str) -> Option<Server> {
     let port = free_port();
     let mut c = Command::new(bin);
     c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-    Some(start(c, port, "/moto-api/"))
+    Some(start(c, port, "/moto-api/", log))
 }
 
 /// Azurite's blob service (in memory), from SPARKWASM_AZURITE (its `azurite-blob` script).
@@ -125,7 +132,7 @@ fn azurite() -> Option<Server> {
         "--silent",
         "--disableTelemetry",
     ]);
-    Some(start(c, port, "/devstoreaccount1?comp=list"))
+    Some(start(c, port, "/devstoreaccount1?comp=list", None))
 }
 
 /// A pipeline sending one GET per row of `source` to `api`, landing in `sink`.
@@ -477,5 +484,121 @@ async fn the_dynamodb_locking_provider_commits_through_its_lock_table() {
     assert_eq!(
         fixture(&python, &["dynamo-count", &moto.endpoint, "delta_locks"]),
         commits.to_string()
+    );
+}
+
+/// The statuses of moto's answers to GETs of `key` in `bucket` logged since `from` (a line count),
+/// read from its access log.
+fn gets_of(log: &Path, bucket: &str, key: &str, from: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap();
+    let wanted = format!("GET /{bucket}/{key} ");
+    text.lines()
+        .skip(from)
+        .filter(|l| l.contains(&wanted))
+        .map(|l| {
+            l.rsplit('"')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn source_objects_are_read_by_ranges_never_fetched_whole() {
+    // A Parquet object of 40 row groups and a 12 MiB CSV object on moto. Seen from the store's own
+    // access log: every GET of them is a ranged one (206), a dry run of the first rows reads a few
+    // row groups (a few ranges of the CSV), and the full run reads the Parquet object one row group
+    // per request. Without ranged reads each would be one 200 of the whole object.
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("moto.log");
+    let Some(moto) = moto_logged(&python, Some(&log)) else {
+        return;
+    };
+    let server = ApiServer::start(0).await.unwrap();
+    fixture(&python, &["s3-bucket", &moto.endpoint, "lake"]);
+    const PARQUET_ROWS: usize = 8000;
+    let (pq, csv) = (dir.path().join("rows.parquet"), dir.path().join("rows.csv"));
+    fixture(
+        &python,
+        &[
+            "parquet",
+            pq.to_str().unwrap(),
+            &PARQUET_ROWS.to_string(),
+            "200",
+        ],
+    );
+    fixture(&python, &["csv", csv.to_str().unwrap(), "12000"]);
+    for (file, key) in [(&pq, "in/rows.parquet"), (&csv, "in/rows.csv")] {
+        fixture(
+            &python,
+            &[
+                "s3-put",
+                &moto.endpoint,
+                "lake",
+                key,
+                file.to_str().unwrap(),
+            ],
+        );
+    }
+    let env = aws_env(&moto.endpoint);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let lines = || std::fs::read_to_string(&log).unwrap().lines().count();
+    let with_source = |key: &str| {
+        let yaml = pipeline(
+            &server.url(),
+            "/items/{id}",
+            &format!("{{path: \"s3://lake/{key}\", id_column: id}}"),
+            "{path: bronze}",
+        );
+        std::fs::write(dir.path().join("p.yaml"), yaml).unwrap();
+    };
+
+    // The CSV: a dry run asks for its first block only (the schema is inferred from it too).
+    with_source("in/rows.csv");
+    let before = lines();
+    let out = run(dir.path(), &env, &["--dry-run", "3"]);
+    assert_exit(&out, 0);
+    let gets = gets_of(&log, "lake", "in/rows.csv", before);
+    assert!(
+        !gets.is_empty() && gets.len() <= 2 && gets.iter().all(|s| s == "206"),
+        "a dry run of a 12 MiB CSV object: {gets:?}"
+    );
+
+    // The Parquet object: a dry run reads the footer and a few row groups of 40.
+    with_source("in/rows.parquet");
+    let before = lines();
+    let out = run(dir.path(), &env, &["--dry-run", "3"]);
+    assert_exit(&out, 0);
+    let dry = gets_of(&log, "lake", "in/rows.parquet", before);
+    assert!(
+        !dry.is_empty() && dry.len() <= 12 && dry.iter().all(|s| s == "206"),
+        "a dry run of 3 rows of a 40-row-group object: {dry:?}"
+    );
+    // The full run: every row lands, read one row group per request.
+    let before = lines();
+    let out = run(dir.path(), &env, &[]);
+    assert_exit(&out, 0);
+    let full = gets_of(&log, "lake", "in/rows.parquet", before);
+    eprintln!(
+        "GETs: CSV dry run {gets:?}; Parquet dry run {dry:?}; full run {}",
+        full.len()
+    );
+    assert!(
+        full.len() >= 40 && full.iter().all(|s| s == "206"),
+        "the full run of a 40-row-group object: {full:?}"
+    );
+    assert_eq!(
+        server.counters.row_requests.load(Ordering::Relaxed),
+        PARQUET_ROWS as u64
+    );
+    let bronze = dir.path().join("bronze");
+    assert_eq!(
+        read_back(&python, bronze.to_str().unwrap(), "{}"),
+        format!("rows={PARQUET_ROWS} successful_ids={PARQUET_ROWS}")
     );
 }

@@ -132,7 +132,13 @@ pub(crate) fn bronze_batches(path: &Path) -> Vec<arrow::record_batch::RecordBatc
     .expect("data files");
     files
         .into_iter()
-        .flat_map(|f| f.parquet().unwrap().build().unwrap().map(Result::unwrap))
+        .flat_map(|f| {
+            f.parquet()
+                .unwrap()
+                .batches(None, 4096)
+                .unwrap()
+                .map(Result::unwrap)
+        })
         .collect()
 }
 

@@ -34,7 +34,7 @@ fn records(ids: std::ops::Range<u32>, success: bool) -> Vec<Record> {
 async fn rows(path: &Path) -> Vec<(String, i64)> {
     let mut out = Vec::new();
     for file in crate::delta::data_files(&local(path)).await.unwrap() {
-        let reader = file.parquet().unwrap().build().unwrap();
+        let reader = file.parquet().unwrap().batches(None, 4096).unwrap();
         for batch in reader {
             let batch = batch.unwrap();
             let ids = batch

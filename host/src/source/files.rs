@@ -1,5 +1,6 @@
 //! File sources, local or on an object store: a Parquet file or folder, CSV, JSON lines, and a Delta
-//! table (its active Parquet files). An object is fetched whole when its turn comes (one at a time).
+//! table (its active Parquet files). An object is read by ranges as its rows are taken (a Parquet
+//! object one row group at a time; see `store::read`), never fetched whole.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,6 +11,10 @@ use arrow::record_batch::RecordBatch;
 use super::{READ_BATCH_ROWS, RowStream, SourceError, spawn_reader};
 use crate::config::FileFormat;
 use crate::store::{DataFile, Location};
+
+/// The most objects of a Parquet folder whose footers are read before the first row (for the
+/// run's row count); a larger folder's are read as their turn comes.
+const FOOTERS_AHEAD: usize = 64;
 
 /// Rows read to infer a CSV or JSON schema.
 const INFER_ROWS: usize = 1000;
@@ -65,16 +70,16 @@ pub(crate) async fn open(location: Location, format: FileFormat) -> Result<RowSt
                     crate::store::remote_object(remote).map_err(|e| open_error(&location, e))?
                 }
             };
-            let blob = blocking(move || file.open().map(|b| (file, b)))
+            let opened = blocking(move || file.reader().map(|r| (file, r)))
                 .await
                 .map_err(|e| open_error(&location, e))?;
-            let (file, blob) = blob;
-            text_stream(file, blob.reader(), format)
+            let (file, reader) = opened;
+            text_stream(file, reader, format)
         }
     }
 }
 
-/// Runs `f` on the blocking pool (an object's fetch waits there, not on a worker thread).
+/// Runs `f` on the blocking pool (an object's requests wait there, not on a worker thread).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
@@ -186,24 +191,22 @@ async fn parquet_stream(files: Vec<DataFile>) -> Result<RowStream, SourceError> 
         let schema: SchemaRef = Arc::new(arrow::datatypes::Schema::empty());
         return Ok(spawn_reader(schema, || Ok(std::iter::empty())));
     };
-    // A local file's footer is cheap to read twice; an object is fetched once, here, only when
-    // it is the only one (a folder's objects are fetched when their turn comes).
+    // A footer is cheap to read twice (an object's: one ranged request); a folder of many objects
+    // is not asked for all of them before its first row.
     let listed = files.clone();
     let (schema, total) = tokio::task::spawn_blocking(move || {
-        let schema = first
-            .parquet()
-            .map_err(|e| file_error(&first, e))?
-            .schema()
-            .clone();
-        let mut total = 0u64;
-        for file in &listed {
-            if matches!(file, DataFile::Local(_)) || listed.len() == 1 {
-                let builder = file.parquet().map_err(|e| file_error(file, e))?;
-                let rows = builder.metadata().file_metadata().num_rows();
-                total += u64::try_from(rows).unwrap_or(0);
-            } else {
-                return Ok::<_, SourceError>((schema, None));
-            }
+        let opened = first.parquet().map_err(|e| file_error(&first, e))?;
+        let schema = opened.schema().clone();
+        let remote = listed
+            .iter()
+            .filter(|f| matches!(f, DataFile::Remote { .. }))
+            .count();
+        if remote > FOOTERS_AHEAD {
+            return Ok::<_, SourceError>((schema, None));
+        }
+        let mut total = opened.num_rows();
+        for file in &listed[1..] {
+            total += file.parquet().map_err(|e| file_error(file, e))?.num_rows();
         }
         Ok((schema, Some(total)))
     })
@@ -215,15 +218,14 @@ async fn parquet_stream(files: Vec<DataFile>) -> Result<RowStream, SourceError> 
             let reader = file
                 .parquet()
                 .map_err(|e| read_error(&file, e))
-                .and_then(|b| {
-                    if b.schema().fields() != expected.fields() {
+                .and_then(|p| {
+                    if p.schema().fields() != expected.fields() {
                         return Err(read_error(
                             &file,
                             "its schema differs from the first file's",
                         ));
                     }
-                    b.with_batch_size(READ_BATCH_ROWS)
-                        .build()
+                    p.batches(None, READ_BATCH_ROWS)
                         .map_err(|e| read_error(&file, e))
                 });
             let boxed: Box<dyn Iterator<Item = Result<RecordBatch, SourceError>> + Send> =

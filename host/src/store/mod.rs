@@ -12,19 +12,19 @@
 //! web-identity credentials, Azure managed identity and CLI, GCP application default credentials).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{BufRead, Cursor, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 
-use bytes::Bytes;
 use deltalake::logstore::{
     LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
 };
 use deltalake::{DeltaResult, DeltaTableError};
+use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt as _};
 use url::Url;
+
+mod read;
+pub use read::{BLOCK, Batches, ParquetFile, RangeReader, ReadSeek};
 
 /// The object stores this build reaches, by URL scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -557,6 +557,8 @@ pub enum DataFile {
         path: StorePath,
         /// Its URL, for messages.
         url: String,
+        /// Its size in bytes, when a listing gave it (else asked for when it is read).
+        size: Option<u64>,
     },
 }
 
@@ -566,33 +568,6 @@ impl std::fmt::Display for DataFile {
             DataFile::Local(p) => write!(f, "{}", p.display()),
             DataFile::Remote { url, .. } => f.write_str(url),
         }
-    }
-}
-
-impl DataFile {
-    /// The file's bytes for a reader: a local file is opened; an object is fetched whole (on a
-    /// blocking-pool thread, which may wait on the runtime).
-    pub fn open(&self) -> Result<Blob, String> {
-        match self {
-            DataFile::Local(p) => File::open(p).map(Blob::File).map_err(|e| e.to_string()),
-            DataFile::Remote { store, path, .. } => {
-                let fetch = async {
-                    let got = store.get(path).await.map_err(|e| describe(&e))?;
-                    got.bytes().await.map_err(|e| describe(&e))
-                };
-                tokio::runtime::Handle::current()
-                    .block_on(fetch)
-                    .map(Blob::Bytes)
-            }
-        }
-    }
-
-    /// A Parquet reader builder over the file.
-    pub fn parquet(
-        &self,
-    ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder<Blob>, String> {
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(self.open()?)
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -625,20 +600,26 @@ pub async fn list_files(remote: &Remote, extensions: &[&str]) -> Result<Vec<Data
                         .ends_with(&format!(".{e}"))
                 })
         })
-        .map(|o| remote_file(&store, &remote.url, o.location))
+        .map(|o| remote_file(&store, &remote.url, o.location, Some(o.size)))
         .collect();
     files.sort_by_key(ToString::to_string);
     Ok(files)
 }
 
 /// The remote file at `path` of the store rooted at `url`'s bucket.
-fn remote_file(store: &Arc<dyn ObjectStore>, url: &Url, path: StorePath) -> DataFile {
+fn remote_file(
+    store: &Arc<dyn ObjectStore>,
+    url: &Url,
+    path: StorePath,
+    size: Option<u64>,
+) -> DataFile {
     let mut u = url.clone();
     u.set_path(&format!("/{path}"));
     DataFile::Remote {
         store: store.clone(),
         path,
         url: u.to_string(),
+        size,
     }
 }
 
@@ -649,6 +630,7 @@ pub fn remote_object(remote: &Remote) -> Result<DataFile, String> {
         store,
         path,
         url: remote.url.to_string(),
+        size: None,
     })
 }
 
@@ -672,62 +654,13 @@ pub fn table_files(location: &Location, uris: Vec<String>) -> Result<Vec<DataFil
                     && u.username() == r.url.username() =>
             {
                 let path = StorePath::from_url_path(u.path()).map_err(|e| e.to_string())?;
-                files.push(remote_file(store, &r.url, path));
+                files.push(remote_file(store, &r.url, path, None));
             }
             _ => return Err(format!("data file {uri} is outside the table's store")),
         }
     }
     files.sort_by_key(ToString::to_string);
     Ok(files)
-}
-
-/// A file's bytes: an open local file, or an object fetched whole.
-pub enum Blob {
-    /// A local file.
-    File(File),
-    /// An object's bytes.
-    Bytes(Bytes),
-}
-
-/// What CSV and JSON readers need.
-pub trait ReadSeek: BufRead + Seek + Send {}
-impl<T: BufRead + Seek + Send> ReadSeek for T {}
-
-impl Blob {
-    /// The bytes as a seekable reader.
-    pub fn reader(self) -> Box<dyn ReadSeek> {
-        match self {
-            Blob::File(f) => Box::new(std::io::BufReader::new(f)),
-            Blob::Bytes(b) => Box::new(Cursor::new(b)),
-        }
-    }
-}
-
-impl parquet::file::reader::Length for Blob {
-    fn len(&self) -> u64 {
-        match self {
-            Blob::File(f) => f.len(),
-            Blob::Bytes(b) => b.len() as u64,
-        }
-    }
-}
-
-impl parquet::file::reader::ChunkReader for Blob {
-    type T = Box<dyn Read>;
-
-    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        Ok(match self {
-            Blob::File(f) => Box::new(f.get_read(start)?),
-            Blob::Bytes(b) => Box::new(b.get_read(start)?),
-        })
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
-        match self {
-            Blob::File(f) => f.get_bytes(start, length),
-            Blob::Bytes(b) => b.get_bytes(start, length),
-        }
-    }
 }
 
 #[cfg(test)]
