@@ -23,6 +23,13 @@ VENV="${SPARKWASM_VENV:-$HOME/.cache/sparkwasm/venv}"
 "$VENV/bin/python" -c "import deltalake, pyarrow, jsonschema, yaml, bcrypt, moto, flask" 2>/dev/null ||
   "$VENV/bin/pip" install -q "deltalake>=1.1" pyarrow jsonschema pyyaml bcrypt "moto[server]>=5.1"
 export SPARKWASM_PYTHON="$VENV/bin/python"
+# moto 4.2 in a venv of its own: an S3 emulator that ignores If-None-Match, as older S3-compatible
+# stores do (the test of the sink's check for concurrent writers).
+OLD_MOTO="${SPARKWASM_OLD_MOTO_VENV:-$HOME/.cache/sparkwasm/moto4}"
+[ -x "$OLD_MOTO/bin/moto_server" ] || {
+  python3 -m venv "$OLD_MOTO" && "$OLD_MOTO/bin/pip" install -q "moto[s3,server]==4.2.14"
+}
+export SPARKWASM_OLD_MOTO="$OLD_MOTO/bin/moto_server"
 # Object stores in the tests: moto's server (S3, DynamoDB; from PyPI, above) and Azurite, Azure's
 # official storage emulator (npm; 3.35 runs on Node 20), each started on 127.0.0.1 by its test.
 AZURITE_DIR="${SPARKWASM_AZURITE_DIR:-$HOME/.cache/sparkwasm/azurite}"

@@ -101,9 +101,13 @@ fn moto(python: &str) -> Option<Server> {
 
 /// moto's server, its access log (one line per request, with the status) written to `log`.
 fn moto_logged(python: &str, log: Option<&Path>) -> Option<Server> {
-    let bin = Path::new(python).with_file_name("moto_server");
+    moto_at(&Path::new(python).with_file_name("moto_server"), log)
+}
+
+/// The moto server at `bin`.
+fn moto_at(bin: &Path, log: Option<&Path>) -> Option<Server> {
     if !bin.exists() {
-        skip_allowed("moto_server (pip install 'moto[server]' in the test venv)");
+        skip_allowed(&format!("{} (pip install 'moto[server]')", bin.display()));
         return None;
     }
     let port = free_port();
@@ -232,6 +236,11 @@ async fn a_pipeline_reads_from_and_lands_in_s3_and_a_rerun_sends_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(everything.contains("run starts"), "debug logs were on");
+    // moto 5 refuses a second create (If-None-Match): no warning about concurrent writers.
+    assert!(
+        !everything.contains("ignores conditional writes"),
+        "{everything}"
+    );
     assert!(
         !everything.contains(secret),
         "a storage secret in the output"
@@ -600,5 +609,59 @@ async fn source_objects_are_read_by_ranges_never_fetched_whole() {
     assert_eq!(
         read_back(&python, bronze.to_str().unwrap(), "{}"),
         format!("rows={PARQUET_ROWS} successful_ids={PARQUET_ROWS}")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_that_ignores_conditional_writes_stops_a_sharded_run_and_warns_a_single_writer() {
+    // moto 4.2 (a real S3 emulator, from PyPI, in its own venv: SPARKWASM_OLD_MOTO) answers a PUT
+    // with `If-None-Match: *` on an existing key by overwriting it, as older S3-compatible stores
+    // do: two writers of one table could then both create the same commit.
+    let Some(python) = python() else { return };
+    let Ok(old) = std::env::var("SPARKWASM_OLD_MOTO") else {
+        skip_allowed("SPARKWASM_OLD_MOTO (moto 4.2's moto_server, which ignores If-None-Match)");
+        return;
+    };
+    let Some(moto) = moto_at(Path::new(&old), None) else {
+        return;
+    };
+    let server = ApiServer::start(0).await.unwrap();
+    fixture(&python, &["s3-bucket", &moto.endpoint, "lake"]);
+    let dir = case(&pipeline(
+        &server.url(),
+        "/items/{id}",
+        "{path: rows.parquet, id_column: id}",
+        "{path: \"s3://lake/bronze/items\"}",
+    ));
+    let env = aws_env(&moto.endpoint);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // One of two shards: stopped before any request, saying why and what to do.
+    let out = run(dir.path(), &env, &["--shard", "0/2"]);
+    assert_exit(&out, 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("s3://lake/bronze/items")
+            && stderr.contains("ignores conditional writes")
+            && stderr.contains("one of 2 shards")
+            && stderr.contains("dynamodb"),
+        "{stderr}"
+    );
+    assert_eq!(server.counters.row_requests.load(Ordering::Relaxed), 0);
+    // A single writer runs, warned; every row lands (read back by Python deltalake).
+    let out = run(dir.path(), &env, &[]);
+    assert_exit(&out, 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("warning: sink s3://lake/bronze/items: the store ignores conditional writes"),
+        "{stderr}"
+    );
+    assert_eq!(
+        read_back(
+            &python,
+            "s3://lake/bronze/items",
+            &s3_options(&moto.endpoint)
+        ),
+        format!("rows={ROWS} successful_ids={ROWS}")
     );
 }

@@ -56,6 +56,10 @@ impl BronzeSink {
     /// there: a missing namespace or a refused permission stops the run before any request).
     pub async fn open(pipeline: &Pipeline, resume: &Resume) -> Result<Self, SinkError> {
         let sink = &pipeline.sink;
+        if !matches!((&sink.spark_table, &pipeline.spark), (Some(_), Some(_))) {
+            let shards = pipeline.shard.as_ref().map_or(1, |s| s.count);
+            delta::check_concurrent_commits(&sink.location, shards).await?;
+        }
         match (&sink.spark_table, &sink.mirror, &pipeline.spark) {
             (Some(table), _, Some(spark)) => Ok(BronzeSink::Spark(Box::new(
                 SparkSink::open(&spark.remote, table, resume.last_version + 1).await?,

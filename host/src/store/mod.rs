@@ -512,6 +512,37 @@ pub async fn preflight(remote: &Remote) -> Result<(), String> {
     }
 }
 
+/// Whether the store at `remote` refuses to create an object that exists (on S3 a `PUT` with
+/// `If-None-Match: *`), which is what keeps two writers of one Delta table from both creating the
+/// same commit. Found out by trying: a probe object beside the table (`_sparkwasm_probe_…`, a name
+/// Delta and Spark readers skip) is created twice, then deleted.
+pub async fn refuses_overwrite(remote: &Remote) -> Result<bool, String> {
+    use object_store::{ObjectStoreExt as _, PutMode, PutOptions};
+    let (store, path) = object_store_for(&remote.url, &effective_options(remote))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let probe = path
+        .clone()
+        .join(format!("_sparkwasm_probe_{}_{nanos}", std::process::id()));
+    let create = || PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    store
+        .put_opts(&probe, "probe".into(), create())
+        .await
+        .map_err(|e| describe(&e))?;
+    let again = store.put_opts(&probe, "probe".into(), create()).await;
+    // Best effort: a role without delete permission leaves a small object Delta ignores.
+    let _ = store.delete(&probe).await;
+    match again {
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(true),
+        Ok(_) => Ok(false),
+        Err(e) => Err(describe(&e)),
+    }
+}
+
 /// An object-store error in one line: what it means for the user, then the store's own words.
 pub fn describe(e: &object_store::Error) -> String {
     let text = e.to_string();
