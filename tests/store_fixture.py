@@ -4,6 +4,7 @@ and the independent read-back of a Delta table with the Python `deltalake` packa
 
     store_fixture.py s3-bucket ENDPOINT BUCKET
     store_fixture.py s3-put ENDPOINT BUCKET KEY FILE
+    store_fixture.py s3-list ENDPOINT BUCKET PREFIX    # the keys below PREFIX, one per line
     store_fixture.py s3-enforce-auth ENDPOINT          # prints "KEY_ID SECRET" of a new IAM user
     store_fixture.py az-container BLOB_URL CONTAINER   # BLOB_URL: http://127.0.0.1:PORT (Azurite)
     store_fixture.py az-put BLOB_URL CONTAINER BLOB FILE
@@ -84,6 +85,11 @@ def main(argv):
         s3(argv[2]).create_bucket(Bucket=argv[3])
     elif cmd == "s3-put":
         s3(argv[2]).upload_file(argv[5], argv[3], argv[4])
+    elif cmd == "s3-list":
+        pages = s3(argv[2]).get_paginator("list_objects_v2").paginate(Bucket=argv[3], Prefix=argv[4])
+        for page in pages:
+            for o in page.get("Contents", []):
+                print(o["Key"])
     elif cmd == "s3-enforce-auth":
         # moto accepts any key until told to check them: create a user with full access, then
         # switch checking on (moto's documented reset-auth call).

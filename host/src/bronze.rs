@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ProjectionMask;
 
-use crate::store::DataFile;
+use crate::store::{DataFile, READ_ROWS};
 
 /// A data file of a bronze table that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -137,9 +137,6 @@ fn landed_for_good(
         None => false,
     }
 }
-
-/// Rows per batch when a table's files are read back.
-const READ_ROWS: usize = 8192;
 
 /// The keys of request_ids that landed for good (see [`LandedRule`]) in the given data files.
 pub fn landed_ids(files: &[DataFile], rule: &LandedRule) -> Result<HashSet<u128>, ReadError> {

@@ -112,9 +112,15 @@ pub async fn data_files(path: &Location) -> Result<Vec<DataFile>, TableError> {
             "the table has deletion vectors, which this reader does not apply".into(),
         ));
     }
+    // Each file's URI with its size from the log: both walk the same snapshot's files in order.
+    let sizes = snapshot
+        .log_data()
+        .into_iter()
+        .map(|add| u64::try_from(add.size()).ok());
     let uris = table
         .get_file_uris()
         .map_err(|e| fail(e.to_string()))?
+        .zip(sizes)
         .collect();
     crate::store::table_files(path, uris).map_err(fail)
 }

@@ -188,7 +188,11 @@ fn s3_options(endpoint: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pipeline_reads_from_and_lands_in_s3_and_a_rerun_sends_nothing() {
     let Some(python) = python() else { return };
-    let Some(moto) = moto(&python) else { return };
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("moto.log");
+    let Some(moto) = moto_logged(&python, Some(&log)) else {
+        return;
+    };
     let server = ApiServer::start(0).await.unwrap();
     fixture(&python, &["s3-bucket", &moto.endpoint, "lake"]);
     let dir = case("");
@@ -236,7 +240,20 @@ async fn a_pipeline_reads_from_and_lands_in_s3_and_a_rerun_sends_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(everything.contains("run starts"), "debug logs were on");
-    // moto 5 refuses a second create (If-None-Match): no warning about concurrent writers.
+    // The sink's probe of conditional writes, seen from moto: created, refused the second time
+    // (moto 5 honours If-None-Match), and gone afterwards; so no warning about concurrent writers.
+    assert_eq!(
+        requests_of(&log, "lake", "bronze/items/_sparkwasm_probe_", 0),
+        ["PUT 200", "PUT 412"]
+    );
+    let keys = fixture(
+        &python,
+        &["s3-list", &moto.endpoint, "lake", "bronze/items/"],
+    );
+    assert!(
+        keys.contains("_delta_log/") && !keys.contains("_sparkwasm_probe_"),
+        "{keys}"
+    );
     assert!(
         !everything.contains("ignores conditional writes"),
         "{everything}"
@@ -496,22 +513,22 @@ async fn the_dynamodb_locking_provider_commits_through_its_lock_table() {
     );
 }
 
-/// The statuses of moto's answers to GETs of `key` in `bucket` logged since `from` (a line count),
-/// read from its access log.
-fn gets_of(log: &Path, bucket: &str, key: &str, from: usize) -> Vec<String> {
+/// `METHOD status` of moto's answers to requests for objects of `bucket` whose key starts with
+/// `key`, logged after the first `from` lines, read from its access log.
+fn requests_of(log: &Path, bucket: &str, key: &str, from: usize) -> Vec<String> {
     let text = std::fs::read_to_string(log).unwrap();
-    let wanted = format!("GET /{bucket}/{key} ");
+    let wanted = format!(" /{bucket}/{key}");
     text.lines()
         .skip(from)
-        .filter(|l| l.contains(&wanted))
-        .map(|l| {
-            l.rsplit('"')
-                .next()
-                .unwrap_or_default()
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned()
+        .filter_map(|l| {
+            let mut quoted = l.split('"');
+            let request = quoted.nth(1)?;
+            let status = quoted.next()?.split_whitespace().next()?;
+            let (method, rest) = request
+                .trim_start_matches(|c: char| !c.is_ascii_uppercase())
+                .split_once(' ')?;
+            rest.starts_with(&wanted[1..])
+                .then(|| format!("{method} {status}"))
         })
         .collect()
 }
@@ -567,38 +584,37 @@ async fn source_objects_are_read_by_ranges_never_fetched_whole() {
         std::fs::write(dir.path().join("p.yaml"), yaml).unwrap();
     };
 
-    // The CSV: a dry run asks for its first block only (the schema is inferred from it too).
+    // The CSV: a dry run asks for its first block only (its size comes with it; the schema is
+    // inferred from it too).
     with_source("in/rows.csv");
     let before = lines();
     let out = run(dir.path(), &env, &["--dry-run", "3"]);
     assert_exit(&out, 0);
-    let gets = gets_of(&log, "lake", "in/rows.csv", before);
-    assert!(
-        !gets.is_empty() && gets.len() <= 2 && gets.iter().all(|s| s == "206"),
-        "a dry run of a 12 MiB CSV object: {gets:?}"
-    );
+    let csv = requests_of(&log, "lake", "in/rows.csv", before);
+    assert_eq!(csv, ["GET 206"], "a dry run of a 12 MiB CSV object");
 
-    // The Parquet object: a dry run reads the footer and a few row groups of 40.
+    // The Parquet object: its size (HEAD), its footer, and the row groups the reader got to
+    // before the dry run ended (the source reads at most a few batches ahead).
     with_source("in/rows.parquet");
     let before = lines();
     let out = run(dir.path(), &env, &["--dry-run", "3"]);
     assert_exit(&out, 0);
-    let dry = gets_of(&log, "lake", "in/rows.parquet", before);
+    let dry = requests_of(&log, "lake", "in/rows.parquet", before);
     assert!(
-        !dry.is_empty() && dry.len() <= 12 && dry.iter().all(|s| s == "206"),
+        dry.len() >= 3
+            && dry.len() <= 6
+            && dry[0] == "HEAD 200"
+            && dry[1..].iter().all(|s| s == "GET 206"),
         "a dry run of 3 rows of a 40-row-group object: {dry:?}"
     );
-    // The full run: every row lands, read one row group per request.
+    // The full run: size, footer, then one request per row group; every row lands.
     let before = lines();
     let out = run(dir.path(), &env, &[]);
     assert_exit(&out, 0);
-    let full = gets_of(&log, "lake", "in/rows.parquet", before);
-    eprintln!(
-        "GETs: CSV dry run {gets:?}; Parquet dry run {dry:?}; full run {}",
-        full.len()
-    );
+    let full = requests_of(&log, "lake", "in/rows.parquet", before);
+    eprintln!("requests: CSV dry run {csv:?}; Parquet dry run {dry:?}; full run {full:?}");
     assert!(
-        full.len() >= 40 && full.iter().all(|s| s == "206"),
+        full.len() == 42 && full[0] == "HEAD 200" && full[1..].iter().all(|s| s == "GET 206"),
         "the full run of a 40-row-group object: {full:?}"
     );
     assert_eq!(
@@ -643,11 +659,25 @@ async fn a_store_that_ignores_conditional_writes_stops_a_sharded_run_and_warns_a
         stderr.contains("s3://lake/bronze/items")
             && stderr.contains("ignores conditional writes")
             && stderr.contains("one of 2 shards")
-            && stderr.contains("dynamodb"),
+            && stderr.contains("dynamodb")
+            && stderr.contains("AWS_S3_ALLOW_UNSAFE_RENAME"),
         "{stderr}"
     );
     assert_eq!(server.counters.row_requests.load(Ordering::Relaxed), 0);
-    // A single writer runs, warned; every row lands (read back by Python deltalake).
+    // A shard whose options say it is its table's only writer (delta-rs's word for it) runs, with
+    // no probe and no warning.
+    let mut single = env.clone();
+    single.push(("AWS_S3_ALLOW_UNSAFE_RENAME", "true"));
+    let out = run(dir.path(), &single, &["--shard", "0/2"]);
+    assert_exit(&out, 0);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("conditional writes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shard_rows = server.counters.row_requests.load(Ordering::Relaxed);
+    assert!(shard_rows > 0 && shard_rows < ROWS as u64, "{shard_rows}");
+    // A single writer runs, warned; the rest of the rows land (read back by Python deltalake).
     let out = run(dir.path(), &env, &[]);
     assert_exit(&out, 0);
     let stderr = String::from_utf8_lossy(&out.stderr);

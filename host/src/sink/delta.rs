@@ -17,8 +17,9 @@ use crate::store::{self, Cloud, Location};
 
 /// Two writers of one table are kept apart by the store refusing to create a commit file that
 /// exists (on S3 a `PUT` with `If-None-Match: *`); Azure and GCS always do, an S3-compatible store
-/// may not. Tried once per run on S3 without DynamoDB locking: if the store ignores it, a sharded
-/// run (`shards` writers at once) stops here, before any request; a single writer is warned.
+/// may not. Tried once per run on S3, unless DynamoDB locking is on or the options say the table has
+/// one writer (`AWS_S3_ALLOW_UNSAFE_RENAME: true`): if the store ignores it, a sharded run
+/// (`shards` writers at once) stops here, before any request, and a single writer is warned.
 pub(super) async fn check_concurrent_commits(
     path: &Location,
     shards: u32,
@@ -26,33 +27,36 @@ pub(super) async fn check_concurrent_commits(
     let Location::Remote(remote) = path else {
         return Ok(());
     };
-    if !matches!(remote.cloud, Cloud::S3) || store::wants_dynamodb(&path.storage_options()) {
+    let options = path.storage_options();
+    if !matches!(remote.cloud, Cloud::S3)
+        || store::wants_dynamodb(&options)
+        || store::declares_single_writer(&options)
+    {
         return Ok(());
     }
-    let refuses = store::refuses_overwrite(remote)
-        .await
-        .map_err(|e| SinkError {
-            path: path.to_string(),
-            message: format!(
-                "cannot check that the store refuses a second writer of a commit: {e}"
-            ),
-        })?;
-    if refuses {
-        return Ok(());
-    }
-    let why = "the store ignores conditional writes (If-None-Match), so two writers of this table \
-               at once could overwrite each other's commits";
     let remedy = "use DynamoDB locking (a build with --features dynamodb and \
-                  AWS_S3_LOCKING_PROVIDER: dynamodb) or one table per writer; see \
+                  AWS_S3_LOCKING_PROVIDER: dynamodb), or, if each writer has a table of its own, \
+                  say so with AWS_S3_ALLOW_UNSAFE_RENAME: true in the sink's storage_options; see \
                   docs/object-stores.md";
+    let problem = match store::refuses_overwrite(remote).await {
+        Ok(true) => return Ok(()),
+        Ok(false) => {
+            "the store ignores conditional writes (If-None-Match), so two writers of this \
+                      table at once could overwrite each other's commits"
+                .to_owned()
+        }
+        Err(e) => format!(
+            "cannot check that the store refuses a second writer of a commit (If-None-Match): {e}"
+        ),
+    };
     if shards > 1 {
         return Err(SinkError {
             path: path.to_string(),
-            message: format!("{why}, and this run is one of {shards} shards: {remedy}"),
+            message: format!("{problem}; this run is one of {shards} shards: {remedy}"),
         });
     }
     crate::say::warning(&format!(
-        "sink {path}: {why}; run one writer at a time, or {remedy}"
+        "sink {path}: {problem}; run one writer at a time, or {remedy}"
     ));
     Ok(())
 }

@@ -10,7 +10,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::{READ_BATCH_ROWS, RowStream, SourceError, spawn_reader};
 use crate::config::FileFormat;
-use crate::store::{DataFile, Location};
+use crate::store::{DataFile, Location, ParquetFile};
 
 /// The most objects of a Parquet folder whose footers are read before the first row (for the
 /// run's row count); a larger folder's are read as their turn comes.
@@ -70,30 +70,28 @@ pub(crate) async fn open(location: Location, format: FileFormat) -> Result<RowSt
                     crate::store::remote_object(remote).map_err(|e| open_error(&location, e))?
                 }
             };
-            let opened = blocking(move || file.reader().map(|r| (file, r)))
-                .await
-                .map_err(|e| open_error(&location, e))?;
-            let (file, reader) = opened;
-            text_stream(file, reader, format)
+            text_stream(file, format).await
         }
     }
 }
 
-/// Runs `f` on the blocking pool (an object's requests wait there, not on a worker thread).
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
+/// A CSV (with a header line) or JSON-lines reader over one file. The schema is inferred on the
+/// blocking pool: an object's reader waits there for each block it fetches.
+async fn text_stream(file: DataFile, format: FileFormat) -> Result<RowStream, SourceError> {
+    let (schema, batches) = tokio::task::spawn_blocking(move || text_batches(file, format))
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| SourceError::Unsupported(e.to_string()))??;
+    Ok(spawn_reader(schema, move || Ok(batches)))
 }
 
-/// A CSV (with a header line) or JSON-lines reader over one file.
-fn text_stream(
+/// What reads a text file: its schema (from its first [`INFER_ROWS`] rows), and its batches.
+type TextBatches = Box<dyn Iterator<Item = Result<RecordBatch, SourceError>> + Send>;
+
+fn text_batches(
     file: DataFile,
-    mut reader: Box<dyn crate::store::ReadSeek>,
     format: FileFormat,
-) -> Result<RowStream, SourceError> {
+) -> Result<(SchemaRef, TextBatches), SourceError> {
+    let mut reader = file.reader().map_err(|e| file_error(&file, e))?;
     let schema = match format {
         FileFormat::Csv => {
             arrow::csv::reader::Format::default()
@@ -126,9 +124,10 @@ fn text_stream(
                     .map_err(|e| file_error(&file, e))?,
             ),
         };
-    Ok(spawn_reader(schema, move || {
-        Ok(batches.map(move |b| b.map_err(|e| read_error(&file, e))))
-    }))
+    Ok((
+        schema,
+        Box::new(batches.map(move |b| b.map_err(|e| read_error(&file, e)))),
+    ))
 }
 
 fn open_error(location: &Location, e: impl ToString) -> SourceError {
@@ -191,50 +190,59 @@ async fn parquet_stream(files: Vec<DataFile>) -> Result<RowStream, SourceError> 
         let schema: SchemaRef = Arc::new(arrow::datatypes::Schema::empty());
         return Ok(spawn_reader(schema, || Ok(std::iter::empty())));
     };
-    // A footer is cheap to read twice (an object's: one ranged request); a folder of many objects
-    // is not asked for all of them before its first row.
+    // Footers first, for the schema and the row count: every local file's, and a folder's objects'
+    // when there are at most FOOTERS_AHEAD of them (one ranged request each). What was opened here
+    // is read from (not opened again), except local files after the first (their handles are not
+    // kept open).
     let listed = files.clone();
-    let (schema, total) = tokio::task::spawn_blocking(move || {
-        let opened = first.parquet().map_err(|e| file_error(&first, e))?;
-        let schema = opened.schema().clone();
+    let (schema, total, mut opened) = tokio::task::spawn_blocking(move || {
+        let first_opened = first.parquet().map_err(|e| file_error(&first, e))?;
+        let schema = first_opened.schema().clone();
+        let mut opened: Vec<Option<ParquetFile>> = vec![Some(first_opened)];
         let remote = listed
             .iter()
             .filter(|f| matches!(f, DataFile::Remote { .. }))
             .count();
         if remote > FOOTERS_AHEAD {
-            return Ok::<_, SourceError>((schema, None));
+            return Ok::<_, SourceError>((schema, None, opened));
         }
-        let mut total = opened.num_rows();
+        let mut total = opened[0].as_ref().map_or(0, ParquetFile::num_rows);
         for file in &listed[1..] {
-            total += file.parquet().map_err(|e| file_error(file, e))?.num_rows();
+            let parquet = file.parquet().map_err(|e| file_error(file, e))?;
+            total += parquet.num_rows();
+            opened.push(matches!(file, DataFile::Remote { .. }).then_some(parquet));
         }
-        Ok((schema, Some(total)))
+        Ok((schema, Some(total), opened))
     })
     .await
     .map_err(|e| SourceError::Unsupported(e.to_string()))??;
+    opened.resize_with(files.len(), || None);
     let expected = schema.clone();
     let mut stream = spawn_reader(schema, move || {
-        Ok(files.into_iter().flat_map(move |file| {
-            let reader = file
-                .parquet()
-                .map_err(|e| read_error(&file, e))
-                .and_then(|p| {
-                    if p.schema().fields() != expected.fields() {
-                        return Err(read_error(
-                            &file,
-                            "its schema differs from the first file's",
-                        ));
-                    }
-                    p.batches(None, READ_BATCH_ROWS)
-                        .map_err(|e| read_error(&file, e))
-                });
-            let boxed: Box<dyn Iterator<Item = Result<RecordBatch, SourceError>> + Send> =
-                match reader {
-                    Ok(r) => Box::new(r.map(move |b| b.map_err(|e| read_error(&file, e)))),
-                    Err(e) => Box::new(std::iter::once(Err(e))),
-                };
-            boxed
-        }))
+        Ok(files
+            .into_iter()
+            .zip(opened)
+            .flat_map(move |(file, opened)| {
+                let reader = opened
+                    .map_or_else(|| file.parquet(), Ok)
+                    .map_err(|e| read_error(&file, e))
+                    .and_then(|p| {
+                        if p.schema().fields() != expected.fields() {
+                            return Err(read_error(
+                                &file,
+                                "its schema differs from the first file's",
+                            ));
+                        }
+                        p.batches(None, READ_BATCH_ROWS)
+                            .map_err(|e| read_error(&file, e))
+                    });
+                let boxed: Box<dyn Iterator<Item = Result<RecordBatch, SourceError>> + Send> =
+                    match reader {
+                        Ok(r) => Box::new(r.map(move |b| b.map_err(|e| read_error(&file, e)))),
+                        Err(e) => Box::new(std::iter::once(Err(e))),
+                    };
+                boxed
+            }))
     });
     stream.total_rows = total;
     Ok(stream)
@@ -260,5 +268,32 @@ mod tests {
             rows += batch.num_rows();
         }
         assert_eq!(rows, 10_000);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_json_object_whose_schema_rows_span_several_blocks_is_read_from_a_worker() {
+        // 1,000 rows of 9 KiB: inferring the schema reads past the first 8 MiB block, so the
+        // reader fetches from the store while inferring (on the blocking pool, not this worker).
+        use object_store::{ObjectStore, ObjectStoreExt as _, memory::InMemory};
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let path = object_store::path::Path::from("in/rows.jsonl");
+        let note = "x".repeat(9 << 10);
+        let text: String = (0..1500)
+            .map(|i| format!("{{\"id\": {i}, \"note\": \"{note}\"}}\n"))
+            .collect();
+        assert!(text.len() as u64 > crate::store::BLOCK);
+        store.put(&path, text.into()).await.unwrap();
+        let file = DataFile::Remote {
+            store,
+            path,
+            url: "memory:///in/rows.jsonl".into(),
+            size: None,
+        };
+        let mut stream = text_stream(file, FileFormat::Jsonl).await.unwrap();
+        let mut rows = 0;
+        while let Some(batch) = stream.batches.recv().await {
+            rows += batch.unwrap().num_rows();
+        }
+        assert_eq!(rows, 1500);
     }
 }

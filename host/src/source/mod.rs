@@ -18,8 +18,8 @@ pub use cell::{Cell, RowView};
 
 use crate::config::{self, SourceLocation};
 
-/// Rows read per Arrow batch. Small enough that two in flight stay cheap, large enough to amortise.
-pub const READ_BATCH_ROWS: usize = 4096;
+/// Rows read per Arrow batch (the store's reading size, shared with the bronze table's read-back).
+pub const READ_BATCH_ROWS: usize = crate::store::READ_ROWS;
 
 /// Why a source cannot be read.
 #[derive(Debug, thiserror::Error)]

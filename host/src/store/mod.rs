@@ -24,7 +24,7 @@ use object_store::path::Path as StorePath;
 use url::Url;
 
 mod read;
-pub use read::{BLOCK, Batches, ParquetFile, RangeReader, ReadSeek};
+pub use read::{BLOCK, Batches, ParquetFile, READ_ROWS, ReadSeek};
 
 /// The object stores this build reaches, by URL scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,9 +75,11 @@ impl Cloud {
 }
 
 /// delta-rs's options of the DynamoDB locking provider for S3 (`AWS_S3_LOCKING_PROVIDER: dynamodb`),
-/// and the `*_DYNAMODB` variants of the AWS settings for the lock table's client.
+/// the `*_DYNAMODB` variants of the AWS settings for the lock table's client, and
+/// `AWS_S3_ALLOW_UNSAFE_RENAME` (delta-rs's way of saying a table has one writer at a time).
 pub const LOCKING_OPTIONS: &[&str] = &[
     "aws_s3_locking_provider",
+    "aws_s3_allow_unsafe_rename",
     "delta_dynamo_table_name",
     "delta_dynamo_billing_mode",
     "delta_dynamo_max_elapsed_request_time",
@@ -101,6 +103,17 @@ pub fn wants_dynamodb(options: &HashMap<String, String>) -> bool {
         .map(|(_, v)| v.clone())
         .or_else(|| std::env::var("AWS_S3_LOCKING_PROVIDER").ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("dynamodb"))
+}
+
+/// Whether the options (or the environment) say, as delta-rs has users say it, that the table has
+/// one writer at a time (`AWS_S3_ALLOW_UNSAFE_RENAME: true`).
+pub fn declares_single_writer(options: &HashMap<String, String>) -> bool {
+    options
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("aws_s3_allow_unsafe_rename"))
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("AWS_S3_ALLOW_UNSAFE_RENAME").ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// Whether this build has the DynamoDB locking provider (`--features dynamodb`).
@@ -666,13 +679,17 @@ pub fn remote_object(remote: &Remote) -> Result<DataFile, String> {
 }
 
 /// The data files of a table given as delta-rs's URIs (local paths or URLs in `location`'s store).
-pub fn table_files(location: &Location, uris: Vec<String>) -> Result<Vec<DataFile>, String> {
+/// Each comes with its size from the log, when known (an object's size is then not asked for).
+pub fn table_files(
+    location: &Location,
+    uris: Vec<(String, Option<u64>)>,
+) -> Result<Vec<DataFile>, String> {
     let store = match location {
         Location::Local(_) => None,
         Location::Remote(r) => Some(object_store_for(&r.url, &effective_options(r))?.0),
     };
     let mut files = Vec::with_capacity(uris.len());
-    for uri in uris {
+    for (uri, size) in uris {
         match (Url::parse(&uri), &store, location) {
             (Ok(u), None, _) if u.scheme() == "file" => files.push(DataFile::Local(
                 u.to_file_path()
@@ -685,7 +702,7 @@ pub fn table_files(location: &Location, uris: Vec<String>) -> Result<Vec<DataFil
                     && u.username() == r.url.username() =>
             {
                 let path = StorePath::from_url_path(u.path()).map_err(|e| e.to_string())?;
-                files.push(remote_file(store, &r.url, path, None));
+                files.push(remote_file(store, &r.url, path, size));
             }
             _ => return Err(format!("data file {uri} is outside the table's store")),
         }

@@ -29,6 +29,10 @@ use tokio::runtime::Handle;
 
 use super::{DataFile, describe};
 
+/// Rows per Arrow batch when a file is read. Small enough that two in flight stay cheap, large
+/// enough to amortise.
+pub const READ_ROWS: usize = 4096;
+
 /// How much of a text object one request reads.
 pub const BLOCK: u64 = 8 << 20;
 
@@ -170,10 +174,11 @@ fn parquet_error(e: &ParquetError) -> String {
     e.to_string()
 }
 
-/// An object read by ranges of `block` bytes as the reader advances. Every request after the first
-/// is conditional on the object's ETag, so an object replaced while it is read fails the read
-/// instead of mixing two versions.
-pub struct RangeReader {
+/// An object read by ranges of `block` bytes as the reader advances. When the store gave an ETag,
+/// every request after the first is conditional on it, so an object replaced while it is read
+/// fails the read instead of mixing two versions (a store without ETags: the object is read up to
+/// the size it had at the first request).
+pub(super) struct RangeReader {
     store: Arc<dyn ObjectStore>,
     path: StorePath,
     handle: Handle,
@@ -188,7 +193,11 @@ pub struct RangeReader {
 
 impl RangeReader {
     /// Opens the object with its first block (its size and ETag come with it).
-    pub fn open(store: Arc<dyn ObjectStore>, path: StorePath, block: u64) -> Result<Self, String> {
+    pub(super) fn open(
+        store: Arc<dyn ObjectStore>,
+        path: StorePath,
+        block: u64,
+    ) -> Result<Self, String> {
         let handle = Handle::current();
         let got = handle
             .block_on(async {
@@ -207,25 +216,18 @@ impl RangeReader {
             .map_err(|e| describe(&e));
         let (meta, buffer) = match got {
             Ok(got) => got,
-            // An empty object has no range to ask for.
-            Err(_)
-                if handle
-                    .block_on(store.head(&path))
-                    .is_ok_and(|m| m.size == 0) =>
-            {
-                return Ok(RangeReader {
-                    store,
-                    path,
-                    handle,
-                    block,
-                    size: 0,
-                    e_tag: None,
-                    pos: 0,
-                    buffer: Bytes::new(),
-                    buffer_start: 0,
-                });
-            }
-            Err(e) => return Err(e),
+            // An object no larger than a block is read whole when the range failed: an empty one
+            // has no range to ask for, and some stores answer a range covering the whole object
+            // with a 200, which object_store refuses as "not partial".
+            Err(e) => match handle.block_on(store.head(&path)) {
+                Ok(meta) if meta.size <= block => {
+                    let whole = handle
+                        .block_on(async { store.get(&path).await?.bytes().await })
+                        .map_err(|e| describe(&e))?;
+                    (meta, whole)
+                }
+                _ => return Err(e),
+            },
         };
         Ok(RangeReader {
             store,
@@ -320,8 +322,7 @@ mod tests {
     use super::*;
     use object_store::memory::InMemory;
 
-    /// A store (object_store's in-memory one, a real implementation of the trait) counting the
-    /// bytes its gets returned.
+    /// `bytes` as an object in object_store's in-memory store (a real implementation of the trait).
     async fn stored(bytes: Vec<u8>) -> (Arc<dyn ObjectStore>, StorePath) {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let path = StorePath::from("data/file.csv");
