@@ -13,6 +13,11 @@ pub fn json(on: bool) {
     JSON.store(on, Ordering::Relaxed);
 }
 
+/// Whether lines are JSON objects (`--log-format json`).
+pub fn is_json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
 /// `warning: TEXT`.
 pub fn warning(text: &str) {
     line("WARN", "warning: ", text);

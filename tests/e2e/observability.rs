@@ -472,3 +472,54 @@ async fn a_dry_run_shows_each_request_as_the_chain_and_auth_leave_it_and_sends_n
     assert_eq!(server.counters.requests.load(Ordering::SeqCst), 0);
     assert!(!case.bronze().exists());
 }
+
+#[test]
+fn with_json_logs_a_usage_error_and_a_panic_are_json_lines_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_lines = |stderr: &[u8]| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(stderr)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    };
+    // A flag the parser does not know: one ERROR object naming it, clap's exit status.
+    let out = sparkwasm(dir.path())
+        .args(["--log-format", "json", "run", "p.yaml", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let lines = json_lines(&out.stderr);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["level"], "ERROR");
+    let message = lines[0]["fields"]["message"].as_str().unwrap();
+    assert!(message.contains("--no-such-flag"), "{message}");
+    // A panic (a test hook raises one): its message as one ERROR object; the process still ends
+    // as a panic does.
+    let out = sparkwasm(dir.path())
+        .args(["--log-format=json", "run", "p.yaml"])
+        .env("SPARKWASM_TEST_PANIC", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(101), "{out:?}");
+    let lines = json_lines(&out.stderr);
+    assert!(
+        lines.iter().any(|l| l["level"] == "ERROR"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("panic: ") && m.contains("SPARKWASM_TEST_PANIC"))),
+        "{lines:#?}"
+    );
+    // Without JSON, the usage error is clap's own text; --help is help, on stdout.
+    let out = sparkwasm(dir.path())
+        .args(["run", "p.yaml", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: unexpected argument"));
+    let out = sparkwasm(dir.path())
+        .args(["--log-format", "json", "--help"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: sparkwasm"));
+}

@@ -160,8 +160,22 @@ fn raise_open_files_limit() {
 /// Parses the command line, runs the command, and turns its outcome into the exit status.
 pub(crate) fn main() -> ExitCode {
     raise_open_files_limit();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error asked for in JSON is one JSON line (exit 2, as clap's); --help, --version
+        // and text usage errors are printed as clap prints them.
+        Err(e) if e.use_stderr() && asks_for_json(std::env::args_os()) => {
+            say::json(true);
+            say::error(e.render().to_string().trim_end());
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     init_logging(cli.log_format == "json");
+    // A test hook: a panic, to check how one is reported (tests/e2e/observability.rs).
+    if std::env::var_os("SPARKWASM_TEST_PANIC").is_some() {
+        panic!("a panic asked for by SPARKWASM_TEST_PANIC");
+    }
     // deltalake links two rustls crypto providers; pick one for the process before any TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
@@ -382,6 +396,16 @@ pub(crate) fn fail(error: &anyhow::Error, pipeline: Option<&Pipeline>) -> ExitCo
     ExitCode::from(1)
 }
 
+/// Whether the command line asks for `--log-format json` (read before it is parsed, for a usage
+/// error).
+fn asks_for_json(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let args: Vec<_> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+    args.iter().any(|a| a == "--log-format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json")
+}
+
 /// The log's subscriber, and the form of the few lines said outside it ([`say`]): one choice.
 fn init_logging(json: bool) {
     use std::io::IsTerminal;
@@ -401,6 +425,8 @@ fn init_logging(json: bool) {
         .with_writer(std::io::stderr);
     if json {
         logs.json().with_current_span(false).init();
+        // A panic's message as one JSON line too (the process still exits as a panic does).
+        std::panic::set_hook(Box::new(|info| say::error(&format!("panic: {info}"))));
     } else {
         logs.with_ansi(tty).init();
     }

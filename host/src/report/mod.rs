@@ -154,7 +154,8 @@ impl Progress {
     /// Shows progress until the returned guard is dropped.
     pub fn show(self: &std::sync::Arc<Self>, total: Option<u64>) -> Display {
         let progress = self.clone();
-        let bar = std::io::stderr().is_terminal().then(|| {
+        // Not with --log-format json: every line of stderr is then a JSON object.
+        let bar = (std::io::stderr().is_terminal() && !crate::say::is_json()).then(|| {
             // With a known total: a bar and an ETA; without (CSV, JSON lines): a counter.
             let (bar, template) = match total {
                 Some(n) => (ProgressBar::new(n), "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} rows  {per_sec}  {msg}  ETA {eta}"),
