@@ -34,7 +34,7 @@ pub fn info(text: &str) {
 }
 
 fn line(level: &str, prefix: &str, text: &str) {
-    if JSON.load(Ordering::Relaxed) {
+    if is_json() {
         eprintln!("{}", json_line(level, text));
     } else {
         eprintln!("{prefix}{text}");

@@ -116,6 +116,13 @@ fn moto_at(bin: &Path, log: Option<&Path>) -> Option<Server> {
     Some(start(c, port, "/moto-api/", log))
 }
 
+/// An API server and a bucket `lake` on `moto` (`None`: its server is missing and skipped).
+async fn lake(python: &str, moto: Option<Server>) -> Option<(Server, ApiServer)> {
+    let moto = moto?;
+    fixture(python, &["s3-bucket", &moto.endpoint, "lake"]);
+    Some((moto, ApiServer::start(0).await.unwrap()))
+}
+
 /// Azurite's blob service (in memory), from SPARKWASM_AZURITE (its `azurite-blob` script).
 fn azurite() -> Option<Server> {
     let Ok(bin) = std::env::var("SPARKWASM_AZURITE") else {
@@ -190,11 +197,9 @@ async fn a_pipeline_reads_from_and_lands_in_s3_and_a_rerun_sends_nothing() {
     let Some(python) = python() else { return };
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("moto.log");
-    let Some(moto) = moto_logged(&python, Some(&log)) else {
+    let Some((moto, server)) = lake(&python, moto_logged(&python, Some(&log))).await else {
         return;
     };
-    let server = ApiServer::start(0).await.unwrap();
-    fixture(&python, &["s3-bucket", &moto.endpoint, "lake"]);
     let dir = case("");
     let local = dir.path().join("rows.parquet");
     fixture(
@@ -293,9 +298,9 @@ async fn a_pipeline_reads_from_and_lands_in_s3_and_a_rerun_sends_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_bucket_or_refused_credentials_stop_the_run_before_any_request() {
     let Some(python) = python() else { return };
-    let Some(moto) = moto(&python) else { return };
-    let server = ApiServer::start(0).await.unwrap();
-    fixture(&python, &["s3-bucket", &moto.endpoint, "lake"]);
+    let Some((moto, server)) = lake(&python, moto(&python)).await else {
+        return;
+    };
     let dir = case(&pipeline(
         &server.url(),
         "/items/{id}",
@@ -477,9 +482,9 @@ async fn two_shards_share_one_azurite_table_and_a_killed_one_resumes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dynamodb_locking_provider_commits_through_its_lock_table() {
     let Some(python) = python() else { return };
-    let Some(moto) = moto(&python) else { return };
-    let server = ApiServer::start(0).await.unwrap();
-    fixture(&python, &["s3-bucket", &moto.endpoint, "lake"]);
+    let Some((moto, server)) = lake(&python, moto(&python)).await else {
+        return;
+    };
     fixture(&python, &["dynamo-table", &moto.endpoint, "delta_locks"]);
     let dir = case(&pipeline(
         &server.url(),
@@ -517,7 +522,7 @@ async fn the_dynamodb_locking_provider_commits_through_its_lock_table() {
 /// `key`, logged after the first `from` lines, read from its access log.
 fn requests_of(log: &Path, bucket: &str, key: &str, from: usize) -> Vec<String> {
     let text = std::fs::read_to_string(log).unwrap();
-    let wanted = format!(" /{bucket}/{key}");
+    let wanted = format!("/{bucket}/{key}");
     text.lines()
         .skip(from)
         .filter_map(|l| {
@@ -527,7 +532,7 @@ fn requests_of(log: &Path, bucket: &str, key: &str, from: usize) -> Vec<String> 
             let (method, rest) = request
                 .trim_start_matches(|c: char| !c.is_ascii_uppercase())
                 .split_once(' ')?;
-            rest.starts_with(&wanted[1..])
+            rest.starts_with(&wanted)
                 .then(|| format!("{method} {status}"))
         })
         .collect()
@@ -542,11 +547,9 @@ async fn source_objects_are_read_by_ranges_never_fetched_whole() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("moto.log");
-    let Some(moto) = moto_logged(&python, Some(&log)) else {
+    let Some((moto, server)) = lake(&python, moto_logged(&python, Some(&log))).await else {
         return;
     };
-    let server = ApiServer::start(0).await.unwrap();
-    fixture(&python, &["s3-bucket", &moto.endpoint, "lake"]);
     const PARQUET_ROWS: usize = 8000;
     let (pq, csv) = (dir.path().join("rows.parquet"), dir.path().join("rows.csv"));
     fixture(
@@ -638,11 +641,9 @@ async fn a_store_that_ignores_conditional_writes_stops_a_sharded_run_and_warns_a
         skip_allowed("SPARKWASM_OLD_MOTO (moto 4.2's moto_server, which ignores If-None-Match)");
         return;
     };
-    let Some(moto) = moto_at(Path::new(&old), None) else {
+    let Some((moto, server)) = lake(&python, moto_at(Path::new(&old), None)).await else {
         return;
     };
-    let server = ApiServer::start(0).await.unwrap();
-    fixture(&python, &["s3-bucket", &moto.endpoint, "lake"]);
     let dir = case(&pipeline(
         &server.url(),
         "/items/{id}",

@@ -51,21 +51,26 @@ pub struct SinkError {
     message: String,
 }
 
+/// The pipeline's Delta table, once the store is known to keep its writers apart (see
+/// [`delta::check_concurrent_commits`]).
+async fn open_delta(pipeline: &Pipeline, resume: &Resume) -> Result<DeltaSink, SinkError> {
+    let sink = &pipeline.sink;
+    let shards = pipeline.shard.as_ref().map_or(1, |s| s.count);
+    delta::check_concurrent_commits(&sink.location, shards).await?;
+    DeltaSink::open(&sink.location, resume, &layout(sink)).await
+}
+
 impl BronzeSink {
     /// Opens the pipeline's sink for the run `resume` describes (creating the table if it is not
     /// there: a missing namespace or a refused permission stops the run before any request).
     pub async fn open(pipeline: &Pipeline, resume: &Resume) -> Result<Self, SinkError> {
         let sink = &pipeline.sink;
-        if !matches!((&sink.spark_table, &pipeline.spark), (Some(_), Some(_))) {
-            let shards = pipeline.shard.as_ref().map_or(1, |s| s.count);
-            delta::check_concurrent_commits(&sink.location, shards).await?;
-        }
         match (&sink.spark_table, &sink.mirror, &pipeline.spark) {
             (Some(table), _, Some(spark)) => Ok(BronzeSink::Spark(Box::new(
                 SparkSink::open(&spark.remote, table, resume.last_version + 1).await?,
             ))),
             (None, Some(table), Some(spark)) => {
-                let delta = DeltaSink::open(&sink.location, resume, &layout(sink)).await?;
+                let delta = open_delta(pipeline, resume).await?;
                 let mirror = SparkSink::open(&spark.remote, table, 1).await?;
                 let (mirrored, _) =
                     spark_landed(&spark.remote, table, &crate::resume::landed_rule(pipeline))
@@ -105,9 +110,7 @@ impl BronzeSink {
                     mirror: Box::new(mirror),
                 })
             }
-            _ => Ok(BronzeSink::Delta(
-                DeltaSink::open(&sink.location, resume, &layout(sink)).await?,
-            )),
+            _ => Ok(BronzeSink::Delta(open_delta(pipeline, resume).await?)),
         }
     }
 

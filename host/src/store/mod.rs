@@ -97,23 +97,25 @@ pub fn is_locking_option(key: &str) -> bool {
 
 /// Whether the options (or the environment) ask for the DynamoDB locking provider.
 pub fn wants_dynamodb(options: &HashMap<String, String>) -> bool {
-    options
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("aws_s3_locking_provider"))
-        .map(|(_, v)| v.clone())
-        .or_else(|| std::env::var("AWS_S3_LOCKING_PROVIDER").ok())
+    delta_option(options, "AWS_S3_LOCKING_PROVIDER")
         .is_some_and(|v| v.eq_ignore_ascii_case("dynamodb"))
 }
 
 /// Whether the options (or the environment) say, as delta-rs has users say it, that the table has
 /// one writer at a time (`AWS_S3_ALLOW_UNSAFE_RENAME: true`).
 pub fn declares_single_writer(options: &HashMap<String, String>) -> bool {
+    delta_option(options, "AWS_S3_ALLOW_UNSAFE_RENAME")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// One of delta-rs's S3 options ([`LOCKING_OPTIONS`]): from the options (any case), else from the
+/// environment variable of that name, as delta-rs reads it.
+fn delta_option(options: &HashMap<String, String>, name: &str) -> Option<String> {
     options
         .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("aws_s3_allow_unsafe_rename"))
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.clone())
-        .or_else(|| std::env::var("AWS_S3_ALLOW_UNSAFE_RENAME").ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        .or_else(|| std::env::var(name).ok())
 }
 
 /// Whether this build has the DynamoDB locking provider (`--features dynamodb`).
@@ -772,6 +774,30 @@ mod tests {
         assert!(!is_secret_option("aws_sse_kms_key_id"));
         assert!(!is_secret_option("aws_sse_bucket_key_enabled"));
         assert!(!is_secret_option("endpoint"));
+    }
+
+    #[test]
+    fn a_single_writer_is_declared_in_the_sink_options_as_delta_rs_reads_it() {
+        // Accepted as an S3 storage option (not refused as unknown), in any case, and read from
+        // the options as they reach the store (upper case, like delta-rs's locking options).
+        assert!(Cloud::S3.knows_option("aws_s3_allow_unsafe_rename"));
+        assert!(!Cloud::Azure.knows_option("aws_s3_allow_unsafe_rename"));
+        let remote = |value: &str| Remote {
+            url: Url::parse("s3://b/t").unwrap(),
+            cloud: Cloud::S3,
+            options: [("aws_s3_allow_unsafe_rename".to_owned(), value.to_owned())].into(),
+        };
+        let options = effective_options(&remote("True"));
+        assert_eq!(
+            options
+                .get("AWS_S3_ALLOW_UNSAFE_RENAME")
+                .map(String::as_str),
+            Some("True")
+        );
+        assert!(declares_single_writer(&options));
+        assert!(!declares_single_writer(&effective_options(&remote(
+            "false"
+        ))));
     }
 
     #[test]

@@ -199,22 +199,8 @@ impl RangeReader {
         block: u64,
     ) -> Result<Self, String> {
         let handle = Handle::current();
-        let got = handle
-            .block_on(async {
-                let got = store
-                    .get_opts(
-                        &path,
-                        GetOptions {
-                            range: Some(GetRange::Bounded(0..block)),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                let meta = got.meta.clone();
-                Ok::<_, object_store::Error>((meta, got.bytes().await?))
-            })
-            .map_err(|e| describe(&e));
-        let (meta, buffer) = match got {
+        let first = ranged_get(&handle, &store, &path, 0..block, None).map_err(|e| describe(&e));
+        let (meta, buffer) = match first {
             Ok(got) => got,
             // An object no larger than a block is read whole when the range failed: an empty one
             // has no range to ask for, and some stores answer a range covering the whole object
@@ -242,27 +228,43 @@ impl RangeReader {
         })
     }
 
+    /// The bytes of `range`, if the object still has the ETag it had when it was opened.
     fn fetch(&self, range: Range<u64>) -> io::Result<Bytes> {
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(range)),
-            if_match: self.e_tag.clone(),
-            ..Default::default()
-        };
-        self.handle
-            .block_on(async {
-                self.store
-                    .get_opts(&self.path, options)
-                    .await?
-                    .bytes()
-                    .await
-            })
-            .map_err(|e| match e {
-                object_store::Error::Precondition { .. } => {
-                    io::Error::other("the object changed while it was being read")
-                }
-                e => io::Error::other(describe(&e)),
-            })
+        ranged_get(
+            &self.handle,
+            &self.store,
+            &self.path,
+            range,
+            self.e_tag.clone(),
+        )
+        .map(|(_, bytes)| bytes)
+        .map_err(|e| match e {
+            object_store::Error::Precondition { .. } => {
+                io::Error::other("the object changed while it was being read")
+            }
+            e => io::Error::other(describe(&e)),
+        })
     }
+}
+
+/// One ranged GET (conditional on `if_match`): the object's metadata and the bytes.
+fn ranged_get(
+    handle: &Handle,
+    store: &Arc<dyn ObjectStore>,
+    path: &StorePath,
+    range: Range<u64>,
+    if_match: Option<String>,
+) -> object_store::Result<(object_store::ObjectMeta, Bytes)> {
+    let options = GetOptions {
+        range: Some(GetRange::Bounded(range)),
+        if_match,
+        ..Default::default()
+    };
+    handle.block_on(async {
+        let got = store.get_opts(path, options).await?;
+        let meta = got.meta.clone();
+        Ok((meta, got.bytes().await?))
+    })
 }
 
 impl BufRead for RangeReader {
