@@ -103,12 +103,70 @@ pub fn json_object<'a>(pairs: impl IntoIterator<Item = (&'a str, serde_json::Val
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&serde_json::Value::from(key).to_string());
+        push_json_str(&mut out, key);
         out.push(':');
-        out.push_str(&value.to_string());
+        match &value {
+            serde_json::Value::String(s) => push_json_str(&mut out, s),
+            other => out.push_str(&other.to_string()),
+        }
     }
     out.push('}');
     out
+}
+
+/// A JSON object of string values with its keys in the given order: what [`json_object`] writes
+/// for `Value::String`s, without building a `Value` per entry (it runs for every header and
+/// metadata entry of every row).
+pub fn json_str_object<K: AsRef<str>, V: AsRef<str>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> String {
+    let mut out = String::with_capacity(64);
+    out.push('{');
+    for (i, (key, value)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(&mut out, key.as_ref());
+        out.push(':');
+        push_json_str(&mut out, value.as_ref());
+    }
+    out.push('}');
+    out
+}
+
+/// Appends `s` as a JSON string, escaped as serde_json escapes it (`\"`, `\\`, the short escapes
+/// of `\b \f \n \r \t`, other control characters as `\u00xx`; nothing else).
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        // Every byte matched above is ASCII, so `i` is a character boundary.
+        out.push_str(&s[start..i]);
+        if short.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xf) as usize] as char);
+        } else {
+            out.push_str(short);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 /// Sends a request over the network and reads the whole answer: the run's pooled client, as the
@@ -116,4 +174,47 @@ pub fn json_object<'a>(pairs: impl IntoIterator<Item = (&'a str, serde_json::Val
 pub trait Sender: Send + Sync {
     /// Sends `request`; a response of any status is `Ok`.
     fn send(&self, request: Arc<ApiRequest>) -> BoxFuture<'_, Result<ApiResponse, RequestError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped_exactly_as_serde_json_escapes_them() {
+        let texts = [
+            "",
+            "plain",
+            "quote \" and backslash \\",
+            "lines\n\r\ttab",
+            "\u{8}\u{c}\u{0}\u{1}\u{1f}\u{7f}",
+            "é ü 日本 🦀 </script>",
+            "\u{1b}[31mred",
+        ];
+        for t in texts {
+            let mut ours = String::new();
+            push_json_str(&mut ours, t);
+            assert_eq!(ours, serde_json::Value::from(t).to_string(), "{t:?}");
+        }
+        let pairs = [("a\"b", "c\nd"), ("k", "\u{2}")];
+        let expected = format!(
+            "{{{}}}",
+            pairs
+                .iter()
+                .map(|(k, v)| format!(
+                    "{}:{}",
+                    serde_json::Value::from(*k),
+                    serde_json::Value::from(*v)
+                ))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(json_str_object(pairs), expected);
+        let values = [
+            ("s", serde_json::json!("x\"y")),
+            ("n", serde_json::json!(1.5)),
+            ("z", serde_json::Value::Null),
+        ];
+        assert_eq!(json_object(values), r#"{"s":"x\"y","n":1.5,"z":null}"#);
+    }
 }

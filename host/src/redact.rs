@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::api::json_object;
+use crate::api::json_str_object;
 
 /// Keeps secrets out of the sink and the logs: credentials in sensitive headers, any secret value
 /// from the config and every credential acquired during the run are replaced by `***`.
@@ -71,19 +71,16 @@ impl Redactor {
 
     /// Metadata as a JSON object, secrets redacted.
     pub fn metadata(&self, metadata: &BTreeMap<String, String>) -> String {
-        json_object(
-            metadata
-                .iter()
-                .map(|(k, v)| (k.as_str(), serde_json::Value::from(self.text(v).as_ref()))),
-        )
+        json_str_object(metadata.iter().map(|(k, v)| (k, self.text(v))))
     }
 
     /// Headers as a JSON object, sensitive values redacted.
     pub fn headers(&self, headers: &[(String, String)]) -> String {
-        json_object(headers.iter().map(|(name, value)| {
-            let shown = self.header(name, value);
-            (name.as_str(), serde_json::Value::from(shown.as_ref()))
-        }))
+        json_str_object(
+            headers
+                .iter()
+                .map(|(name, value)| (name, self.header(name, value))),
+        )
     }
 
     /// One header's value as shown: `***` for a sensitive header, else with secrets redacted.

@@ -163,10 +163,12 @@ impl Record {
 /// The legacy `row_hash`: SHA-256 of the answer's body bytes, lowercase hex.
 fn body_hash(body: &[u8]) -> String {
     use sha2::Digest;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = sha2::Sha256::digest(body);
     let mut hex = String::with_capacity(64);
     for b in digest {
-        hex.push_str(&format!("{b:02x}"));
+        hex.push(HEX[(b >> 4) as usize] as char);
+        hex.push(HEX[(b & 0xf) as usize] as char);
     }
     hex
 }
@@ -216,4 +218,19 @@ pub(super) fn conform(
         })
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(target.clone(), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_row_hash_is_lowercase_hex_sha256_of_the_body() {
+        assert_eq!(
+            super::body_hash(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            super::body_hash(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
 }
