@@ -15,6 +15,30 @@ use crate::delta;
 use crate::resume::{Resume, finished_app_id};
 use crate::store::{self, Cloud, Location};
 
+/// Columns whose value is different in every row: a dictionary of them only costs (each value is
+/// hashed into a table that never repeats, until the writer gives up on it for the page).
+const UNIQUE_COLUMNS: [&str; 6] = [
+    "request_id",
+    "row_hash",
+    "source_row_hash",
+    "url",
+    "body_text",
+    "request_params",
+];
+
+/// How data files are written: delta-rs's own defaults (snappy, its `created_by`), without a
+/// dictionary for the columns that never repeat. The repeating ones (method, headers, metadata,
+/// outcome, status) keep theirs.
+fn writer_properties() -> parquet::file::properties::WriterProperties {
+    let mut builder = parquet::file::properties::WriterProperties::builder()
+        .set_created_by(format!("delta-rs version {}", deltalake::crate_version()))
+        .set_compression(parquet::basic::Compression::SNAPPY);
+    for column in UNIQUE_COLUMNS {
+        builder = builder.set_column_dictionary_enabled(column.into(), false);
+    }
+    builder.build()
+}
+
 /// Two writers of one table are kept apart by the store refusing to create a commit file that
 /// exists (on S3 a `PUT` with `If-None-Match: *`); Azure and GCS always do, an S3-compatible store
 /// may not. Tried once per run on S3, unless DynamoDB locking is on or the options say the table has
@@ -130,8 +154,9 @@ impl DeltaSink {
         let batch = to_batch(records, self.next_version)
             .and_then(|b| record::conform(&b, &self.target))
             .map_err(|e| self.error(format!("cannot build the batch: {e}")))?;
-        let mut writer =
-            RecordBatchWriter::for_table(&self.table).map_err(|e| self.error(e.to_string()))?;
+        let mut writer = RecordBatchWriter::for_table(&self.table)
+            .map_err(|e| self.error(e.to_string()))?
+            .with_writer_properties(writer_properties());
         writer
             .write(batch)
             .await
