@@ -134,6 +134,13 @@ pub fn json_str_object<K: AsRef<str>, V: AsRef<str>>(
     out
 }
 
+/// Appends `byte` as two lowercase hex digits.
+pub fn push_hex(out: &mut String, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(HEX[(byte >> 4) as usize] as char);
+    out.push(HEX[(byte & 0xf) as usize] as char);
+}
+
 /// Appends `s` as a JSON string, escaped as serde_json escapes it (`\"`, `\\`, the short escapes
 /// of `\b \f \n \r \t`, other control characters as `\u00xx`; nothing else).
 pub fn push_json_str(out: &mut String, s: &str) {
@@ -156,10 +163,8 @@ pub fn push_json_str(out: &mut String, s: &str) {
         // Every byte matched above is ASCII, so `i` is a character boundary.
         out.push_str(&s[start..i]);
         if short.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
             out.push_str("\\u00");
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 0xf) as usize] as char);
+            push_hex(out, b);
         } else {
             out.push_str(short);
         }
@@ -191,7 +196,8 @@ mod tests {
             "é ü 日本 🦀 </script>",
             "\u{1b}[31mred",
         ];
-        for t in texts {
+        let ascii: String = (0u8..128).map(char::from).collect();
+        for t in texts.iter().copied().chain([ascii.as_str()]) {
             let mut ours = String::new();
             push_json_str(&mut ours, t);
             assert_eq!(ours, serde_json::Value::from(t).to_string(), "{t:?}");

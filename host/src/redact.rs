@@ -11,9 +11,30 @@ use crate::api::json_str_object;
 /// from the config and every credential acquired during the run are replaced by `***`.
 #[derive(Default)]
 pub struct Redactor {
+    /// Every form of every secret (see [`forms`]), longest first.
     secrets: Vec<String>,
-    /// Credentials acquired at run time (OAuth2 tokens, auth plugin secrets), newest last.
-    learned: std::sync::RwLock<Vec<String>>,
+    /// Credentials acquired at run time (OAuth2 tokens, auth plugin secrets), newest last: each
+    /// one's forms, the credential as it is first.
+    learned: std::sync::RwLock<Vec<Vec<String>>>,
+}
+
+/// The forms a secret takes in what sparkwasm writes: as it is, escaped inside a JSON string (the
+/// `request_params` column is a JSON object), and percent-encoded as a URL's query or path segment
+/// carries it (a secret with `"`, `+`, `/`, `=` or a space is not found as it is in those).
+fn forms(secret: &str) -> Vec<String> {
+    let mut json = String::new();
+    crate::api::push_json_str(&mut json, secret);
+    let json = json[1..json.len() - 1].to_owned();
+    let query: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let path =
+        percent_encoding::utf8_percent_encode(secret, crate::execute::render::SEGMENT).to_string();
+    let mut out = vec![secret.to_owned()];
+    for form in [json, query, path] {
+        if !out.contains(&form) {
+            out.push(form);
+        }
+    }
+    out
 }
 
 /// How many run-time credentials are remembered (a long run renews its token many times; a token
@@ -33,9 +54,14 @@ const SENSITIVE_HEADERS: [&str; 6] = [
 impl Redactor {
     /// A redactor of `secrets` (empty ones ignored).
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        let mut secrets: Vec<String> = secrets
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .flat_map(|s| forms(&s))
+            .collect();
         // Longest first, so a secret containing another is replaced whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        secrets.dedup();
         Redactor {
             secrets,
             learned: Default::default(),
@@ -48,20 +74,20 @@ impl Redactor {
             return;
         }
         let mut learned = self.learned.write().expect("redactor lock");
-        if learned.iter().any(|s| s == secret) {
+        if learned.iter().any(|s| s[0] == secret) {
             return;
         }
         if learned.len() == LEARNED {
             learned.remove(0);
         }
-        learned.push(secret.to_owned());
+        learned.push(forms(secret));
     }
 
     /// `text` with every secret replaced by `***`; borrowed when there is nothing to replace.
     pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut out = Cow::Borrowed(text);
         let learned = self.learned.read().expect("redactor lock");
-        for s in self.secrets.iter().chain(learned.iter().rev()) {
+        for s in self.secrets.iter().chain(learned.iter().rev().flatten()) {
             if out.contains(s.as_str()) {
                 out = Cow::Owned(out.replace(s.as_str(), "***"));
             }
@@ -113,5 +139,25 @@ mod tests {
             ]),
             r#"{"Authorization":"***","X-Trace":"***"}"#
         );
+    }
+
+    #[test]
+    fn a_secret_is_hidden_in_its_json_escaped_and_percent_encoded_forms_too() {
+        let secret = r#"ab"c d+/=\x"#;
+        let r = Redactor::new([secret.to_owned()]);
+        let params = crate::api::json_object([("token", serde_json::Value::from(secret))]);
+        assert_eq!(r.text(&params), r#"{"token":"***"}"#);
+        let query: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        assert_eq!(
+            r.text(&format!("https://h/p?k={query}&n=1")),
+            "https://h/p?k=***&n=1"
+        );
+        let path = percent_encoding::utf8_percent_encode(secret, crate::execute::render::SEGMENT);
+        assert_eq!(
+            r.text(&format!("https://h/items/{path}/x")),
+            "https://h/items/***/x"
+        );
+        r.learn("fresh token+1");
+        assert_eq!(r.text("?t=fresh+token%2B1&u=2"), "?t=***&u=2");
     }
 }

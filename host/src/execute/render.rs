@@ -24,7 +24,7 @@ use crate::source::RowView;
 pub struct RenderError(String);
 
 /// Characters escaped in a path segment: everything but RFC 3986's unreserved set.
-const SEGMENT: &AsciiSet = &CONTROLS
+pub(crate) const SEGMENT: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')

@@ -163,12 +163,10 @@ impl Record {
 /// The legacy `row_hash`: SHA-256 of the answer's body bytes, lowercase hex.
 fn body_hash(body: &[u8]) -> String {
     use sha2::Digest;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = sha2::Sha256::digest(body);
     let mut hex = String::with_capacity(64);
     for b in digest {
-        hex.push(HEX[(b >> 4) as usize] as char);
-        hex.push(HEX[(b & 0xf) as usize] as char);
+        crate::api::push_hex(&mut hex, b);
     }
     hex
 }
