@@ -96,6 +96,38 @@ impl RequestError {
     }
 }
 
+/// Characters escaped in a path segment: everything but RFC 3986's unreserved set.
+pub const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'[')
+    .add(b']')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|')
+    .add(b':')
+    .add(b';')
+    .add(b'=')
+    .add(b'@')
+    .add(b'&')
+    .add(b'+')
+    .add(b',')
+    .add(b'$')
+    .add(b'!')
+    .add(b'\'')
+    .add(b'(')
+    .add(b')')
+    .add(b'*');
+
 /// A JSON object with its keys in the given order.
 pub fn json_object<'a>(pairs: impl IntoIterator<Item = (&'a str, serde_json::Value)>) -> String {
     let mut out = String::from("{");

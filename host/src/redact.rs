@@ -26,8 +26,7 @@ fn forms(secret: &str) -> Vec<String> {
     crate::api::push_json_str(&mut json, secret);
     let json = json[1..json.len() - 1].to_owned();
     let query: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-    let path =
-        percent_encoding::utf8_percent_encode(secret, crate::execute::render::SEGMENT).to_string();
+    let path = percent_encoding::utf8_percent_encode(secret, crate::api::PATH_SEGMENT).to_string();
     let mut out = vec![secret.to_owned()];
     for form in [json, query, path] {
         if !out.contains(&form) {
@@ -152,7 +151,7 @@ mod tests {
             r.text(&format!("https://h/p?k={query}&n=1")),
             "https://h/p?k=***&n=1"
         );
-        let path = percent_encoding::utf8_percent_encode(secret, crate::execute::render::SEGMENT);
+        let path = percent_encoding::utf8_percent_encode(secret, crate::api::PATH_SEGMENT);
         assert_eq!(
             r.text(&format!("https://h/items/{path}/x")),
             "https://h/items/***/x"

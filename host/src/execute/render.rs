@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use arrow::datatypes::Schema;
 use bytes::Bytes;
 use http::Method;
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 
-use crate::api::{ApiRequest, RequestError, json_object};
+use crate::api::{ApiRequest, PATH_SEGMENT as SEGMENT, RequestError, json_object};
 use crate::config::{Endpoint, Pipeline};
 use crate::source::RowView;
 
@@ -22,38 +22,6 @@ use crate::source::RowView;
 #[derive(Debug, thiserror::Error)]
 #[error("endpoint: {0}")]
 pub struct RenderError(String);
-
-/// Characters escaped in a path segment: everything but RFC 3986's unreserved set.
-pub(crate) const SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'/')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'[')
-    .add(b']')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'|')
-    .add(b':')
-    .add(b';')
-    .add(b'=')
-    .add(b'@')
-    .add(b'&')
-    .add(b'+')
-    .add(b',')
-    .add(b'$')
-    .add(b'!')
-    .add(b'\'')
-    .add(b'(')
-    .add(b')')
-    .add(b'*');
 
 /// A request rendered from a row, with the parameters that went into it (for `request_params`).
 #[derive(Debug)]
