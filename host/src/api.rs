@@ -130,20 +130,10 @@ pub const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROL
 
 /// A JSON object with its keys in the given order.
 pub fn json_object<'a>(pairs: impl IntoIterator<Item = (&'a str, serde_json::Value)>) -> String {
-    let mut out = String::from("{");
-    for (i, (key, value)) in pairs.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_json_str(&mut out, key);
-        out.push(':');
-        match &value {
-            serde_json::Value::String(s) => push_json_str(&mut out, s),
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    out.push('}');
-    out
+    object(pairs, |out, value| match &value {
+        serde_json::Value::String(s) => push_json_str(out, s),
+        other => out.push_str(&other.to_string()),
+    })
 }
 
 /// A JSON object of string values with its keys in the given order: what [`json_object`] writes
@@ -152,15 +142,23 @@ pub fn json_object<'a>(pairs: impl IntoIterator<Item = (&'a str, serde_json::Val
 pub fn json_str_object<K: AsRef<str>, V: AsRef<str>>(
     pairs: impl IntoIterator<Item = (K, V)>,
 ) -> String {
+    object(pairs, |out, value| push_json_str(out, value.as_ref()))
+}
+
+/// `{"key":value,...}`, each value written by `value`.
+fn object<K: AsRef<str>, V>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+    mut value: impl FnMut(&mut String, V),
+) -> String {
     let mut out = String::with_capacity(64);
     out.push('{');
-    for (i, (key, value)) in pairs.into_iter().enumerate() {
+    for (i, (k, v)) in pairs.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        push_json_str(&mut out, key.as_ref());
+        push_json_str(&mut out, k.as_ref());
         out.push(':');
-        push_json_str(&mut out, value.as_ref());
+        value(&mut out, v);
     }
     out.push('}');
     out

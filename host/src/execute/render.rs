@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::Method;
 use percent_encoding::utf8_percent_encode;
 
-use crate::api::{ApiRequest, PATH_SEGMENT as SEGMENT, RequestError, json_object};
+use crate::api::{ApiRequest, PATH_SEGMENT, RequestError, json_object};
 use crate::config::{Endpoint, Pipeline};
 use crate::source::RowView;
 
@@ -154,7 +154,7 @@ impl RequestPlan {
     pub fn render(&self, row: &RowView) -> Result<Rendered, RequestError> {
         let mut url = String::with_capacity(96);
         fill(&self.path, row, &mut url, "url_path", |url, v| {
-            url.extend(utf8_percent_encode(v, SEGMENT))
+            url.extend(utf8_percent_encode(v, PATH_SEGMENT))
         })?;
         let params_json = json_object(
             self.params

@@ -19,7 +19,7 @@ use crate::store::{self, Cloud, Location};
 /// each row's own request and answer): a dictionary of them costs CPU for nothing (each value is
 /// hashed into a table that does not repeat, until the writer gives up on it for the page). Where
 /// they do repeat (one fixed URL, identical bodies), snappy still compresses runs of them.
-const UNIQUE_COLUMNS: [&str; 6] = [
+pub(super) const UNIQUE_COLUMNS: [&str; 6] = [
     "request_id",
     "row_hash",
     "source_row_hash",

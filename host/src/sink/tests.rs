@@ -1,6 +1,7 @@
 //! The Delta sink's version counter and what a later run reads back from it (`Resume`): one commit
 //! per batch under txn(app_id, n) with batch_id n, a resumed run that continues the count, and an
-//! overwrite run that replaces a finished run's rows but resumes a killed one.
+//! overwrite run that replaces a finished run's rows but resumes a killed one; and how the data files
+//! are written (no dictionary for the columns that do not repeat).
 
 use std::path::Path;
 
@@ -173,4 +174,51 @@ async fn overwrite_replaces_a_finished_run_but_resumes_a_killed_one() {
     let landed = rows(&path).await;
     assert_eq!(landed.len(), 6);
     assert_eq!(landed.iter().filter(|r| r.1 == 4).count(), 4);
+}
+
+#[tokio::test]
+async fn data_files_carry_no_dictionary_for_the_columns_that_do_not_repeat() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bronze");
+    let p = pipeline(&path, "append");
+    let resume = Resume::read(&p).await.unwrap();
+    let mut sink = DeltaSink::open(&local(&path), &resume, &Default::default())
+        .await
+        .unwrap();
+    let mut batch = records(0..50, true);
+    for (i, r) in batch.iter_mut().enumerate() {
+        r.method = "GET".into();
+        r.url = format!("http://api/items/{i}");
+        r.body_text = Some(format!("{{\"id\":{i}}}"));
+    }
+    sink.commit(&batch).await.unwrap();
+    let files = crate::delta::data_files(&local(&path)).await.unwrap();
+    assert_eq!(files.len(), 1);
+    let crate::store::DataFile::Local(file) = &files[0] else {
+        panic!("a local table has local files")
+    };
+    let reader = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+    let dictionary: std::collections::BTreeMap<String, bool> = reader
+        .metadata()
+        .row_group(0)
+        .columns()
+        .iter()
+        .map(|c| {
+            (
+                c.column_descr().name().to_owned(),
+                c.dictionary_page_offset().is_some(),
+            )
+        })
+        .collect();
+    for column in super::delta::UNIQUE_COLUMNS {
+        assert_eq!(
+            dictionary.get(column),
+            Some(&false),
+            "{column}: {dictionary:?}"
+        );
+    }
+    // The repeating ones keep theirs.
+    assert_eq!(dictionary.get("method"), Some(&true), "{dictionary:?}");
+    assert_eq!(dictionary.get("outcome"), Some(&true), "{dictionary:?}");
 }
