@@ -3,7 +3,8 @@
 //! taught every credential acquired later.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::api::json_str_object;
 
@@ -100,12 +101,37 @@ impl Redactor {
     }
 
     /// Headers as a JSON object, sensitive values redacted.
+    ///
+    /// A name that comes more than once (`Link`, `Vary`, `Set-Cookie`, or two spellings of one
+    /// name) is one key: its values in order, joined with ", " as HTTP combines repeated fields
+    /// (RFC 9110, 5.3), under the name's first spelling. An object with a key twice loses values
+    /// in every reader, and not the same ones: Python's json and Spark's `from_json` keep the
+    /// last, Spark's `get_json_object` the first (tried with pyspark 4).
     pub fn headers(&self, headers: &[(String, String)]) -> String {
-        json_str_object(
-            headers
-                .iter()
-                .map(|(name, value)| (name, self.header(name, value))),
-        )
+        if !repeats(headers) {
+            return json_str_object(
+                headers
+                    .iter()
+                    .map(|(name, value)| (name, self.header(name, value))),
+            );
+        }
+        let mut merged: Vec<(&str, String)> = Vec::with_capacity(headers.len());
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (name, value) in headers {
+            let shown = self.header(name, value);
+            match index.entry(name.to_ascii_lowercase()) {
+                Entry::Occupied(at) => {
+                    let joined = &mut merged[*at.get()].1;
+                    joined.push_str(", ");
+                    joined.push_str(&shown);
+                }
+                Entry::Vacant(at) => {
+                    at.insert(merged.len());
+                    merged.push((name, shown.into_owned()));
+                }
+            }
+        }
+        json_str_object(merged)
     }
 
     /// One header's value as shown: `***` for a sensitive header, else with secrets redacted.
@@ -119,6 +145,23 @@ impl Redactor {
             self.text(value)
         }
     }
+}
+
+/// Whether a header name comes twice (case-insensitively). Header lists are short as a rule: they
+/// are compared pairwise (mostly lengths); a long one (a plugin may set thousands) through a set.
+fn repeats(headers: &[(String, String)]) -> bool {
+    const PAIRWISE: usize = 32;
+    if headers.len() <= PAIRWISE {
+        return headers.iter().enumerate().any(|(i, (a, _))| {
+            headers[..i]
+                .iter()
+                .any(|(b, _)| a.len() == b.len() && a.eq_ignore_ascii_case(b))
+        });
+    }
+    let mut seen = HashSet::with_capacity(headers.len());
+    !headers
+        .iter()
+        .all(|(name, _)| seen.insert(name.to_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -138,6 +181,42 @@ mod tests {
             ]),
             r#"{"Authorization":"***","X-Trace":"***"}"#
         );
+    }
+
+    #[test]
+    fn a_repeated_header_is_one_key_with_its_values_joined_in_order() {
+        let r = Redactor::new(["tok123".to_owned()]);
+        let pairs = |names: &[&str]| -> Vec<(String, String)> {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.to_string(), format!("v{i}")))
+                .collect()
+        };
+        assert_eq!(
+            r.headers(&pairs(&["link", "vary", "Link", "x", "LINK"])),
+            r#"{"link":"v0, v2, v4","vary":"v1","x":"v3"}"#
+        );
+        // Sensitive and secret values are redacted before they are joined.
+        assert_eq!(
+            r.headers(&[
+                ("authorization".into(), "Bearer a".into()),
+                ("Authorization".into(), "Bearer b".into()),
+                ("x-trace".into(), "tok123".into()),
+                ("X-Trace".into(), "plain".into()),
+            ]),
+            r#"{"authorization":"***, ***","x-trace":"***, plain"}"#
+        );
+        // A long list (past the pairwise check) is merged too, and parses with unique keys.
+        let mut long: Vec<String> = (0..100).map(|i| format!("h{i}")).collect();
+        long.push("H7".into());
+        let names: Vec<&str> = long.iter().map(String::as_str).collect();
+        let json: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&r.headers(&pairs(&names))).unwrap();
+        assert_eq!(json.len(), 100);
+        assert_eq!(json["h7"], "v7, v100");
+        // No repeat: as they came.
+        assert_eq!(r.headers(&pairs(&["a", "b"])), r#"{"a":"v0","b":"v1"}"#);
     }
 
     #[test]

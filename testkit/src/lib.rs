@@ -3,7 +3,7 @@
 //! [`ApiServer`] answers on 127.0.0.1 (plain or TLS, HTTP/1.1 and HTTP/2) and counts what it sees:
 //! requests, open connections and the most open at once. Paths choose the behaviour:
 //! `/status/{code}` answers that status, `/slow/{ms}` waits first, `/drop` closes the connection without
-//! answering, `/flaky/{id}` fails each path's first attempt (by id % 3: a 503, a 429 with
+//! answering, `/twice/...` echoes with a `Link` field sent twice, `/flaky/{id}` fails each path's first attempt (by id % 3: a 503, a 429 with
 //! `Retry-After: 1`, a dropped connection) and echoes from the second on; anything else echoes the
 //! request (method, uri, version, headers, body) as JSON with 200. While [`Counters::failing`] is set
 //! to N, a request whose last path segment is an integer id with id % N == 0 loses its connection and
@@ -474,12 +474,19 @@ async fn answer(
         .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
         .collect();
     let echo = serde_json::json!({"method": method, "uri": uri, "version": version, "headers": headers, "body": String::from_utf8_lossy(&body)});
-    let response = Response::builder()
+    let mut response = Response::builder()
         .status(status)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if path.starts_with("/twice/") {
+        // Fields that come more than once, as `Link` and `Vary` often do.
+        response = response
+            .header("link", "</p/2>; rel=\"next\"")
+            .header("vary", "accept")
+            .header("link", "</p/9>; rel=\"last\"");
+    }
+    Ok(response
         .body(Full::new(Bytes::from(echo.to_string())))
-        .expect("valid response");
-    Ok(response)
+        .expect("valid response"))
 }
 
 /// The Databricks secrets API as its documentation shows it: 401 without the token, 404

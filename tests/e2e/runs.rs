@@ -177,6 +177,46 @@ async fn every_row_lands_typed_and_a_rerun_sends_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_header_the_api_repeats_lands_as_one_json_key_with_its_values_in_order() {
+    // The server sends `Link` twice (and `Vary` between them): a JSON object with a key twice
+    // loses one value in every reader (Python's json the first, Spark's get_json_object the last).
+    let (_server, case) = served(20, "/twice/{id}", "").await;
+    assert_exit(&case.run(), 0);
+    let Ok(python) = std::env::var("SPARKWASM_PYTHON") else {
+        skip_allowed("SPARKWASM_PYTHON (a Python with the deltalake package, the second reader)");
+        return;
+    };
+    let script = r#"
+import json, os, sys
+from deltalake import DeltaTable
+def unique(pairs):
+    keys = [k for k, _ in pairs]
+    assert len(keys) == len(set(keys)), f"a key twice: {keys}"
+    return dict(pairs)
+rows = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pylist()
+links = {json.loads(r["response_headers"], object_pairs_hook=unique)["link"] for r in rows}
+print(f"rows={len(rows)} links={sorted(links)}")
+sys.stdout.flush()
+os._exit(0)
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(case.bronze())
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        printed.trim(),
+        r#"rows=20 links=['</p/2>; rel="next", </p/9>; rel="last"']"#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn failed_rows_are_sent_again_by_the_next_run_and_land_once() {
     // The exit-2 promise: a run against a failing API records its failed rows; the next run, against
     // the API healthy again, sends exactly those rows, and each id ends with one successful row. Once
