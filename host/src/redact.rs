@@ -20,16 +20,20 @@ pub struct Redactor {
 }
 
 /// The forms a secret takes in what sparkwasm writes: as it is, escaped inside a JSON string (the
-/// `request_params` column is a JSON object), and percent-encoded as a URL's query or path segment
-/// carries it (a secret with `"`, `+`, `/`, `=` or a space is not found as it is in those).
+/// `request_params` column is a JSON object), percent-encoded as a URL's query or path segment
+/// carries it (a secret with `"`, `+`, `/`, `=` or a space is not found as it is in those), and
+/// lowercased, as a URL's host is.
 fn forms(secret: &str) -> Vec<String> {
     let mut json = String::new();
     crate::api::push_json_str(&mut json, secret);
     let json = json[1..json.len() - 1].to_owned();
     let query: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
     let path = percent_encoding::utf8_percent_encode(secret, crate::api::PATH_SEGMENT).to_string();
+    // A URL's host is lowercased when it is parsed (a secret in `base_url`, or in a target a plugin
+    // named, shows up so in the url column and in errors).
+    let lower = secret.to_ascii_lowercase();
     let mut out = vec![secret.to_owned()];
-    for form in [json, query, path] {
+    for form in [json, query, path, lower] {
         if !out.contains(&form) {
             out.push(form);
         }
@@ -237,5 +241,9 @@ mod tests {
         );
         r.learn("fresh token+1");
         assert_eq!(r.text("?t=fresh+token%2B1&u=2"), "?t=***&u=2");
+        // As a URL's host: lowercased by the parser.
+        let host = Redactor::new(["Us3rS3CRET".to_owned()]);
+        let url = url::Url::parse("http://Us3rS3CRET.invalid:1/x").unwrap();
+        assert_eq!(host.text(url.as_str()), "http://***.invalid:1/x");
     }
 }

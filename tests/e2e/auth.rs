@@ -625,3 +625,93 @@ async fn the_auth_examples_run_against_local_servers() {
         assert_no_secret(&table, &out, &server_secrets(&server));
     }
 }
+
+/// Runs `args` in `case`'s folder, with `secrets.yaml` as the secrets file and every log line on;
+/// returns what it printed (stdout and stderr).
+fn printed(case: &Case, args: &[&str]) -> (Output, String) {
+    let out = sparkwasm(case.dir.path())
+        .args(args)
+        .args(["--secrets-file", "secrets.yaml"])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}
+
+/// No form of `secrets` (as written, or lowercased) in `text`.
+fn assert_hidden(text: &str, secrets: &[&str], what: &str) {
+    for s in secrets {
+        for form in [s.to_string(), s.to_ascii_lowercase()] {
+            assert!(!text.contains(&form), "{what} shows `{form}`:\n{text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_is_not_shown_by_a_config_error_a_grant_or_a_host_the_url_parser_lowercased() {
+    let server = ApiServer::start(0).await.unwrap();
+    let secrets = "acme: {method: M3thodS3CRET, grant: Gr4ntS3CRET, host: H0stS3CRET}\n";
+    let all = ["M3thodS3CRET", "Gr4ntS3CRET", "H0stS3CRET"];
+    let case = |pipeline: String| {
+        let case = Case::new(2, &pipeline);
+        std::fs::write(case.dir.path().join("secrets.yaml"), secrets).unwrap();
+        case
+    };
+
+    // A check that quotes the value it refuses: validate, the run and its report.
+    let bad = case(
+        pipeline(&server.url(), "/items/{id}", "")
+            .replace("method: GET", "method: \"{{secret.acme:method}}\""),
+    );
+    let (out, text) = printed(&bad, &["validate", "p.yaml"]);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("endpoint.method: `***` is not one of"),
+        "{text}"
+    );
+    assert_hidden(&text, &all, "validate");
+    let (_, text) = printed(&bad, &["run", "p.yaml", "--report", "report.json"]);
+    let report = std::fs::read_to_string(bad.dir.path().join("report.json")).unwrap();
+    assert!(report.contains("endpoint.method"), "{report}");
+    assert_hidden(&format!("{text}{report}"), &all, "the run and its report");
+
+    // A grant written with a secret: the plugin's load line (validate prints it, a run logs it).
+    let plugin = Path::new(env!("SPARKWASM_PLUGIN_DIR")).join("passthrough.wasm");
+    let digest = format!("{:x}", Sha256::digest(std::fs::read(&plugin).unwrap()));
+    let granted = case(pipeline(
+        &server.url(),
+        "/items/{id}",
+        &format!(
+            "middleware:\n  - {{type: wasm, name: pass, path: {}, sha256: \"{digest}\", grants: {{outbound_hosts: [\"{{{{secret.acme:grant}}}}:9\"]}}}}\n",
+            plugin.display()
+        ),
+    ));
+    let (out, text) = printed(&granted, &["validate", "p.yaml"]);
+    assert_exit(&out, 0);
+    assert!(text.contains("grants: outbound_hosts"), "{text}");
+    assert_hidden(&text, &all, "validate");
+    let (out, text) = printed(&granted, &["run", "p.yaml"]);
+    assert_exit(&out, 0);
+    assert!(text.contains("grants: outbound_hosts"), "{text}");
+    assert_hidden(&text, &all, "the run's log");
+
+    // A host from a secret, lowercased by the URL parser: the dry run and the table.
+    let host = case(pipeline(
+        "http://{{secret.acme:host}}.invalid:1",
+        "/items/{id}",
+        "",
+    ));
+    let (_, text) = printed(&host, &["run", "p.yaml", "--dry-run", "1"]);
+    assert!(text.contains("http://***.invalid:1/items/"), "{text}");
+    assert_hidden(&text, &all, "the dry run");
+    let (_, text) = printed(&host, &["run", "p.yaml"]);
+    assert_hidden(&text, &all, "the run");
+    let table = everything_in(&host.bronze());
+    assert!(table.contains("http://***.invalid:1/items/"), "{table}");
+    assert_hidden(&table, &all, "the table");
+}

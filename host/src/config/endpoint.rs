@@ -119,6 +119,9 @@ pub(crate) fn read(
     let mut url_path = w.string(e.get("url_path")).unwrap_or_default();
     if let Some(f) = e.get("url_path") {
         check_placeholders(w, f, &url_path);
+        if url_path.contains('#') {
+            w.error(f.path, f.node.pos, FRAGMENT);
+        }
     }
     let base_url = match e.get("url_path").map(|f| (f, full_url(&url_path))) {
         // A full URL: its origin is the endpoint's, the rest the path template.
@@ -275,9 +278,16 @@ fn response_schema(
 }
 
 /// An http(s) URL with a host (a value from a secret is never shown).
+/// A `#` in a request's URL: everything after it is a fragment, which no HTTP client sends.
+const FRAGMENT: &str = "has a `#`: what follows it would never reach the API (a URL's fragment is not sent); write it %23 if it belongs to a value, or put the value in `params` or a header";
+
 pub(crate) fn url(w: &mut Walker, f: Field<'_>) -> Option<url::Url> {
     let text = w.name(Some(f))?;
     match url::Url::parse(&text) {
+        Ok(u) if u.fragment().is_some() => {
+            w.error(f.path, f.node.pos, FRAGMENT);
+            None
+        }
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
         Ok(u) => {
             w.error(
@@ -345,6 +355,30 @@ mod tests {
                 "1:22: endpoint.base_url: expected an http:// or https:// URL, found scheme `ftp`",
                 "1:43: endpoint.url_path: `{` without `}` (placeholders are written {column})"
             ]
+        );
+    }
+
+    #[test]
+    fn a_fragment_is_refused_in_the_url_it_would_cut() {
+        // A `#` (as a secret may hold) would cut the URL there: the API would get a part of it.
+        let cut = "has a `#`: what follows it would never reach the API";
+        let e = errors("endpoint: {base_url: \"http://x/#a\", url_path: \"/a/{id}?k=v#1\"}\n");
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e[0].starts_with(&format!("1:22: endpoint.base_url: {cut}")),
+            "{e:#?}"
+        );
+        assert!(
+            e[1].starts_with(&format!("1:47: endpoint.url_path: {cut}")),
+            "{e:#?}"
+        );
+        let e = errors("endpoint: {url_path: \"http://x/a/{id}#top\"}\n");
+        assert!(
+            e[0].starts_with(&format!("1:22: endpoint.url_path: {cut}")),
+            "{e:#?}"
+        );
+        assert!(
+            errors("endpoint: {base_url: \"http://x/\", url_path: \"/a/%23/{id}\"}\n").is_empty()
         );
     }
 }

@@ -223,6 +223,7 @@ pub fn load_str(
     let mut root = tree::parse(text).map_err(|e| vec![parse_error(&e)])?;
     let mut errors = Vec::new();
     let secrets = template::resolve(&mut root, options.secrets, &mut errors);
+    let redactor = crate::redact::Redactor::new(secrets.iter().cloned());
     let mut probes = Vec::new();
     let mut warnings = Vec::new();
     let mut pipeline = validate::pipeline(
@@ -244,6 +245,13 @@ pub fn load_str(
     match pipeline {
         Some(p) if errors.is_empty() => Ok(p),
         _ => {
+            // A message may quote a value that came from a secret (`endpoint.method: `...` is not
+            // one of`); every one is redacted, whatever check wrote it.
+            for e in &mut errors {
+                if let std::borrow::Cow::Owned(text) = redactor.text(&e.message) {
+                    e.message = text;
+                }
+            }
             errors.sort_by_key(|e| (e.pos.line, e.pos.col));
             errors.dedup();
             Err(errors)

@@ -310,7 +310,15 @@ pub async fn load(
                 .layers
                 .push(Arc::new(middleware::WasmMiddleware { plugin, hooks }));
         }
-        let s = plugins.summaries.last().expect("just pushed");
+        let s = plugins.summaries.last_mut().expect("just pushed");
+        // A grant may be written with a secret in it: the summary (logged, printed by `validate`,
+        // in the run's report) shows it redacted.
+        for host in &mut s.egress.hosts {
+            if let std::borrow::Cow::Owned(shown) = redactor.text(host) {
+                *host = shown;
+            }
+        }
+        let s = &*s;
         tracing::info!(
             plugin = %s.name,
             compiled = s.compiled,
