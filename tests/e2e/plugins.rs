@@ -90,6 +90,35 @@ async fn a_legacy_middleware_list_recovers_from_a_flaky_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn plugins_nested_inside_each_other_do_not_multiply_max_requests() {
+    // retry (10 attempts) around two editors that each ask for one resend after a 503: counted
+    // per plugin alone, each of the retry's attempts became 4 requests, 40 per row.
+    let editor = guest("editor.wasm");
+    let entry = |name: &str| {
+        format!(
+            "  - {{type: wasm, name: {name}, path: {}, sha256: \"{}\"}}\n",
+            editor.display(),
+            sha256_of(&editor)
+        )
+    };
+    let middleware = format!(
+        "middleware:\n  - {{type: retry, max_attempts: 10, base_delay: 0.001, max_delay: 0.001}}\n{}{}",
+        entry("ed"),
+        entry("ed2")
+    );
+    let (server, case) = served(4, "/status/503/{id}", &middleware).await;
+    assert_exit(&case.run(), 2);
+    // From the server's side: 10 requests per row, the retry's limit, not 40.
+    assert_eq!(server.counters.row_requests.load(Ordering::SeqCst), 40);
+    let rows = read_bronze(&case.bronze());
+    assert_eq!(rows.len(), 4);
+    for row in &rows {
+        assert_eq!(row.attempts, 10, "{:?}", row.error_message);
+        assert!(!row.success);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_edits_requests_and_responses_through_handles_and_resends() {
     // editor (plugins/fixtures/editor) behind the built-in timing and the passthrough fixture. It
     // marks each request, asks for a resend after the flaky endpoint's 503 or 429 (the host sends
@@ -238,7 +267,7 @@ const ATTACKS: [(&str, &str, &str, &str); 12] = [
         "resend-forever",
         "{}",
         "{max_requests: 3}",
-        "asked to send the row's request more than 3 times (limits.max_requests)",
+        "asked to send the row's request again after 3 requests; limits.max_requests is 3",
     ),
     (
         "rewrite",

@@ -345,7 +345,7 @@ impl Chain {
                     }
                     Ok(OutcomeAction::Respond(response)) => result = Ok(response),
                     Ok(OutcomeAction::Resend(delay)) => {
-                        match self.resend(layer, &frames[at], &before, delay) {
+                        match self.resend(layer, &frames[at], &before, delay, attempts) {
                             Ok(route) => {
                                 let frame = &mut frames[at];
                                 frame.route = route;
@@ -381,21 +381,28 @@ impl Chain {
 
     /// Checks a layer's `resend`: within its `limits.max_requests` and its wait cap, and to where
     /// its grants allow if it moved its request.
+    ///
+    /// The limit holds for the row, not only for the layer's own sends: a resend is refused once
+    /// the row has reached the network `max_requests` times, whichever layers asked. Otherwise
+    /// plugins nested inside each other would multiply their limits (a retry around two plugins
+    /// that each resend ten times: forty requests for one row).
     fn resend(
         &self,
         layer: &dyn Layer,
         frame: &Frame,
         before: &ApiRequest,
         delay: Duration,
+        attempts: u32,
     ) -> Result<Route, RequestError> {
-        if frame.state.sends >= layer.max_requests() {
+        let limit = layer.max_requests();
+        if frame.state.sends >= limit || attempts >= limit {
             return Err(named(
                 layer,
                 RequestError::of(
                     ErrorKind::Rejected,
                     format!(
-                        "asked to send the row's request more than {} times (limits.max_requests)",
-                        layer.max_requests()
+                        "asked to send the row's request again after {} requests; limits.max_requests is {limit}",
+                        frame.state.sends.max(attempts)
                     ),
                 ),
             ));

@@ -45,6 +45,8 @@ struct Test {
     name: &'static str,
     request: Option<OnRequest>,
     response: Option<OnResponse>,
+    /// Resends on an error (else the error hook is not asked for).
+    resend_errors: bool,
     egress: Egress,
     max_requests: u32,
 }
@@ -54,6 +56,7 @@ fn layer(name: &'static str) -> Test {
         name,
         request: None,
         response: None,
+        resend_errors: false,
         egress: Egress::default(),
         max_requests: 10,
     }
@@ -67,7 +70,7 @@ impl Layer for Test {
         Hooks {
             request: self.request.is_some(),
             response: self.response.is_some(),
-            error: false,
+            error: self.resend_errors,
         }
     }
     fn egress(&self) -> &Egress {
@@ -99,7 +102,14 @@ impl Layer for Test {
         error: RequestError,
         _: &'a mut LayerState,
     ) -> BoxFuture<'a, Result<OutcomeAction, LayerError>> {
-        Box::pin(async move { Ok(OutcomeAction::Fail(error)) })
+        let resend = self.resend_errors;
+        Box::pin(async move {
+            Ok(if resend {
+                OutcomeAction::Resend(Duration::ZERO)
+            } else {
+                OutcomeAction::Fail(error)
+            })
+        })
     }
 }
 
@@ -230,7 +240,33 @@ async fn resends_stop_at_max_requests_with_an_error_naming_the_layer() {
     let e = outcome.result.unwrap_err();
     assert_eq!(
         e.message,
-        "plugin `forever`: asked to send the row's request more than 4 times (limits.max_requests)"
+        "plugin `forever`: asked to send the row's request again after 4 requests; limits.max_requests is 4"
+    );
+}
+
+#[tokio::test]
+async fn nested_layers_do_not_multiply_their_max_requests() {
+    // Each resends on a 503 and on an error: an outer one (5) around an inner one (3). Counted per
+    // layer alone, the row would reach the network 5 × 3 = 15 times.
+    let forever = |name, max_requests| {
+        let mut l = layer(name);
+        l.response = Some(|_, _, _| OutcomeAction::Resend(Duration::ZERO));
+        l.resend_errors = true;
+        l.max_requests = max_requests;
+        l
+    };
+    let server = Server {
+        ok_after: 1000,
+        ..Default::default()
+    };
+    let outcome = chain(vec![forever("outer", 5), forever("inner", 3)])
+        .call(get("http://api.test/x"), &server)
+        .await;
+    assert_eq!(outcome.attempts, 5);
+    assert_eq!(server.seen.lock().unwrap().len(), 5);
+    assert_eq!(
+        outcome.result.unwrap_err().message,
+        "plugin `outer`: asked to send the row's request again after 5 requests; limits.max_requests is 5"
     );
 }
 
