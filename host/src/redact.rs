@@ -55,6 +55,13 @@ const SENSITIVE_HEADERS: [&str; 6] = [
     "api-key",
 ];
 
+/// Whether a header of this name carries a credential (its value is shown as `***`).
+pub fn sensitive_header(name: &str) -> bool {
+    SENSITIVE_HEADERS
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+}
+
 impl Redactor {
     /// A redactor of `secrets` (empty ones ignored).
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
@@ -140,10 +147,7 @@ impl Redactor {
 
     /// One header's value as shown: `***` for a sensitive header, else with secrets redacted.
     pub fn header<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
-        if SENSITIVE_HEADERS
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h))
-        {
+        if sensitive_header(name) {
             Cow::Borrowed("***")
         } else {
             self.text(value)

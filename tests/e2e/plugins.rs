@@ -599,7 +599,14 @@ async fn credential_middleware_is_added_by_the_host_and_never_lands() {
         "middleware:\n  - type: bearer\n    token: \"{{{{secret.api:token}}}}\"\n  - type: header_auth\n    header: X-Extra-Key\n    value: \"{{{{secret.api:key}}}}\"\n{}",
         custom(&guest("hostile.wasm"), "{mode: peek}", "{}").replace("middleware:\n", "")
     );
-    let case = Case::new(3, &pipeline(&server.url(), "/secure/{id}", &middleware));
+    // And an endpoint header named like a credential, written literally: a credential too.
+    let case = Case::new(
+        3,
+        &with_credential(
+            pipeline(&server.url(), "/secure/{id}", &middleware),
+            "  headers: {X-Api-Key: literal-key-3141592653}\n",
+        ),
+    );
     let out = sparkwasm(case.dir.path())
         .args(["run", "p.yaml"])
         .env("SPARKWASM_SECRET_API_TOKEN", &token)
@@ -617,24 +624,29 @@ async fn credential_middleware_is_added_by_the_host_and_never_lands() {
         let headers = json(&row.request_headers);
         assert!(headers.get("authorization").is_none(), "{headers}");
         assert!(headers.get("X-Extra-Key").is_none(), "{headers}");
+        assert!(headers.get("X-Api-Key").is_none(), "{headers}");
         let peeked = json(&row.request_metadata)["seen_headers"]
             .as_str()
             .unwrap()
             .to_owned();
         assert!(
             !peeked.to_ascii_lowercase().contains("authorization")
-                && !peeked.to_ascii_lowercase().contains("x-extra-key"),
+                && !peeked.to_ascii_lowercase().contains("x-extra-key")
+                && !peeked.to_ascii_lowercase().contains("x-api-key"),
             "a plugin saw a credential header: {peeked}"
         );
         // The echo shows what the server got: the credentials, redacted in the table.
         let body = json(&row.body_text);
         assert_eq!(body["headers"]["authorization"], "***", "{body}");
         assert_eq!(body["headers"]["x-extra-key"], "***", "{body}");
+        assert_eq!(body["headers"]["x-api-key"], "***", "{body}");
         seen.push_str(&row.body_text.unwrap());
         seen.push_str(&headers.to_string());
     }
     assert!(
-        !seen.contains(&token) && !seen.contains("key-2718281828"),
+        !seen.contains(&token)
+            && !seen.contains("key-2718281828")
+            && !seen.contains("literal-key-3141592653"),
         "a secret leaked"
     );
 }
@@ -714,7 +726,31 @@ fn credential_cases(server: &ApiServer) -> Vec<(&'static str, String, &'static s
             "/apikey/{id}",
             "x-api-key",
         ),
+        // Endpoint headers named like a credential, written literally (or from `{{env.X}}`):
+        // credentials too, whatever their source.
+        (
+            "endpoint header Authorization",
+            format!("  headers: {{Authorization: \"Bearer {token}\"}}\n"),
+            "/secure/{id}",
+            "authorization",
+        ),
+        (
+            "endpoint header X-API-Key",
+            format!("  headers: {{X-API-Key: {}}}\n", s.api_key),
+            "/apikey/{id}",
+            "x-api-key",
+        ),
     ]
+}
+
+/// `yaml` (from [`pipeline`]) with `credential` in place: endpoint headers (`  headers: ...`) go
+/// into the endpoint section, anything else (a section) at the end.
+fn with_credential(yaml: String, credential: &str) -> String {
+    if credential.starts_with("  headers:") {
+        yaml.replacen("\ntables:", &format!("\n{credential}tables:"), 1)
+    } else {
+        yaml + credential
+    }
 }
 
 /// Whether a request the server got carries the credential (`on_wire`: a header name, or
@@ -748,10 +784,13 @@ async fn a_plugin_that_moves_the_request_elsewhere_never_takes_the_credentials_a
         let plugin = |grants: &str| {
             let entry =
                 custom(&hostile, &attack("rewrite", &target), "{}").replace("middleware:\n", "");
-            format!("{credential}middleware:\n{chain}{entry}    grants: {grants}\n")
+            format!("middleware:\n{chain}{entry}    grants: {grants}\n")
+        };
+        let pipeline = |path: &str, extra: &str| {
+            with_credential(pipeline(&api.url(), path, extra), &credential)
         };
         // No grant: every row fails naming the plugin, the target and the grant; nothing is sent.
-        let case = Case::new(5, &pipeline(&api.url(), path, &plugin("{}")));
+        let case = Case::new(5, &pipeline(path, &plugin("{}")));
         let out = case.run();
         assert_exit(&out, 2);
         for row in read_bronze(&case.bronze()) {
@@ -771,11 +810,7 @@ async fn a_plugin_that_moves_the_request_elsewhere_never_takes_the_credentials_a
         // guarded path refuses them: exit 2, every row recorded).
         let case = Case::new(
             5,
-            &pipeline(
-                &api.url(),
-                path,
-                &plugin(&format!("{{outbound_hosts: [\"{grant}\"]}}")),
-            ),
+            &pipeline(path, &plugin(&format!("{{outbound_hosts: [\"{grant}\"]}}"))),
         );
         assert_exit(&case.run(), 2);
         assert!(
@@ -795,7 +830,6 @@ async fn a_plugin_that_moves_the_request_elsewhere_never_takes_the_credentials_a
         let case = Case::new(
             5,
             &pipeline(
-                &api.url(),
                 path,
                 &plugin(&format!(
                     "{{outbound_hosts: [\"{grant}\"], forward_credentials: true}}"

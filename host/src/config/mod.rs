@@ -87,6 +87,18 @@ pub struct Pipeline {
     pub warnings: Vec<ConfigError>,
 }
 
+/// A credential header's value, and its token alone when it has a scheme (`Bearer <token>`): an
+/// API that echoes the token back shows it without the scheme.
+fn credential_forms(value: &str) -> Vec<String> {
+    let mut forms = vec![value.to_owned()];
+    if let Some((_, token)) = value.split_once(' ')
+        && token.trim().len() >= 8
+    {
+        forms.push(token.trim().to_owned());
+    }
+    forms
+}
+
 impl Pipeline {
     /// Every secret value a run must keep out of what it writes: the values substituted from
     /// `{{secret...}}`, the credential headers the host adds, and the `auth` section's secrets in
@@ -95,7 +107,11 @@ impl Pipeline {
         self.secrets
             .iter()
             .cloned()
-            .chain(self.credentials.iter().map(|c| c.value.clone()))
+            .chain(
+                self.credentials
+                    .iter()
+                    .flat_map(|c| credential_forms(&c.value)),
+            )
             .chain(self.auth.secret_forms())
             .chain(self.storage_secrets())
             .collect()
@@ -316,6 +332,23 @@ pub(crate) mod tests {
         match run(yaml).1 {
             Ok(_) => vec![],
             Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_header_named_like_a_credential_is_one_however_it_is_written() {
+        let p = load(
+            "endpoint: {base_url: \"http://127.0.0.1:1\", headers: {Authorization: \"Bearer tok-1234567890\", X-Trace: t1, cookie: \"s=1\"}}\n",
+        );
+        // Taken from the headers the chain sees; added by the host after it.
+        let plain: Vec<&str> = p.endpoint.headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(plain, ["X-Trace"]);
+        let credentials: Vec<&str> = p.credentials.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(credentials, ["Authorization", "cookie"]);
+        // Redacted as written and as the token alone (an API may echo the token back).
+        let secrets = p.secret_values();
+        for s in ["Bearer tok-1234567890", "tok-1234567890", "s=1"] {
+            assert!(secrets.iter().any(|v| v == s), "{s}: {secrets:?}");
         }
     }
 

@@ -101,9 +101,14 @@ pub(crate) fn pipeline(
     );
 
     let mut endpoint = endpoint?;
-    // Endpoint headers whose value is a secret are credentials: added by the host after the chain,
-    // for the endpoint's origin only.
-    let (secret, plain): (Vec<_>, Vec<_>) = endpoint.headers.drain(..).partition(|h| h.secret);
+    // Endpoint headers whose value is a secret, or whose name says it carries a credential
+    // (`Authorization`, `X-API-Key`, `Cookie`, ... however the value was written: from `{{env.X}}`
+    // or literally), are credentials: added by the host after the chain, for the endpoint's origin
+    // only, never seen by a plugin.
+    let (secret, plain): (Vec<_>, Vec<_>) = endpoint
+        .headers
+        .drain(..)
+        .partition(|h| h.secret || crate::redact::sensitive_header(&h.name));
     endpoint.headers = plain;
     credentials.splice(
         0..0,
