@@ -267,7 +267,7 @@ const ATTACKS: [(&str, &str, &str, &str); 12] = [
         "resend-forever",
         "{}",
         "{max_requests: 3}",
-        "asked to send the row's request again after 3 requests; limits.max_requests is 3",
+        "asked to send the row's request more than 3 times (limits.max_requests)",
     ),
     (
         "rewrite",

@@ -136,6 +136,8 @@ pub trait Terminal: Send + Sync {
 pub struct Chain {
     layers: Arc<[Arc<dyn Layer>]>,
     endpoint: Option<Origin>,
+    /// The most requests one row may send: the largest `max_requests` of the layers.
+    row_limit: u32,
 }
 
 /// What one row's trip through the chain produced.
@@ -183,6 +185,7 @@ impl Chain {
     /// without layers or in tests).
     pub fn new(layers: Vec<Arc<dyn Layer>>, endpoint: Option<Origin>) -> Self {
         Chain {
+            row_limit: layers.iter().map(|l| l.max_requests()).max().unwrap_or(1),
             layers: layers.into(),
             endpoint,
         }
@@ -234,9 +237,10 @@ impl Chain {
             layer,
             RequestError::of(
                 ErrorKind::Rejected,
+                // The grants are not listed: one may be written with a secret, and this message
+                // reaches the enclosing plugins' error hooks (`validate` shows the grants).
                 format!(
-                    "sent the request to {origin}, which is neither the endpoint's origin ({endpoint}) nor in its grants.outbound_hosts {:?}; not sent",
-                    egress.hosts
+                    "sent the request to {origin}, which is neither the endpoint's origin ({endpoint}) nor in its grants.outbound_hosts; not sent"
                 ),
             ),
         ))
@@ -382,10 +386,10 @@ impl Chain {
     /// Checks a layer's `resend`: within its `limits.max_requests` and its wait cap, and to where
     /// its grants allow if it moved its request.
     ///
-    /// The limit holds for the row, not only for the layer's own sends: a resend is refused once
-    /// the row has reached the network `max_requests` times, whichever layers asked. Otherwise
-    /// plugins nested inside each other would multiply their limits (a retry around two plugins
-    /// that each resend ten times: forty requests for one row).
+    /// A layer's own sends are bounded by its `max_requests`, and the row's by the largest
+    /// `max_requests` of the chain, whichever layers asked: otherwise plugins nested inside each
+    /// other would multiply their limits (a retry around two plugins that each resend: forty
+    /// requests for one row with every limit at ten).
     fn resend(
         &self,
         layer: &dyn Layer,
@@ -394,15 +398,25 @@ impl Chain {
         delay: Duration,
         attempts: u32,
     ) -> Result<Route, RequestError> {
-        let limit = layer.max_requests();
-        if frame.state.sends >= limit || attempts >= limit {
+        if frame.state.sends >= layer.max_requests() {
             return Err(named(
                 layer,
                 RequestError::of(
                     ErrorKind::Rejected,
                     format!(
-                        "asked to send the row's request again after {} requests; limits.max_requests is {limit}",
-                        frame.state.sends.max(attempts)
+                        "asked to send the row's request more than {} times (limits.max_requests)",
+                        layer.max_requests()
+                    ),
+                ),
+            ));
+        }
+        if attempts >= self.row_limit {
+            return Err(named(
+                layer,
+                RequestError::of(
+                    ErrorKind::Rejected,
+                    format!(
+                        "asked to send the row's request again after its {attempts} requests, the most its chain allows (the largest limits.max_requests)"
                     ),
                 ),
             ));

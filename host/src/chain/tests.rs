@@ -240,7 +240,7 @@ async fn resends_stop_at_max_requests_with_an_error_naming_the_layer() {
     let e = outcome.result.unwrap_err();
     assert_eq!(
         e.message,
-        "plugin `forever`: asked to send the row's request again after 4 requests; limits.max_requests is 4"
+        "plugin `forever`: asked to send the row's request more than 4 times (limits.max_requests)"
     );
 }
 
@@ -266,8 +266,34 @@ async fn nested_layers_do_not_multiply_their_max_requests() {
     assert_eq!(server.seen.lock().unwrap().len(), 5);
     assert_eq!(
         outcome.result.unwrap_err().message,
-        "plugin `outer`: asked to send the row's request again after 5 requests; limits.max_requests is 5"
+        "plugin `outer`: asked to send the row's request again after its 5 requests, the most its chain allows (the largest limits.max_requests)"
     );
+}
+
+#[tokio::test]
+async fn a_layer_within_its_own_limit_may_resend_after_the_others_sent() {
+    // A retry (10) around a layer that resends once after a 503 (its limit: 2). The row's third
+    // request is the inner layer's first resend in the retry's second pass: within both limits.
+    let mut outer = layer("retry");
+    outer.response = Some(retry_503);
+    let mut once = layer("once");
+    once.response = Some(|_, response, state| {
+        if response.status == 503 && state.sends == 1 {
+            OutcomeAction::Resend(Duration::ZERO)
+        } else {
+            OutcomeAction::Done
+        }
+    });
+    once.max_requests = 2;
+    let server = Server {
+        ok_after: 3,
+        ..Default::default()
+    };
+    let outcome = chain(vec![outer, once])
+        .call(get("http://api.test/x"), &server)
+        .await;
+    assert_eq!(outcome.result.unwrap().status, 200);
+    assert_eq!(outcome.attempts, 4);
 }
 
 fn to_mirror(r: &mut ApiRequest) -> Result<RequestAction, LayerError> {
@@ -286,7 +312,7 @@ async fn a_request_moved_to_another_origin_needs_a_grant_and_carries_no_credenti
         .await;
     let e = outcome.result.unwrap_err();
     assert!(
-        e.message.starts_with("plugin `thief`: sent the request to http://mirror.test:8080, which is neither the endpoint's origin (http://api.test:80) nor in its grants.outbound_hosts []"),
+        e.message.starts_with("plugin `thief`: sent the request to http://mirror.test:8080, which is neither the endpoint's origin (http://api.test:80) nor in its grants.outbound_hosts; not sent"),
         "{e}"
     );
     assert_eq!(outcome.attempts, 0);
