@@ -30,16 +30,23 @@ fn forms(secret: &str) -> Vec<String> {
     let query: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
     let path = percent_encoding::utf8_percent_encode(secret, crate::api::PATH_SEGMENT).to_string();
     // A URL's host is lowercased when it is parsed (a secret in `base_url`, or in a target a plugin
-    // named, shows up so in the url column and in errors).
-    let lower = secret.to_ascii_lowercase();
+    // named, shows up so in the url column and in errors). Not for a short secret: `Admin` would
+    // also hide the `admin` of `administrator`.
+    let lower = (secret.len() >= LOWERCASED_FROM).then(|| secret.to_ascii_lowercase());
     let mut out = vec![secret.to_owned()];
-    for form in [json, query, path, lower] {
+    for form in [Some(json), Some(query), Some(path), lower]
+        .into_iter()
+        .flatten()
+    {
         if !out.contains(&form) {
             out.push(form);
         }
     }
     out
 }
+
+/// The shortest secret whose lowercased form is searched for too.
+const LOWERCASED_FROM: usize = 8;
 
 /// How many run-time credentials are remembered (a long run renews its token many times; a token
 /// older than the last few is no longer in anything the run reads). Each is searched for in every
@@ -142,7 +149,14 @@ impl Redactor {
                 }
             }
         }
-        json_str_object(merged)
+        // Searched again once joined: a secret with ", " in it may have come in two fields.
+        json_str_object(merged.into_iter().map(|(name, joined)| {
+            let shown = match self.text(&joined) {
+                Cow::Owned(redacted) => redacted,
+                Cow::Borrowed(_) => joined,
+            };
+            (name, shown)
+        }))
     }
 
     /// One header's value as shown: `***` for a sensitive header, else with secrets redacted.
@@ -225,6 +239,12 @@ mod tests {
         assert_eq!(json["h7"], "v7, v100");
         // No repeat: as they came.
         assert_eq!(r.headers(&pairs(&["a", "b"])), r#"{"a":"v0","b":"v1"}"#);
+        // A secret with ", " in it, split over two fields, is found once they are joined.
+        let split = Redactor::new(["tok, en".to_owned()]);
+        assert_eq!(
+            split.headers(&[("x".into(), "tok".into()), ("x".into(), "en".into())]),
+            r#"{"x":"***"}"#
+        );
     }
 
     #[test]
@@ -246,8 +266,10 @@ mod tests {
         r.learn("fresh token+1");
         assert_eq!(r.text("?t=fresh+token%2B1&u=2"), "?t=***&u=2");
         // As a URL's host: lowercased by the parser.
-        let host = Redactor::new(["Us3rS3CRET".to_owned()]);
+        let host = Redactor::new(["Us3rS3CRET".to_owned(), "Admin".to_owned()]);
         let url = url::Url::parse("http://Us3rS3CRET.invalid:1/x").unwrap();
         assert_eq!(host.text(url.as_str()), "http://***.invalid:1/x");
+        // Not a short one: its lowercased form is a common word.
+        assert_eq!(host.text("Admin, administrator"), "***, administrator");
     }
 }

@@ -562,7 +562,7 @@ async fn a_custom_auth_plugin_signs_requests_with_a_key_fetched_through_its_gran
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!(
-            "outbound fetch to http://{} refused: it is not in the plugin's grants.outbound_hosts [\"keys.example.com:443\"]",
+            "outbound fetch to http://{} refused: it is not in the plugin's grants.outbound_hosts",
             server.addr
         )),
         "{stderr}"

@@ -182,6 +182,14 @@ async fn a_header_the_api_repeats_lands_as_one_json_key_with_its_values_in_order
     // loses one value in every reader (Python's json the first, Spark's get_json_object the last).
     let (_server, case) = served(20, "/twice/{id}", "").await;
     assert_exit(&case.run(), 0);
+    // Read back with the parquet reader: one `link` key per row.
+    use arrow::array::AsArray;
+    for batch in bronze_batches(&case.bronze()) {
+        let headers = batch.column(batch.schema().index_of("response_headers").unwrap());
+        for value in headers.as_string::<i32>().iter().flatten() {
+            assert_eq!(value.matches("\"link\":").count(), 1, "{value}");
+        }
+    }
     let Ok(python) = std::env::var("SPARKWASM_PYTHON") else {
         skip_allowed("SPARKWASM_PYTHON (a Python with the deltalake package, the second reader)");
         return;

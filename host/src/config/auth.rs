@@ -297,6 +297,20 @@ const REFRESH_MARGIN_KEY: KeySpec = KeySpec::new(
 );
 
 impl Auth {
+    /// The header the section's credential goes in, if it is a header the config names
+    /// (`authorization`, or an API key's header); a plugin's is not known before it runs.
+    pub fn header_name(&self) -> Option<&str> {
+        match self {
+            Auth::Basic { .. } | Auth::Bearer { .. } | Auth::OAuth2(_) => Some("authorization"),
+            Auth::ApiKey {
+                header,
+                query_param: None,
+                ..
+            } => Some(header),
+            Auth::None | Auth::ApiKey { .. } | Auth::Wasm { .. } => None,
+        }
+    }
+
     /// The section's secret values, as configured and as they travel (form- and percent-encoded,
     /// inside a Basic header): an API that echoes a request shows them encoded.
     pub fn secret_forms(&self) -> Vec<String> {

@@ -22,8 +22,8 @@ pub struct Endpoint {
     /// Path template appended to `base_url`; `{column}` is replaced by the row's value,
     /// percent-encoded as one path segment.
     pub url_path: String,
-    /// Headers sent with every request (those given as secrets are credentials: see
-    /// `Pipeline::credentials`).
+    /// Headers sent with every request (those given as secrets or named like a credential are
+    /// credentials: see `Pipeline::credentials`).
     pub headers: Vec<Header>,
     /// Static query parameters sent with every request, before the mapped columns.
     pub params: Vec<(String, String)>,
@@ -277,10 +277,10 @@ fn response_schema(
     Some(schema)
 }
 
-/// An http(s) URL with a host (a value from a secret is never shown).
 /// A `#` in a request's URL: everything after it is a fragment, which no HTTP client sends.
-const FRAGMENT: &str = "has a `#`: what follows it would never reach the API (a URL's fragment is not sent); write it %23 if it belongs to a value, or put the value in `params` or a header";
+const FRAGMENT: &str = "has a `#`: what follows it would never be sent (a URL's fragment stays with the client); write it %23 if it belongs to a value";
 
+/// An http(s) URL with a host, without a fragment (a value from a secret is never shown).
 pub(crate) fn url(w: &mut Walker, f: Field<'_>) -> Option<url::Url> {
     let text = w.name(Some(f))?;
     match url::Url::parse(&text) {
@@ -361,7 +361,7 @@ mod tests {
     #[test]
     fn a_fragment_is_refused_in_the_url_it_would_cut() {
         // A `#` (as a secret may hold) would cut the URL there: the API would get a part of it.
-        let cut = "has a `#`: what follows it would never reach the API";
+        let cut = "has a `#`: what follows it would never be sent";
         let e = errors("endpoint: {base_url: \"http://x/#a\", url_path: \"/a/{id}?k=v#1\"}\n");
         assert_eq!(e.len(), 2, "{e:#?}");
         assert!(

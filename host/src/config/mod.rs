@@ -68,7 +68,8 @@ pub struct Pipeline {
     /// `plugins`: the trust policy for custom plugins.
     pub plugins: PluginPolicy,
     /// Headers the host adds to every request for the endpoint's origin after the chain: the
-    /// legacy `bearer` / `header_auth` middleware and endpoint headers whose value is a secret.
+    /// legacy `bearer` / `header_auth` middleware and endpoint headers whose value is a secret or
+    /// whose name says they carry a credential (`redact::sensitive_header`).
     pub credentials: Vec<HostCredential>,
     /// `spark`.
     pub spark: Option<Spark>,
@@ -88,16 +89,21 @@ pub struct Pipeline {
 }
 
 /// A credential header's value, and its token alone when it has a scheme (`Bearer <token>`): an
-/// API that echoes the token back shows it without the scheme.
+/// API that echoes the token back shows it without the scheme. A value shorter than
+/// [`CREDENTIAL_FROM`] is not searched for (a `Cookie: lang=en` would hide every `lang=en` of every
+/// body); a header value that came from a secret is searched for as that secret anyway.
 fn credential_forms(value: &str) -> Vec<String> {
-    let mut forms = vec![value.to_owned()];
-    if let Some((_, token)) = value.split_once(' ')
-        && token.trim().len() >= 8
-    {
-        forms.push(token.trim().to_owned());
-    }
-    forms
+    let token = value.split_once(' ').map(|(_, t)| t.trim());
+    [Some(value), token]
+        .into_iter()
+        .flatten()
+        .filter(|v| v.len() >= CREDENTIAL_FROM)
+        .map(str::to_owned)
+        .collect()
 }
+
+/// The shortest credential header value (or token) that is redacted wherever it shows up.
+const CREDENTIAL_FROM: usize = 8;
 
 impl Pipeline {
     /// Every secret value a run must keep out of what it writes: the values substituted from
@@ -338,18 +344,36 @@ pub(crate) mod tests {
     #[test]
     fn a_header_named_like_a_credential_is_one_however_it_is_written() {
         let p = load(
-            "endpoint: {base_url: \"http://127.0.0.1:1\", headers: {Authorization: \"Bearer tok-1234567890\", X-Trace: t1, cookie: \"s=1\"}}\n",
+            "endpoint: {base_url: \"http://127.0.0.1:1\", headers: {Authorization: \"Bearer tok-1234567890\", X-Trace: t1, cookie: \"s=1\", Api-Key: \"key-abcdefgh\"}}\n",
         );
         // Taken from the headers the chain sees; added by the host after it.
         let plain: Vec<&str> = p.endpoint.headers.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(plain, ["X-Trace"]);
         let credentials: Vec<&str> = p.credentials.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(credentials, ["Authorization", "cookie"]);
-        // Redacted as written and as the token alone (an API may echo the token back).
+        assert_eq!(credentials, ["Authorization", "cookie", "Api-Key"]);
+        // Redacted as written and as the token alone (an API may echo the token back); a value too
+        // short to be told from ordinary text is still a credential, but not searched for.
         let secrets = p.secret_values();
-        for s in ["Bearer tok-1234567890", "tok-1234567890", "s=1"] {
+        for s in ["Bearer tok-1234567890", "tok-1234567890", "key-abcdefgh"] {
             assert!(secrets.iter().any(|v| v == s), "{s}: {secrets:?}");
         }
+        assert!(!secrets.iter().any(|v| v == "s=1"), "{secrets:?}");
+    }
+
+    #[test]
+    fn the_auth_sections_header_wins_over_a_fixed_one_and_says_so() {
+        let p = load(
+            "endpoint: {base_url: \"http://127.0.0.1:1\", headers: {Authorization: \"Bearer static-123456789\", X-Api-Key: key-123456789}}\nauth: {type: bearer, token: tok-abcdefghij}\n",
+        );
+        let credentials: Vec<&str> = p.credentials.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(credentials, ["X-Api-Key"]);
+        let warnings: Vec<String> = p.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            warnings.iter().any(|w| w.ends_with(
+                "endpoint.headers.Authorization: has no effect: the auth section sets the `Authorization` header"
+            )),
+            "{warnings:#?}"
+        );
     }
 
     #[test]

@@ -118,6 +118,32 @@ pub(crate) fn pipeline(
             value: h.value,
         }),
     );
+    // The `auth` section's credential wins over a fixed one in the same header (an OAuth2 token
+    // replaced by a static `Authorization` would be refused, renewed and refused again).
+    if let Some(taken) = auth.as_ref().and_then(super::Auth::header_name) {
+        let pos = |from: &str| {
+            let section = if from.starts_with("endpoint") {
+                "endpoint"
+            } else {
+                "middleware"
+            };
+            top.get(section).map(|f| f.node.pos).unwrap_or(root.pos)
+        };
+        credentials.retain(|c| {
+            let clash = c.name.eq_ignore_ascii_case(taken);
+            if clash {
+                warnings.push(ConfigError::new(
+                    &c.from,
+                    pos(&c.from),
+                    format!(
+                        "has no effect: the auth section sets the `{}` header",
+                        c.name
+                    ),
+                ));
+            }
+            !clash
+        });
+    }
     retry_request_limit(&mut middleware);
     // transport.diagnostics: the transport's metadata on every row, from the innermost layer (where
     // the legacy framework put its diagnostics middleware).
