@@ -210,9 +210,11 @@ pub(crate) fn read(
             username: need(w, "username")?,
             password: need(w, "password")?,
         },
-        "bearer" => Auth::Bearer {
-            token: need(w, "token")?,
-        },
+        "bearer" => {
+            let token = need(w, "token")?;
+            header_value(w, a.get("token"), &format!("Bearer {token}"));
+            Auth::Bearer { token }
+        }
         "api_key" => {
             let key = need(w, "api_key");
             let query_param = w.name(a.get("query_param"));
@@ -223,6 +225,14 @@ pub(crate) fn read(
                     f.node.pos,
                     "give header_name or query_param, not both",
                 );
+            }
+            if let (Some(h), Some(f)) = (&header, a.get("header_name"))
+                && http::HeaderName::from_bytes(h.as_bytes()).is_err()
+            {
+                w.error(f.path, f.node.pos, "not a valid header name");
+            }
+            if let (Some(k), None) = (&key, &query_param) {
+                header_value(w, a.get("api_key"), k);
             }
             Auth::ApiKey {
                 key: key?,
@@ -295,6 +305,20 @@ const REFRESH_MARGIN_KEY: KeySpec = KeySpec::new(
     },
     "Renew the plugin's credential this many seconds before it expires.",
 );
+
+/// A credential that cannot be sent as a header value (a line break in a secret, say) is refused
+/// at load, not row by row; the value itself is never quoted.
+fn header_value(w: &mut Walker, f: Option<Field<'_>>, value: &str) {
+    if let Some(f) = f
+        && http::HeaderValue::from_str(value).is_err()
+    {
+        w.error(
+            f.path,
+            f.node.pos,
+            "not a valid HTTP header value (a line break or another control character?)",
+        );
+    }
+}
 
 impl Auth {
     /// The header the section's credential goes in, if it is a header the config names
@@ -385,6 +409,25 @@ mod tests {
         assert_eq!(
             errors("auth: {type: bearer}\n"),
             ["1:7: auth.token: missing required key: token (for auth type bearer)"]
+        );
+    }
+
+    #[test]
+    fn a_credential_that_cannot_be_a_header_is_refused_at_load() {
+        let bad = "not a valid HTTP header value (a line break or another control character?)";
+        assert_eq!(
+            errors("auth: {type: bearer, token: \"t0k\\r\\nX-Evil: 1\"}\n"),
+            [format!("1:29: auth.token: {bad}")]
+        );
+        assert_eq!(
+            errors("auth: {type: api_key, api_key: \"k\\ny\"}\n"),
+            [format!("1:32: auth.api_key: {bad}")]
+        );
+        // In the query it is percent-encoded: any text goes.
+        assert!(errors("auth: {type: api_key, api_key: \"k\\ny\", query_param: key}\n").is_empty());
+        assert_eq!(
+            errors("auth: {type: api_key, api_key: k, header_name: \"X Key\"}\n"),
+            ["1:48: auth.header_name: not a valid header name"]
         );
     }
 
