@@ -58,6 +58,13 @@ fn local(path: &Path) -> crate::store::Location {
     crate::store::Location::Local(path.to_owned())
 }
 
+/// A sink on the local table at `path`, for a run that starts as `resume` says.
+async fn open(path: &Path, resume: &Resume) -> DeltaSink {
+    DeltaSink::open(&local(path), resume, &Default::default())
+        .await
+        .unwrap()
+}
+
 async fn txn(path: &Path, app_id: &str) -> i64 {
     let table = crate::delta::open(&local(path)).await.unwrap().unwrap();
     crate::delta::txn_version(&table, &local(path), app_id)
@@ -76,9 +83,7 @@ async fn each_batch_is_one_commit_and_a_resumed_run_continues_the_count() {
         (first.last_version, first.resuming, first.replace),
         (0, false, false)
     );
-    let mut sink = DeltaSink::open(&local(&path), &first, &Default::default())
-        .await
-        .unwrap();
+    let mut sink = open(&path, &first).await;
     let v1 = sink.commit(&records(0..3, true)).await.unwrap();
     let v2 = sink.commit(&records(3..5, false)).await.unwrap();
     assert_eq!(v2, v1 + 1, "one table version per batch");
@@ -94,9 +99,7 @@ async fn each_batch_is_one_commit_and_a_resumed_run_continues_the_count() {
     // The successful rows are skipped, the failed ones are sent again.
     assert_eq!(second.landed.len(), 3);
     assert!(second.landed.contains("2") && !second.landed.contains("3"));
-    let mut sink = DeltaSink::open(&local(&path), &second, &Default::default())
-        .await
-        .unwrap();
+    let mut sink = open(&path, &second).await;
     sink.commit(&records(3..5, true)).await.unwrap();
     sink.finish().await.unwrap();
     assert_eq!(txn(&path, &second.app_id).await, 3);
@@ -135,9 +138,7 @@ async fn overwrite_replaces_a_finished_run_but_resumes_a_killed_one() {
         first.replace,
         "a new table: the first commit replaces nothing, harmlessly"
     );
-    let mut sink = DeltaSink::open(&local(&path), &first, &Default::default())
-        .await
-        .unwrap();
+    let mut sink = open(&path, &first).await;
     sink.commit(&records(0..4, true)).await.unwrap();
     sink.commit(&records(4..6, true)).await.unwrap();
     sink.finish().await.unwrap();
@@ -149,9 +150,7 @@ async fn overwrite_replaces_a_finished_run_but_resumes_a_killed_one() {
         (2, false, true)
     );
     assert!(second.landed.is_empty());
-    let mut sink = DeltaSink::open(&local(&path), &second, &Default::default())
-        .await
-        .unwrap();
+    let mut sink = open(&path, &second).await;
     sink.commit(&records(0..2, true)).await.unwrap();
     assert_eq!(
         rows(&path).await,
@@ -166,9 +165,7 @@ async fn overwrite_replaces_a_finished_run_but_resumes_a_killed_one() {
         (3, true, false)
     );
     assert_eq!(third.landed.len(), 2);
-    let mut sink = DeltaSink::open(&local(&path), &third, &Default::default())
-        .await
-        .unwrap();
+    let mut sink = open(&path, &third).await;
     sink.commit(&records(2..6, true)).await.unwrap();
     sink.finish().await.unwrap();
     let landed = rows(&path).await;
@@ -183,9 +180,7 @@ async fn data_files_carry_no_dictionary_for_the_columns_that_do_not_repeat() {
     let path = dir.path().join("bronze");
     let p = pipeline(&path, "append");
     let resume = Resume::read(&p).await.unwrap();
-    let mut sink = DeltaSink::open(&local(&path), &resume, &Default::default())
-        .await
-        .unwrap();
+    let mut sink = open(&path, &resume).await;
     let mut batch = records(0..50, true);
     for (i, r) in batch.iter_mut().enumerate() {
         r.method = "GET".into();
