@@ -193,14 +193,9 @@ pub(crate) fn read(
         .collect::<Vec<_>>();
     if let Some(f) = e.get("headers") {
         for h in &headers {
-            if http::HeaderName::from_bytes(h.name.as_bytes()).is_err()
-                || http::HeaderValue::from_str(&h.value).is_err()
-            {
-                w.error(
-                    &format!("{}.{}", f.path, h.name),
-                    f.node.pos,
-                    "not a valid HTTP header",
-                );
+            let path = format!("{}.{}", f.path, h.name);
+            if w.header_name(&path, f.node.pos, &h.name) {
+                w.header_value(&path, f.node.pos, &h.value);
             }
         }
     }

@@ -332,19 +332,13 @@ fn credential_entry(w: &mut Walker, entry: Field<'_>, kind: &str) -> Option<Host
         let value = w.name(f);
         let at = section.get("value")?;
         if let (Some(h), Some(f)) = (&header, section.get("header"))
-            && http::HeaderName::from_bytes(h.as_bytes()).is_err()
+            && !w.header_name(f.path, f.node.pos, h)
         {
-            w.error(
-                f.path,
-                f.node.pos,
-                format!("`{h}` is not a valid header name"),
-            );
             return None;
         }
         (header?, value?, at)
     };
-    if http::HeaderValue::from_str(&value).is_err() {
-        w.error(at.path, at.node.pos, "not a valid HTTP header value");
+    if !w.header_value(at.path, at.node.pos, &value) {
         return None;
     }
     Some(HostCredential {

@@ -70,6 +70,30 @@ impl Walker {
         self.warnings.push(ConfigError::new(path, pos, message));
     }
 
+    /// Whether `name` can be an HTTP header's name; else an error at `path` (the name is not
+    /// quoted: it may come from a secret).
+    pub(crate) fn header_name(&mut self, path: &str, pos: Pos, name: &str) -> bool {
+        let ok = http::HeaderName::from_bytes(name.as_bytes()).is_ok();
+        if !ok {
+            self.error(path, pos, "not a valid header name");
+        }
+        ok
+    }
+
+    /// Whether `value` can be an HTTP header's value (a credential with a line break in it cannot
+    /// be sent: refused here, not row by row); else an error at `path`, the value not quoted.
+    pub(crate) fn header_value(&mut self, path: &str, pos: Pos, value: &str) -> bool {
+        let ok = http::HeaderValue::from_str(value).is_ok();
+        if !ok {
+            self.error(
+                path,
+                pos,
+                "not a valid HTTP header value (a line break or another control character?)",
+            );
+        }
+        ok
+    }
+
     /// Reads a mapping whose keys must be among `keys` (each under any of its spellings). `None` (the
     /// section is absent) reads as an empty section.
     pub(crate) fn section<'a>(
