@@ -222,7 +222,7 @@ async fn retry_gives_up_after_max_attempts_and_says_so() {
 
 /// The ways `plugins/fixtures/hostile` attacks, with its config, its limits and what the row's
 /// error must say.
-const ATTACKS: [(&str, &str, &str, &str); 12] = [
+const ATTACKS: [(&str, &str, &str, &str); 13] = [
     (
         "spin",
         "{}",
@@ -236,6 +236,13 @@ const ATTACKS: [(&str, &str, &str, &str); 12] = [
         "out of memory in on-request: its cap is 16 MiB",
     ),
     ("trap", "{}", "{}", "hostile plugin panics on purpose"),
+    // A hook runs first on the worker's own stack: the guest's stack limit holds there too.
+    (
+        "recurse",
+        "{}",
+        "{}",
+        "trapped in on-request: wasm trap: call stack exhausted",
+    ),
     (
         "bad-result",
         "{}",
@@ -371,7 +378,7 @@ async fn a_hostile_plugin_among_healthy_rows_fails_exactly_its_rows() {
         }
         // A guest that trapped is replaced by a fresh instance; one that only broke a rule or
         // returned an error is reused. Either way a few instances serve the run, not one per row.
-        let trapped = matches!(mode, "spin" | "grow" | "trap" | "bad-result");
+        let trapped = matches!(mode, "spin" | "grow" | "trap" | "bad-result" | "recurse");
         if trapped {
             assert!(
                 instances.len() > 1,
@@ -429,6 +436,34 @@ async fn a_spinning_plugin_does_not_starve_the_healthy_rows_on_its_worker() {
                 .unwrap_or_default()
                 .contains("ran past its deadline of 4000 ms")
     }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hook_preempted_on_the_workers_stack_runs_again_and_its_edits_count_once() {
+    // A hook is first called on the worker's own stack. slow-edit edits the response's metadata,
+    // its note on the row and the log, then computes for 30 ms: past its slice, so the call is
+    // preempted and the hook runs again from its start on a fiber. What the first run changed must
+    // be gone: every row shows each edit once (`+`, never `++`), and the log one line per row.
+    let (_server, case) = served(
+        6,
+        "/echo/{id}",
+        &format!(
+            "execution: {{partitions: 1, concurrency_limit: 2}}\n{}",
+            custom(&guest("hostile.wasm"), "{mode: slow-edit, ms: 30}", "{}")
+        ),
+    )
+    .await;
+    let out = case.run();
+    assert_exit(&out, 0);
+    let rows = read_bronze(&case.bronze());
+    assert_eq!(rows.len(), 6);
+    for row in &rows {
+        let meta = json(&row.response_metadata);
+        assert_eq!(meta["edits"], "+", "row {}: {meta}", row.request_id);
+        assert_eq!(meta["note"], "1+", "row {}: {meta}", row.request_id);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("slow-edit http").count(), 6, "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -875,11 +910,11 @@ async fn validate_shows_each_plugin_with_its_digest_contract_limits_and_grants()
     let text = String::from_utf8_lossy(&out.stdout);
     let retry = sha256_of(&Path::new(env!("SPARKWASM_PLUGIN_DIR")).join("retry.wasm"));
     assert!(
-        text.contains("plugin `retry` (built-in, ") && text.contains(&format!("sha256 {retry}, sparkwasm:plugin/middleware@1.0.0, hooks on-response on-error; limits: memory 32 MiB, 1000 ms per call, 12 requests per row")),
+        text.contains("plugin `retry` (built-in, ") && text.contains(&format!("sha256 {retry}, sparkwasm:plugin/middleware@1.0.0, hooks on-response on-error (called on the stack); limits: memory 32 MiB, 1000 ms per call, 12 requests per row")),
         "{text}"
     );
     assert!(
-        text.contains(&format!("sha256 {}, sparkwasm:plugin/middleware@1.0.0, hooks on-request on-response; limits: memory 16 MiB, 1000 ms per call, 2 requests per row", sha256_of(&hostile)))
+        text.contains(&format!("sha256 {}, sparkwasm:plugin/middleware@1.0.0, hooks on-request on-response (called on the stack); limits: memory 16 MiB, 1000 ms per call, 2 requests per row", sha256_of(&hostile)))
             && text.contains("grants: outbound_hosts [\"mirror.example.com:443\"]"),
         "{text}"
     );

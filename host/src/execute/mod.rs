@@ -34,6 +34,9 @@ use crate::source::{RowStream, RowView, SourceError};
 use end::ChainEnd;
 use render::{RenderError, RequestPlan};
 
+/// A worker thread's stack (reserved, touched as used).
+const WORKER_STACK: usize = 4 << 20;
+
 /// How a run's rows are spread over threads: partition `p` runs on worker `p % workers`, each
 /// partition with `concurrency_limit` consumers (requests in flight).
 #[derive(Clone, Debug)]
@@ -174,6 +177,9 @@ pub async fn run(
         done.push(finished_rx);
         std::thread::Builder::new()
             .name(format!("sparkwasm-worker-{}", index + 1))
+            // Plugin hooks run on this stack (see plugin::stack): wasmtime lets a guest use 512
+            // KiB of it below the call, and the host's frames need room around that.
+            .stack_size(WORKER_STACK)
             .spawn(move || {
                 let _ = finished.send(worker(index + 1, mine, consumers, work, warm, results));
             })

@@ -50,17 +50,155 @@ pub(super) const MIDDLEWARE_EXPORT: &str = "sparkwasm:plugin/handler@1.0.0";
 /// The export that tells an auth plugin of this contract.
 pub(super) const AUTH_EXPORT: &str = "sparkwasm:plugin/authenticator@1.0.0";
 
-/// Adds the host's side of the contract (and WASI, whose calls the sandbox answers) to a linker.
+/// Adds the host's side of the contract (and WASI, whose calls the sandbox answers) to the linkers
+/// of the two worlds, and to `on_stack`: the middleware's linker for calls on the worker's own
+/// stack, in which every WASI function that may wait preempts the call instead.
 pub(super) fn link(
     middleware: &mut wasmtime::component::Linker<PluginState>,
+    on_stack: &mut wasmtime::component::Linker<PluginState>,
     auth: &mut wasmtime::component::Linker<PluginState>,
 ) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
-    wasmtime_wasi::p2::add_to_linker_async(middleware)?;
-    Middleware::add_to_linker::<_, HasSelf<PluginState>>(middleware, |s| s)?;
+    for linker in [&mut *middleware, &mut *on_stack] {
+        wasmtime_wasi::p2::add_to_linker_async(linker)?;
+        Middleware::add_to_linker::<_, HasSelf<PluginState>>(linker, |s| s)?;
+    }
+    never_wait(on_stack)?;
     wasmtime_wasi::p2::add_to_linker_async(auth)?;
     Auth::add_to_linker::<_, HasSelf<PluginState>>(auth, |s| s)?;
     Ok(())
+}
+
+/// The WASI version wasmtime-wasi defines its interfaces at (a guest's import of an earlier 0.2.x
+/// resolves to it).
+const WASI: &str = "0.2.12";
+
+/// The WASI functions that may wait, by interface: the ones wasmtime-wasi defines `async`.
+const MAY_WAIT: &[(&str, &[&str])] = &[
+    (
+        "wasi:io/poll",
+        &["poll", "[method]pollable.block", "[method]pollable.ready"],
+    ),
+    (
+        "wasi:io/streams",
+        &[
+            "[method]input-stream.blocking-read",
+            "[method]input-stream.blocking-skip",
+            "[method]output-stream.blocking-splice",
+            "[method]output-stream.blocking-flush",
+            "[method]output-stream.blocking-write-and-flush",
+            "[method]output-stream.blocking-write-zeroes-and-flush",
+        ],
+    ),
+    (
+        "wasi:filesystem/types",
+        &[
+            "[method]descriptor.advise",
+            "[method]descriptor.create-directory-at",
+            "[method]descriptor.get-flags",
+            "[method]descriptor.get-type",
+            "[method]descriptor.is-same-object",
+            "[method]descriptor.link-at",
+            "[method]descriptor.metadata-hash",
+            "[method]descriptor.metadata-hash-at",
+            "[method]descriptor.open-at",
+            "[method]descriptor.read",
+            "[method]descriptor.read-directory",
+            "[method]descriptor.readlink-at",
+            "[method]descriptor.remove-directory-at",
+            "[method]descriptor.rename-at",
+            "[method]descriptor.set-size",
+            "[method]descriptor.set-times",
+            "[method]descriptor.set-times-at",
+            "[method]descriptor.stat",
+            "[method]descriptor.stat-at",
+            "[method]descriptor.symlink-at",
+            "[method]descriptor.sync",
+            "[method]descriptor.sync-data",
+            "[method]descriptor.unlink-file-at",
+            "[method]descriptor.write",
+            "[method]directory-entry-stream.read-directory-entry",
+        ],
+    ),
+    ("wasi:sockets/udp-create-socket", &["create-udp-socket"]),
+    (
+        "wasi:sockets/tcp",
+        &[
+            "[method]tcp-socket.start-bind",
+            "[method]tcp-socket.start-listen",
+        ],
+    ),
+    (
+        "wasi:sockets/udp",
+        &["[method]udp-socket.start-bind", "[method]udp-socket.stream"],
+    ),
+];
+
+/// Replaces, in a linker that has WASI, every function that may wait by one that preempts the call
+/// (it runs again on a fiber, where the wait is allowed and bounded), and the streams' destructors
+/// by synchronous ones: no import is left `async`, so a call needs no fiber. Should wasmtime-wasi
+/// add a waiting function this list misses, the instance would need a fiber; `fast` then finds the
+/// plugin cannot be called on the stack, and calls it on fibers only.
+fn never_wait(linker: &mut wasmtime::component::Linker<PluginState>) -> wasmtime::Result<()> {
+    use wasmtime::component::{Resource, ResourceType};
+    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+    linker.allow_shadowing(true);
+    for (interface, functions) in MAY_WAIT {
+        let mut instance = linker.instance(&format!("{interface}@{WASI}"))?;
+        for function in *functions {
+            instance.func_new(function, preempt)?;
+        }
+    }
+    let mut streams = linker.instance(&format!("wasi:io/streams@{WASI}"))?;
+    streams.resource(
+        "input-stream",
+        ResourceType::host::<DynInputStream>(),
+        |mut store, rep| {
+            let stream = Resource::<DynInputStream>::new_own(rep);
+            drop(store.data_mut().table.delete(stream)?);
+            Ok(())
+        },
+    )?;
+    streams.resource(
+        "output-stream",
+        ResourceType::host::<DynOutputStream>(),
+        |mut store, rep| {
+            let stream = Resource::<DynOutputStream>::new_own(rep);
+            drop(store.data_mut().table.delete(stream)?);
+            Ok(())
+        },
+    )?;
+    // A UDP socket's outgoing stream has an async destructor and a type wasmtime-wasi keeps
+    // private. None can exist in a call on the stack (making a UDP socket, or its streams,
+    // preempts it), so a stand-in type takes its place, and its methods preempt too.
+    let mut udp = linker.instance(&format!("wasi:sockets/udp@{WASI}"))?;
+    udp.resource(
+        "outgoing-datagram-stream",
+        ResourceType::host::<NoDatagramStream>(),
+        |_, _| Ok(()),
+    )?;
+    for method in ["check-send", "send", "subscribe"] {
+        udp.func_new(
+            &format!("[method]outgoing-datagram-stream.{method}"),
+            preempt,
+        )?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Stands in for a UDP socket's outgoing stream in the linker of calls on the stack (never made).
+struct NoDatagramStream;
+
+/// A WASI function that would wait, called on the stack: the call is preempted.
+fn preempt(
+    mut store: wasmtime::StoreContextMut<'_, PluginState>,
+    _: wasmtime::component::types::ComponentFunc,
+    _: &[wasmtime::component::Val],
+    _: &mut [wasmtime::component::Val],
+) -> wasmtime::Result<()> {
+    store.data_mut().budget.preempted = true;
+    Err(wasmtime::Error::msg("preempted: would wait in WASI"))
 }
 
 pub(super) fn to_wit_kind(kind: ErrorKind) -> WitKind {

@@ -1,7 +1,9 @@
 //! What one call into a guest may spend: guest running time (the CPU deadline, `limits.timeout_ms`,
 //! counted at each epoch tick), and wall time outside its waits (a guest blocked in a WASI call,
-//! where epochs are not checked). A guest that holds its worker thread for half a tick gives it to
-//! the other rows (an async yield), so a spinning plugin slows its own rows, not its neighbours'.
+//! where epochs are not checked). A guest on a fiber that holds its worker thread for half a tick
+//! gives it to the other rows (an async yield), so a spinning plugin slows its own rows, not its
+//! neighbours'. A hook called on the worker's own stack (see `stack`) cannot yield: once it has
+//! held the thread for a [`SLICE`] it is preempted, and runs again on a fiber.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +17,22 @@ use super::sandbox::{PluginInfo, PluginState};
 /// How often the epoch advances: the granularity of the CPU deadline, and how long a busy guest runs
 /// before it yields its thread to other rows.
 pub(super) const TICK: Duration = Duration::from_millis(2);
+
+/// How many epoch ticks a call on the worker's own stack may see before it is preempted: it held
+/// the thread for 2-4 ms (ticks come every [`TICK`]; the first may come right after it began).
+pub(super) const SLICE: u32 = 2;
+
+/// Where a call runs, for the epoch callback.
+#[derive(Clone, Copy)]
+enum On {
+    /// On a fiber: it yields every half tick and has its deadline.
+    Fiber,
+    /// A hook on the worker's stack: preempted at the epoch tick that leaves none (no clock is
+    /// read to arm it; the deadline is kept by the run on a fiber that follows a preemption).
+    Stack { ticks_left: u32 },
+    /// Loading on the stack: its deadline only.
+    Load,
+}
 
 /// The budget state of the call in progress.
 pub(super) struct Budget {
@@ -30,6 +48,10 @@ pub(super) struct Budget {
     waits: Arc<Waits>,
     /// Set when the deadline stopped the guest.
     pub deadline_hit: bool,
+    /// Where the call runs.
+    on: On,
+    /// Set when the call was preempted: it held the thread past its slice, or would have waited.
+    pub preempted: bool,
 }
 
 impl Default for Budget {
@@ -41,6 +63,8 @@ impl Default for Budget {
             holding_since: now,
             waits: Arc::default(),
             deadline_hit: false,
+            on: On::Fiber,
+            preempted: false,
         }
     }
 }
@@ -53,6 +77,7 @@ impl Budget {
         self.holding_since = self.last_check;
         self.waits.reset();
         self.deadline_hit = false;
+        self.preempted = false;
     }
 
     /// Books the guest's running time up to `now`. A slice longer than two ticks means the guest
@@ -69,11 +94,24 @@ pub(super) fn install(store: &mut Store<PluginState>, info: &PluginInfo) {
     let limit = Duration::from_millis(info.limits.timeout_ms);
     store.epoch_deadline_callback(move |mut cx| {
         let b = &mut cx.data_mut().budget;
+        if let On::Stack { ticks_left } = &mut b.on {
+            if *ticks_left <= 1 {
+                b.preempted = true;
+                return Err(wasmtime::Error::msg(
+                    "preempted: held its thread past its slice",
+                ));
+            }
+            *ticks_left -= 1;
+            return Ok(UpdateDeadline::Continue(1));
+        }
         let now = Instant::now();
         b.book_run(now);
         if b.ran > limit {
             b.deadline_hit = true;
             return Err(wasmtime::Error::msg("deadline"));
+        }
+        if let On::Load = b.on {
+            return Ok(UpdateDeadline::Continue(1));
         }
         if now - b.holding_since >= TICK / 2 {
             b.holding_since = now;
@@ -90,9 +128,27 @@ pub(super) fn install(store: &mut Store<PluginState>, info: &PluginInfo) {
     });
 }
 
-/// Readies a store for a call: the budget reset, the first epoch check one tick away.
+/// Readies a store for a call on a fiber: the budget reset, the first epoch check one tick away.
 pub(super) fn arm(store: &mut Store<PluginState>) {
     store.data_mut().budget.begin();
+    store.data_mut().budget.on = On::Fiber;
+    store.set_epoch_deadline(1);
+}
+
+/// Readies a store for a hook on the worker's own stack, preempted after [`SLICE`] ticks. Reads no
+/// clock: this is on every hook's path.
+pub(super) fn arm_on_stack(store: &mut Store<PluginState>) {
+    let b = &mut store.data_mut().budget;
+    b.preempted = false;
+    b.deadline_hit = false;
+    b.on = On::Stack { ticks_left: SLICE };
+    store.set_epoch_deadline(1);
+}
+
+/// Readies a store for loading on the stack (instantiation, `init`): its deadline, no preemption.
+pub(super) fn arm_to_load(store: &mut Store<PluginState>) {
+    store.data_mut().budget.begin();
+    store.data_mut().budget.on = On::Load;
     store.set_epoch_deadline(1);
 }
 

@@ -196,14 +196,26 @@ impl<C: Contract> WasmPlugin<C> {
         }
     }
 
-    /// A fresh instance, initialised (its `init` export run once), and what `init` answered.
-    pub(crate) async fn instantiate(&self) -> Result<(Instance<C>, C::Init), String> {
+    /// The plugin's pre-instantiated component.
+    pub(crate) fn pre(&self) -> &C::Pre {
+        &self.pre
+    }
+
+    /// A store for a new instance: the sandbox's data, the memory cap, the budget's callback.
+    pub(crate) fn store(&self) -> Store<PluginState> {
         let info = &self.info;
         let mut store = Store::new(&self.engine, PluginState::new(info));
         store.limiter(|s| &mut s.memory);
         // What the host allocates for one guest-to-host call's arguments, at most.
         store.set_hostcall_fuel((info.limits.memory_mb as usize) << 20);
         budget::install(&mut store, info);
+        store
+    }
+
+    /// A fresh instance, initialised (its `init` export run once), and what `init` answered.
+    pub(crate) async fn instantiate(&self) -> Result<(Instance<C>, C::Init), String> {
+        let info = &self.info;
+        let mut store = self.store();
         budget::arm(&mut store);
         let bound = watchdog(store.data());
         let guest = match bound.run(C::instantiate(&self.pre, &mut store)).await {

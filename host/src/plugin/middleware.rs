@@ -8,15 +8,19 @@ use futures::future::BoxFuture;
 
 use super::bindings::{self, WitAction, WitOutcome, from_wit_error, to_wit_error};
 use super::budget::{self, describe_failure, stuck, watchdog};
-use super::instance::{Lease, MiddlewareWorld, WasmPlugin};
+use super::instance::{Contract, Lease, MiddlewareWorld, WasmPlugin};
 use super::resources;
 use super::sandbox::PluginState;
+use super::services::write_log;
+use super::stack::OnStack;
 use crate::api::{ApiRequest, ApiResponse, ErrorKind, RequestError};
 use crate::chain::{Egress, Hooks, Layer, LayerError, LayerState, OutcomeAction, RequestAction};
 
 /// A loaded middleware plugin.
 pub(super) struct WasmMiddleware {
     pub plugin: WasmPlugin<MiddlewareWorld>,
+    /// Where each hook is called first; `None` if the plugin cannot be called on the stack.
+    pub on_stack: Option<OnStack>,
     pub hooks: Hooks,
 }
 
@@ -47,18 +51,21 @@ impl WasmMiddleware {
         Ok(lease)
     }
 
-    /// Ends a hook: the layer state goes back to the row; the instance goes back to the pool
-    /// unless the call failed (then it is discarded and the failure described). A rule the call
-    /// broke fails the row.
-    fn finish<T>(
+    /// Ends a hook: the layer state goes back to the row, the call's log lines are written; the
+    /// instance goes back to the pool unless the call failed (then it is discarded and the failure
+    /// described). A rule the call broke fails the row.
+    fn finish<C: Contract, T>(
         &self,
-        mut lease: Lease<'_, MiddlewareWorld>,
+        mut lease: Lease<'_, C>,
         state: &mut LayerState,
         result: Option<wasmtime::Result<T>>,
         during: &str,
     ) -> Result<T, LayerError> {
         let data = lease.instance().store.data_mut();
         *state = data.end_call();
+        for (level, line) in std::mem::take(&mut data.call.logs) {
+            write_log(&self.plugin.info.name, level, &line);
+        }
         let violation = data.call.violation.take();
         let value = match result {
             None => return Err(failed(stuck(&self.plugin.info, during))),
@@ -75,11 +82,49 @@ impl WasmMiddleware {
         }
     }
 
+    /// `on-request` on the stack; `None` if it was not called there or was preempted (the row is
+    /// as it was).
+    async fn request_on_stack(
+        &self,
+        request: &mut Arc<ApiRequest>,
+        state: &mut LayerState,
+    ) -> Result<Option<RequestAction>, LayerError> {
+        let Some(stack) = &self.on_stack else {
+            return Ok(None);
+        };
+        let Some(mut lease) = stack.begin(state).await else {
+            return Ok(None);
+        };
+        let instance = lease.instance();
+        let store = &mut instance.store;
+        let lent = resources::lend_request(store.data_mut(), request.clone());
+        let result = instance.guest.on_request.call(&mut *store, (lent,));
+        let taken = resources::take_request(store.data_mut());
+        if stack.preempted(&mut lease, state) {
+            return Ok(None);
+        }
+        let store = &mut lease.instance().store;
+        let result = result.and_then(|(answer,)| match answer {
+            Ok(WitAction::Continue) => Ok(Ok(RequestAction::Continue)),
+            Ok(WitAction::Respond(own)) => resources::take_own_response(store.data_mut(), own)
+                .map(|r| Ok(RequestAction::Respond(r))),
+            Err(e) => Ok(Err(e)),
+        });
+        let action = self
+            .finish(lease, state, Some(result), "on-request")?
+            .map_err(from_wit_error)?;
+        *request = taken.ok_or_else(lost)?;
+        Ok(Some(action))
+    }
+
     async fn request_hook(
         &self,
         request: &mut Arc<ApiRequest>,
         state: &mut LayerState,
     ) -> Result<RequestAction, LayerError> {
+        if let Some(action) = self.request_on_stack(request, state).await? {
+            return Ok(action);
+        }
         let mut lease = self.begin(state).await?;
         let instance = lease.instance();
         let store = &mut instance.store;
@@ -109,12 +154,52 @@ impl WasmMiddleware {
         Ok(action)
     }
 
+    /// `on-response` on the stack; `None` if it was not called there or was preempted (the row's
+    /// request, response and state are as they were).
+    async fn response_on_stack(
+        &self,
+        request: &mut Arc<ApiRequest>,
+        response: &mut ApiResponse,
+        state: &mut LayerState,
+    ) -> Result<Option<OutcomeAction>, LayerError> {
+        let Some(stack) = &self.on_stack else {
+            return Ok(None);
+        };
+        let Some(mut lease) = stack.begin(state).await else {
+            return Ok(None);
+        };
+        let instance = lease.instance();
+        let store = &mut instance.store;
+        let lent = resources::lend_request(store.data_mut(), request.clone());
+        let lent_response = resources::lend_response(store.data_mut(), std::mem::take(response));
+        let result = instance
+            .guest
+            .on_response
+            .call(&mut *store, (lent, lent_response));
+        let taken = resources::take_request(store.data_mut());
+        let taken_response = resources::take_response(store.data_mut());
+        let before = store.data_mut().call.response_before.take();
+        if stack.preempted(&mut lease, state) {
+            *response = before.or(taken_response).ok_or_else(lost)?;
+            return Ok(None);
+        }
+        let store = &mut lease.instance().store;
+        let result = result.and_then(|(action,)| outcome(store.data_mut(), action));
+        let action = self.finish(lease, state, Some(result), "on-response")?;
+        *request = taken.ok_or_else(lost)?;
+        *response = taken_response.ok_or_else(lost)?;
+        Ok(Some(action))
+    }
+
     async fn response_hook(
         &self,
         request: &mut Arc<ApiRequest>,
         response: &mut ApiResponse,
         state: &mut LayerState,
     ) -> Result<OutcomeAction, LayerError> {
+        if let Some(action) = self.response_on_stack(request, response, state).await? {
+            return Ok(action);
+        }
         let mut lease = self.begin(state).await?;
         let instance = lease.instance();
         let store = &mut instance.store;
@@ -136,33 +221,70 @@ impl WasmMiddleware {
         Ok(action)
     }
 
+    /// `on-error` on the stack; `None` if it was not called there or was preempted.
+    async fn error_on_stack(
+        &self,
+        request: &mut Arc<ApiRequest>,
+        error: &RequestError,
+        state: &mut LayerState,
+    ) -> Result<Option<OutcomeAction>, LayerError> {
+        let Some(stack) = &self.on_stack else {
+            return Ok(None);
+        };
+        let Some(mut lease) = stack.begin(state).await else {
+            return Ok(None);
+        };
+        let instance = lease.instance();
+        let store = &mut instance.store;
+        let lent = resources::lend_request(store.data_mut(), request.clone());
+        let result = instance
+            .guest
+            .on_error
+            .call(&mut *store, (lent, to_wit_error(error.clone())));
+        let taken = resources::take_request(store.data_mut());
+        if stack.preempted(&mut lease, state) {
+            return Ok(None);
+        }
+        let store = &mut lease.instance().store;
+        let result = result.and_then(|(action,)| outcome(store.data_mut(), action));
+        let action = self.finish(lease, state, Some(result), "on-error")?;
+        *request = taken.ok_or_else(lost)?;
+        Ok(Some(action))
+    }
+
     async fn error_hook(
         &self,
         request: &mut Arc<ApiRequest>,
         error: RequestError,
         state: &mut LayerState,
     ) -> Result<OutcomeAction, LayerError> {
+        if let Some(action) = self.error_on_stack(request, &error, state).await? {
+            return Ok(passed_on(action, error));
+        }
         let mut lease = self.begin(state).await?;
         let instance = lease.instance();
         let store = &mut instance.store;
         let lent = resources::lend_request(store.data_mut(), request.clone());
-        let incoming = error.clone();
         let result = watchdog(store.data())
             .run(instance.guest.sparkwasm_plugin_handler().call_on_error(
                 &mut *store,
                 lent,
-                &to_wit_error(error),
+                &to_wit_error(error.clone()),
             ))
             .await;
         let taken = resources::take_request(store.data_mut());
         let result = result.map(|r| r.and_then(|action| outcome(store.data_mut(), action)));
         let action = self.finish(lease, state, result, "on-error")?;
         *request = taken.ok_or_else(lost)?;
-        Ok(match action {
-            // `done` after an error passes it on.
-            OutcomeAction::Done => OutcomeAction::Fail(incoming),
-            other => other,
-        })
+        Ok(passed_on(action, error))
+    }
+}
+
+/// `done` after an error passes it on.
+fn passed_on(action: OutcomeAction, error: RequestError) -> OutcomeAction {
+    match action {
+        OutcomeAction::Done => OutcomeAction::Fail(error),
+        other => other,
     }
 }
 

@@ -8,7 +8,8 @@
 //! - [`component`]: once per plugin: bytes, digest, compilation, the world check, pre-instantiation;
 //! - [`instance`]: per worker thread: the pools of initialised instances;
 //! - [`sandbox`]: per instance: the store's data, its WASI context and memory cap;
-//! - [`budget`]: per call: the CPU deadline, the yields, the wall bound;
+//! - [`budget`]: per call: the CPU deadline, the yields, the wall bound, the slice;
+//! - [`stack`]: middleware hooks called on the worker's own stack, preempted to a fiber;
 //! - [`bindings`]: the contract's generated bindings (private), [`resources`] and [`services`]: the
 //!   host's side of it;
 //! - [`middleware`] and [`auth`]: the two worlds as the rest of the host sees them;
@@ -28,6 +29,7 @@ pub mod registry;
 mod resources;
 mod sandbox;
 mod services;
+mod stack;
 pub mod trust;
 
 use std::fmt;
@@ -72,6 +74,8 @@ pub struct PluginSummary {
     pub world: World,
     /// The hooks a middleware asked for (`None` for an auth plugin).
     pub hooks: Option<Hooks>,
+    /// A middleware's hooks are called on the worker's stack (else on fibers only).
+    pub on_stack: bool,
     /// What it may use.
     pub limits: PluginLimits,
     /// Where it may send requests.
@@ -131,7 +135,8 @@ impl fmt::Display for PluginSummary {
             } else {
                 names.join(" ")
             };
-            write!(f, ", hooks {names}")?;
+            let on = if self.on_stack { "the stack" } else { "fibers" };
+            write!(f, ", hooks {names} (called on {on})")?;
         }
         let l = &self.limits;
         write!(
@@ -202,15 +207,17 @@ pub async fn load(
         message,
     };
     let shards = pools.max(1);
-    // Each plugin: at most PER_WORKER instances alive per worker pool, plus the one made at load.
-    let instances = u32::try_from(specs.len() * shards * (PER_WORKER + 1) + 8)
+    // Each plugin: at most PER_WORKER instances alive per worker pool, plus the one made at load;
+    // a middleware's stack pool one per worker pool (its calls never overlap), plus one.
+    let instances = u32::try_from(specs.len() * (shards * (PER_WORKER + 2) + 1) + 8)
         .map_err(|_| host_error("too many plugins for the instance pool".into()))?;
     let memory_mb = specs.iter().map(|s| s.limits.memory_mb).max().unwrap_or(32);
     let (engine, cache) = engine::start(instances, memory_mb)
         .map_err(|e| host_error(format!("cannot start the WASM engine: {e:#}")))?;
     let mut middleware_linker = wasmtime::component::Linker::new(&engine);
+    let mut stack_linker = wasmtime::component::Linker::new(&engine);
     let mut auth_linker = wasmtime::component::Linker::new(&engine);
-    bindings::link(&mut middleware_linker, &mut auth_linker)
+    bindings::link(&mut middleware_linker, &mut stack_linker, &mut auth_linker)
         .map_err(|e| host_error(format!("cannot link the host interfaces: {e:#}")))?;
     let trust = trust::Trust::for_pipeline(
         &pipeline.plugins.trusted_keys,
@@ -260,6 +267,7 @@ pub async fn load(
             size: prepared.size,
             world,
             hooks,
+            on_stack: false,
             limits: spec.limits,
             egress: info.egress.clone(),
             env: spec.grants.env.clone(),
@@ -303,12 +311,23 @@ pub async fn load(
             .await
             .map_err(fail)?;
             let hooks = middleware::hooks(asked);
-            plugins
-                .summaries
-                .push(summary(&prepared, World::Middleware, Some(hooks)));
-            plugins
-                .layers
-                .push(Arc::new(middleware::WasmMiddleware { plugin, hooks }));
+            let component = plugin.pre().instance_pre().component();
+            let on_stack =
+                match stack::OnStack::new(&info, &engine, &stack_linker, component, shards) {
+                    Ok(on_stack) => Some(on_stack),
+                    Err(why) => {
+                        tracing::debug!(plugin = %spec.name, "its hooks run on fibers only: {why}");
+                        None
+                    }
+                };
+            let mut summary = summary(&prepared, World::Middleware, Some(hooks));
+            summary.on_stack = on_stack.is_some();
+            plugins.summaries.push(summary);
+            plugins.layers.push(Arc::new(middleware::WasmMiddleware {
+                plugin,
+                on_stack,
+                hooks,
+            }));
         }
         let s = plugins.summaries.last_mut().expect("just pushed");
         // A grant may be written with a secret in it: the summary (logged, printed by `validate`,

@@ -112,11 +112,13 @@ impl PluginState {
 
     fn response_mut(&mut self, r: &Resource<ApiResponse>) -> wasmtime::Result<&mut ApiResponse> {
         if r.rep() == LENT {
-            return self
-                .call
-                .response
-                .as_mut()
-                .ok_or_else(|| not_lent("response"));
+            let call = &mut self.call;
+            let response = call.response.as_mut().ok_or_else(|| not_lent("response"))?;
+            if call.on_stack && call.response_before.is_none() {
+                // Kept for a preempted call's second run, which must see the response unchanged.
+                call.response_before = Some(response.clone());
+            }
+            return Ok(response);
         }
         Ok(self.table.get_mut(r)?)
     }
@@ -294,6 +296,10 @@ impl types::HostRequest for PluginState {
         key: String,
         value: String,
     ) -> wasmtime::Result<()> {
+        if self.call.on_stack && self.call.scratch_before.is_none() {
+            // Kept for a preempted call's second run.
+            self.call.scratch_before = Some(self.call.layer.scratch.clone());
+        }
         let scratch = &mut self.call.layer.scratch;
         if key.len() + value.len() > MAX_SCRATCH {
             self.violate(format!(

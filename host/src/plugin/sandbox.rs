@@ -55,6 +55,15 @@ pub(super) struct CallState {
     pub violation: Option<String>,
     /// Outbound fetches made by the call (auth plugins).
     pub fetches: u32,
+    /// The call runs on the worker's own stack and may be preempted and run again on a fiber:
+    /// what it would change for good is kept until it returns (see `fast`).
+    pub on_stack: bool,
+    /// The lent response as it was before the call's first edit (a call on the stack).
+    pub response_before: Option<crate::api::ApiResponse>,
+    /// The layer's notes as they were before the call's first edit (a call on the stack).
+    pub scratch_before: Option<Vec<(String, String)>>,
+    /// What the call logged (a call on the stack): written once it returns, dropped if preempted.
+    pub logs: Vec<(super::bindings::host::Level, String)>,
 }
 
 /// A store's data.

@@ -21,19 +21,28 @@ fn log_enabled(level: host::Level) -> bool {
     }
 }
 
+/// Writes a plugin's log line (already redacted) under its name.
+pub(super) fn write_log(plugin: &str, level: host::Level, message: &str) {
+    match level {
+        host::Level::Trace => tracing::trace!(plugin, "{message}"),
+        host::Level::Debug => tracing::debug!(plugin, "{message}"),
+        host::Level::Info => tracing::info!(plugin, "{message}"),
+        host::Level::Warn => tracing::warn!(plugin, "{message}"),
+        host::Level::Error => tracing::error!(plugin, "{message}"),
+    }
+}
+
 impl host::Host for PluginState {
     fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
         if !log_enabled(level) {
             return Ok(());
         }
-        let plugin = self.info.name.as_str();
         let message = self.info.redactor.text(&message);
-        match level {
-            host::Level::Trace => tracing::trace!(plugin, "{message}"),
-            host::Level::Debug => tracing::debug!(plugin, "{message}"),
-            host::Level::Info => tracing::info!(plugin, "{message}"),
-            host::Level::Warn => tracing::warn!(plugin, "{message}"),
-            host::Level::Error => tracing::error!(plugin, "{message}"),
+        if self.call.on_stack {
+            // A preempted call runs again on a fiber: its lines are written once it returns.
+            self.call.logs.push((level, message.into_owned()));
+        } else {
+            write_log(&self.info.name, level, &message);
         }
         Ok(())
     }
