@@ -444,26 +444,43 @@ async fn a_hook_preempted_on_the_workers_stack_runs_again_and_its_edits_count_on
     // its note on the row and the log, then computes for 30 ms: past its slice, so the call is
     // preempted and the hook runs again from its start on a fiber. What the first run changed must
     // be gone: every row shows each edit once (`+`, never `++`), and the log one line per row.
-    let (_server, case) = served(
-        6,
-        "/echo/{id}",
-        &format!(
-            "execution: {{partitions: 1, concurrency_limit: 2}}\n{}",
-            custom(&guest("hostile.wasm"), "{mode: slow-edit, ms: 30}", "{}")
-        ),
-    )
-    .await;
-    let out = case.run();
-    assert_exit(&out, 0);
-    let rows = read_bronze(&case.bronze());
-    assert_eq!(rows.len(), 6);
-    for row in &rows {
-        let meta = json(&row.response_metadata);
-        assert_eq!(meta["edits"], "+", "row {}: {meta}", row.request_id);
-        assert_eq!(meta["note"], "1+", "row {}: {meta}", row.request_id);
+    // The same in on-request, whose edits are to the row's request.
+    for hook in ["response", "request"] {
+        let (_server, case) = served(
+            6,
+            "/echo/{id}",
+            &format!(
+                "execution: {{partitions: 1, concurrency_limit: 2}}\n{}",
+                custom(
+                    &guest("hostile.wasm"),
+                    &format!("{{mode: slow-edit, ms: 30, hook: {hook}}}"),
+                    "{}"
+                )
+            ),
+        )
+        .await;
+        let out = case.run();
+        assert_exit(&out, 0);
+        let rows = read_bronze(&case.bronze());
+        assert_eq!(rows.len(), 6);
+        for row in &rows {
+            let id = &row.request_id;
+            if hook == "response" {
+                let meta = json(&row.response_metadata);
+                assert_eq!(meta["edits"], "+", "row {id}: {meta}");
+                assert_eq!(meta["note"], "1+", "row {id}: {meta}");
+            } else {
+                let meta = json(&row.request_metadata);
+                assert_eq!(meta["edits"], "+", "row {id}: {meta}");
+            }
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.matches("slow-edit http").count(),
+            6,
+            "{hook}: {stderr}"
+        );
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.matches("slow-edit http").count(), 6, "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

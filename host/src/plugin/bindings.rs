@@ -137,7 +137,7 @@ const MAY_WAIT: &[(&str, &[&str])] = &[
 /// Replaces, in a linker that has WASI, every function that may wait by one that preempts the call
 /// (it runs again on a fiber, where the wait is allowed and bounded), and the streams' destructors
 /// by synchronous ones: no import is left `async`, so a call needs no fiber. Should wasmtime-wasi
-/// add a waiting function this list misses, the instance would need a fiber; `fast` then finds the
+/// add a waiting function this list misses, the instance would need a fiber; `stack` then finds the
 /// plugin cannot be called on the stack, and calls it on fibers only.
 fn never_wait(linker: &mut wasmtime::component::Linker<PluginState>) -> wasmtime::Result<()> {
     use wasmtime::component::{Resource, ResourceType};

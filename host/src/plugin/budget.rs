@@ -16,7 +16,7 @@ use super::sandbox::{PluginInfo, PluginState};
 
 /// How often the epoch advances: the granularity of the CPU deadline, and how long a busy guest runs
 /// before it yields its thread to other rows.
-pub(super) const TICK: Duration = Duration::from_millis(2);
+pub(crate) const TICK: Duration = Duration::from_millis(2);
 
 /// How many epoch ticks a call on the worker's own stack may see before it is preempted: it held
 /// the thread for 2-4 ms (ticks come every [`TICK`]; the first may come right after it began).

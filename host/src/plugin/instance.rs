@@ -24,6 +24,8 @@ pub(super) const PER_WORKER: usize = 4;
 /// A contract world as the host instantiates it.
 pub(super) trait Contract: Send + Sync + 'static {
     const WORLD: World;
+    /// The most instances a worker thread's pool holds.
+    const POOL: usize = PER_WORKER;
     type Pre: Send + Sync;
     type Guest: Send + Sync;
     /// What `init` answers.
@@ -131,10 +133,12 @@ pub(super) struct WasmPlugin<C: Contract> {
 }
 
 /// An instance lent to one call; [`Lease::give_back`] returns it to its pool, dropping the lease
-/// discards it (its guest trapped) and frees its place.
+/// discards it (its guest trapped, or it could not be made) and frees its place.
 pub(super) struct Lease<'a, C: Contract> {
     pub instance: Option<Instance<C>>,
     shard: &'a Shard<C>,
+    /// Given back: its place is freed already.
+    returned: bool,
 }
 
 impl<C: Contract> Lease<'_, C> {
@@ -147,6 +151,7 @@ impl<C: Contract> Lease<'_, C> {
     pub(crate) fn give_back(mut self) {
         let instance = self.instance.take();
         self.end(instance);
+        self.returned = true;
     }
 
     /// Ends the lease: `instance` back to the pool (or none: it was discarded), a waiter woken.
@@ -164,7 +169,11 @@ impl<C: Contract> Lease<'_, C> {
 
 impl<C: Contract> Drop for Lease<'_, C> {
     fn drop(&mut self) {
-        if self.instance.take().is_some() {
+        // Also when it never held an instance: one that could not be made frees its place too
+        // (else a pool whose instantiations fail fills with places no one holds, and its next
+        // call waits for ever).
+        if !self.returned {
+            self.instance = None;
             self.end(None);
         }
     }
@@ -245,7 +254,7 @@ impl<C: Contract> WasmPlugin<C> {
             let returned = shard.returned.notified();
             let idle = {
                 let mut pool = shard.pool.lock().expect("pool lock");
-                if pool.lent < PER_WORKER {
+                if pool.lent < C::POOL {
                     pool.lent += 1;
                     Some(pool.idle.pop())
                 } else {
@@ -263,6 +272,7 @@ impl<C: Contract> WasmPlugin<C> {
             let mut lease = Lease {
                 instance: None,
                 shard,
+                returned: false,
             };
             lease.instance = Some(match idle {
                 Some(instance) => instance,
@@ -282,5 +292,60 @@ impl<C: Contract> WasmPlugin<C> {
             .expect("pool lock")
             .idle
             .push(instance);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::{ApiRequest, ApiResponse, ErrorKind, RequestError};
+
+    /// An auth plugin's way out, unused here.
+    struct NoNetwork;
+
+    impl crate::api::Sender for NoNetwork {
+        fn send(
+            &self,
+            _: Arc<ApiRequest>,
+        ) -> futures::future::BoxFuture<'_, Result<ApiResponse, RequestError>> {
+            Box::pin(async { Err(RequestError::of(ErrorKind::Connect, "no network")) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_instance_that_cannot_be_made_frees_its_place_in_the_pool() {
+        // The hostile fixture refuses to start: every lease fails. Each failure must free its
+        // place: one that kept it filled the pool after PER_WORKER failures, and the next call
+        // waited for ever for an instance no one held.
+        let (engine, _cache) = super::super::engine::start(16, 32).unwrap();
+        let mut linkers = [(); 3].map(|_| Linker::new(&engine));
+        let [middleware, on_stack, auth] = &mut linkers;
+        super::super::bindings::link(middleware, on_stack, auth).unwrap();
+        let bytes = std::fs::read(concat!(env!("SPARKWASM_PLUGIN_DIR"), "/hostile.wasm")).unwrap();
+        let component = Component::new(&engine, bytes).unwrap();
+        let pre = MiddlewareWorld::pre(&linkers[0], &component).unwrap();
+        let info = Arc::new(PluginInfo {
+            name: "hostile".into(),
+            config: r#"{"mode": "init-fails"}"#.into(),
+            limits: Default::default(),
+            env: Vec::new(),
+            wall_clock: false,
+            process: "test".into(),
+            redactor: Default::default(),
+            egress: crate::chain::Egress {
+                hosts: Vec::new(),
+                forward_credentials: false,
+            },
+            sender: Arc::new(NoNetwork),
+        });
+        let plugin = WasmPlugin::<MiddlewareWorld>::new(info, engine, pre, 1);
+        for attempt in 0..PER_WORKER * 3 {
+            let lease = tokio::time::timeout(Duration::from_secs(30), plugin.lease())
+                .await
+                .unwrap_or_else(|_| panic!("lease {attempt} waited for a place no one holds"));
+            assert!(lease.is_err_and(|e| e.contains("refuses to start")));
+        }
     }
 }

@@ -56,7 +56,7 @@ pub(super) struct CallState {
     /// Outbound fetches made by the call (auth plugins).
     pub fetches: u32,
     /// The call runs on the worker's own stack and may be preempted and run again on a fiber:
-    /// what it would change for good is kept until it returns (see `fast`).
+    /// what it would change for good is kept until it returns (see `stack`).
     pub on_stack: bool,
     /// The lent response as it was before the call's first edit (a call on the stack).
     pub response_before: Option<crate::api::ApiResponse>,

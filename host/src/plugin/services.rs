@@ -21,6 +21,9 @@ fn log_enabled(level: host::Level) -> bool {
     }
 }
 
+/// The most log text a call on the stack holds until it returns.
+const MAX_HELD_LOG: usize = 64 << 10;
+
 /// Writes a plugin's log line (already redacted) under its name.
 pub(super) fn write_log(plugin: &str, level: host::Level, message: &str) {
     match level {
@@ -39,7 +42,15 @@ impl host::Host for PluginState {
         }
         let message = self.info.redactor.text(&message);
         if self.call.on_stack {
-            // A preempted call runs again on a fiber: its lines are written once it returns.
+            // A preempted call runs again on a fiber: its lines are written once it returns. One
+            // that logs more than the buffer holds runs on a fiber, which writes as it goes.
+            let held: usize = self.call.logs.iter().map(|(_, line)| line.len()).sum();
+            if held + message.len() > MAX_HELD_LOG {
+                self.budget.preempted = true;
+                return Err(wasmtime::Error::msg(
+                    "preempted: logs more than a call on the stack holds",
+                ));
+            }
             self.call.logs.push((level, message.into_owned()));
         } else {
             write_log(&self.info.name, level, &message);

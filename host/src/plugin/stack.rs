@@ -53,6 +53,9 @@ pub(super) struct Exports {
 
 impl Contract for StackWorld {
     const WORLD: World = World::Middleware;
+    /// Calls on the stack never overlap on a worker: one instance each (a row that finds it being
+    /// made waits for it).
+    const POOL: usize = 1;
     type Pre = StackPre;
     type Guest = Exports;
     type Init = WitHooks;
@@ -125,6 +128,14 @@ impl OnStack {
         component: &Component,
         shards: usize,
     ) -> Result<Self, String> {
+        let slice = budget::TICK * budget::SLICE;
+        if u128::from(info.limits.timeout_ms) < slice.as_millis() {
+            // A call on the stack is stopped at its slice, not at a shorter deadline.
+            return Err(format!(
+                "its limits.timeout_ms is below the {} ms a call on the stack may take",
+                slice.as_millis()
+            ));
+        }
         let pre = StackWorld::pre(linker, component).map_err(|e| format!("{e:#}"))?;
         let plugin = WasmPlugin::<StackWorld>::new(info.clone(), engine.clone(), pre, shards);
         let mut store = plugin.store();
@@ -163,7 +174,15 @@ impl OnStack {
             return None;
         }
         tokio::task::yield_now().await;
-        let mut lease = self.plugin.lease().await.ok()?;
+        let mut lease = match self.plugin.lease().await {
+            Ok(lease) => lease,
+            Err(why) => {
+                // The fiber path makes its own instance (and says why if it cannot either).
+                tracing::debug!(plugin = %self.plugin.info.name, "no instance for the stack: {why}");
+                self.to_fibers();
+                return None;
+            }
+        };
         let store = &mut lease.instance().store;
         let data = store.data_mut();
         data.begin_call(std::mem::take(state), crate::worker::slot());
@@ -187,9 +206,14 @@ impl OnStack {
         if let Some(before) = data.call.scratch_before.take() {
             state.scratch = before;
         }
-        let until = crate::chain::monotonic_ns() + FIBERS_AFTER_PREEMPTION.as_nanos() as u64;
-        self.worker().store(until, Ordering::Relaxed);
+        self.to_fibers();
         // The caller drops the lease, and with it the instance: its guest stopped mid-call.
         true
+    }
+
+    /// This worker calls the plugin on fibers for a while.
+    fn to_fibers(&self) {
+        let until = crate::chain::monotonic_ns() + FIBERS_AFTER_PREEMPTION.as_nanos() as u64;
+        self.worker().store(until, Ordering::Relaxed);
     }
 }
