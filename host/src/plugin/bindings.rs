@@ -70,7 +70,9 @@ pub(super) fn link(
 }
 
 /// The WASI version wasmtime-wasi defines its interfaces at (a guest's import of an earlier 0.2.x
-/// resolves to it).
+/// resolves to it). It must be wasmtime-wasi's: bump it with wasmtime (Cargo.toml). A mismatch
+/// replaces nothing, and every plugin is called on fibers only (`validate`'s line says so; its
+/// e2e test fails).
 const WASI: &str = "0.2.12";
 
 /// The WASI functions that may wait, by interface: the ones wasmtime-wasi defines `async`.

@@ -2,8 +2,8 @@
 //! counted at each epoch tick), and wall time outside its waits (a guest blocked in a WASI call,
 //! where epochs are not checked). A guest on a fiber that holds its worker thread for half a tick
 //! gives it to the other rows (an async yield), so a spinning plugin slows its own rows, not its
-//! neighbours'. A hook called on the worker's own stack (see `stack`) cannot yield: once it has
-//! held the thread for a [`SLICE`] it is preempted, and runs again on a fiber.
+//! neighbours'. A hook called on the worker's own stack (see `stack`) cannot yield: at the
+//! [`STACK_TICKS`]th epoch tick it sees it is preempted, and runs again from its start on a fiber.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,17 +18,17 @@ use super::sandbox::{PluginInfo, PluginState};
 /// before it yields its thread to other rows.
 pub(crate) const TICK: Duration = Duration::from_millis(2);
 
-/// How many epoch ticks a call on the worker's own stack may see before it is preempted: it held
-/// the thread for 2-4 ms (ticks come every [`TICK`]; the first may come right after it began).
-pub(super) const SLICE: u32 = 2;
+/// The epoch tick at which a call on the worker's own stack is preempted: the 2nd it sees, after
+/// 2-4 ms on the thread (ticks come every [`TICK`]; the first may come right after it began).
+pub(super) const STACK_TICKS: u32 = 2;
 
 /// Where a call runs, for the epoch callback.
 #[derive(Clone, Copy)]
 enum On {
     /// On a fiber: it yields every half tick and has its deadline.
     Fiber,
-    /// A hook on the worker's stack: preempted at the epoch tick that leaves none (no clock is
-    /// read to arm it; the deadline is kept by the run on a fiber that follows a preemption).
+    /// A hook on the worker's stack: counts the ticks down, preempted when none are left (no clock
+    /// is read to arm it; the deadline is kept by the run on a fiber that follows a preemption).
     Stack { ticks_left: u32 },
     /// Loading on the stack: its deadline only.
     Load,
@@ -135,13 +135,15 @@ pub(super) fn arm(store: &mut Store<PluginState>) {
     store.set_epoch_deadline(1);
 }
 
-/// Readies a store for a hook on the worker's own stack, preempted after [`SLICE`] ticks. Reads no
+/// Readies a store for a hook on the worker's own stack, preempted at its [`STACK_TICKS`]th tick. Reads no
 /// clock: this is on every hook's path.
 pub(super) fn arm_on_stack(store: &mut Store<PluginState>) {
     let b = &mut store.data_mut().budget;
     b.preempted = false;
     b.deadline_hit = false;
-    b.on = On::Stack { ticks_left: SLICE };
+    b.on = On::Stack {
+        ticks_left: STACK_TICKS,
+    };
     store.set_epoch_deadline(1);
 }
 

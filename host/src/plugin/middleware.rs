@@ -1,5 +1,6 @@
 //! A middleware plugin as a layer of the chain: each hook is one call into a pooled instance, with
-//! the row's request (and response) lent to the guest as handles for the length of the call.
+//! the row's request (and response) lent to the guest as handles for the length of the call; first
+//! on the worker's stack (`stack`), run again on a fiber if it was preempted there.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +64,9 @@ impl WasmMiddleware {
     ) -> Result<T, LayerError> {
         let data = lease.instance().store.data_mut();
         *state = data.end_call();
+        // The copies kept for a preemption are not needed (nor held in an idle instance).
+        data.call.response_before = None;
+        data.call.scratch_before = None;
         for (level, line) in std::mem::take(&mut data.call.logs) {
             write_log(&self.plugin.info.name, level, &line);
         }
@@ -99,17 +103,12 @@ impl WasmMiddleware {
         let store = &mut instance.store;
         let lent = resources::lend_request(store.data_mut(), request.clone());
         let result = instance.guest.on_request.call(&mut *store, (lent,));
-        let taken = resources::take_request(store.data_mut());
-        if stack.preempted(&mut lease, state) {
+        if stack.undo_if_preempted(&mut lease, state, None) {
             return Ok(None);
         }
         let store = &mut lease.instance().store;
-        let result = result.and_then(|(answer,)| match answer {
-            Ok(WitAction::Continue) => Ok(Ok(RequestAction::Continue)),
-            Ok(WitAction::Respond(own)) => resources::take_own_response(store.data_mut(), own)
-                .map(|r| Ok(RequestAction::Respond(r))),
-            Err(e) => Ok(Err(e)),
-        });
+        let taken = resources::take_request(store.data_mut());
+        let result = result.and_then(|(answer,)| request_action(store.data_mut(), answer));
         let action = self
             .finish(lease, state, Some(result), "on-request")?
             .map_err(from_wit_error)?;
@@ -139,14 +138,7 @@ impl WasmMiddleware {
             .await;
         let taken = resources::take_request(store.data_mut());
         // A response of its own leaves the instance's table now.
-        let result = result.map(|r| {
-            r.and_then(|answer| match answer {
-                Ok(WitAction::Continue) => Ok(Ok(RequestAction::Continue)),
-                Ok(WitAction::Respond(own)) => resources::take_own_response(store.data_mut(), own)
-                    .map(|r| Ok(RequestAction::Respond(r))),
-                Err(e) => Ok(Err(e)),
-            })
-        });
+        let result = result.map(|r| r.and_then(|answer| request_action(store.data_mut(), answer)));
         let action = self
             .finish(lease, state, result, "on-request")?
             .map_err(from_wit_error)?;
@@ -176,14 +168,12 @@ impl WasmMiddleware {
             .guest
             .on_response
             .call(&mut *store, (lent, lent_response));
-        let taken = resources::take_request(store.data_mut());
-        let taken_response = resources::take_response(store.data_mut());
-        let before = store.data_mut().call.response_before.take();
-        if stack.preempted(&mut lease, state) {
-            *response = before.or(taken_response).ok_or_else(lost)?;
+        if stack.undo_if_preempted(&mut lease, state, Some(response)) {
             return Ok(None);
         }
         let store = &mut lease.instance().store;
+        let taken = resources::take_request(store.data_mut());
+        let taken_response = resources::take_response(store.data_mut());
         let result = result.and_then(|(action,)| outcome(store.data_mut(), action));
         let action = self.finish(lease, state, Some(result), "on-response")?;
         *request = taken.ok_or_else(lost)?;
@@ -241,11 +231,11 @@ impl WasmMiddleware {
             .guest
             .on_error
             .call(&mut *store, (lent, to_wit_error(error.clone())));
-        let taken = resources::take_request(store.data_mut());
-        if stack.preempted(&mut lease, state) {
+        if stack.undo_if_preempted(&mut lease, state, None) {
             return Ok(None);
         }
         let store = &mut lease.instance().store;
+        let taken = resources::take_request(store.data_mut());
         let result = result.and_then(|(action,)| outcome(store.data_mut(), action));
         let action = self.finish(lease, state, Some(result), "on-error")?;
         *request = taken.ok_or_else(lost)?;
@@ -286,6 +276,21 @@ fn passed_on(action: OutcomeAction, error: RequestError) -> OutcomeAction {
         OutcomeAction::Done => OutcomeAction::Fail(error),
         other => other,
     }
+}
+
+/// The guest's answer to `on-request` as the chain's; a response of its own leaves the instance's
+/// table.
+fn request_action(
+    state: &mut PluginState,
+    answer: Result<WitAction, bindings::WitError>,
+) -> wasmtime::Result<Result<RequestAction, bindings::WitError>> {
+    Ok(match answer {
+        Ok(WitAction::Continue) => Ok(RequestAction::Continue),
+        Ok(WitAction::Respond(own)) => Ok(RequestAction::Respond(resources::take_own_response(
+            state, own,
+        )?)),
+        Err(e) => Err(e),
+    })
 }
 
 /// The guest's answer as the chain's; a response of its own leaves the instance's table.

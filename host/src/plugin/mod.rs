@@ -6,10 +6,12 @@
 //! The house, by lifetime (as wasmtime's wasi-http and spin's factors split theirs):
 //! - [`engine`]: once per run: the engine, its instance pool sizing, the epoch ticker, the cache;
 //! - [`component`]: once per plugin: bytes, digest, compilation, the world check, pre-instantiation;
-//! - [`instance`]: per worker thread: the pools of initialised instances;
+//! - [`instance`]: per worker thread: the pools of initialised instances (a middleware has two: one
+//!   for calls on fibers, one for calls on the stack, see [`stack`]);
 //! - [`sandbox`]: per instance: the store's data, its WASI context and memory cap;
-//! - [`budget`]: per call: the CPU deadline, the yields, the wall bound, the slice;
-//! - [`stack`]: middleware hooks called on the worker's own stack, preempted to a fiber;
+//! - [`budget`]: per call: the CPU deadline, the yields, the wall bound, the ticks on the stack;
+//! - [`stack`]: middleware hooks called on the worker's own stack, run again on a fiber when
+//!   preempted;
 //! - [`bindings`]: the contract's generated bindings (private), [`resources`] and [`services`]: the
 //!   host's side of it;
 //! - [`middleware`] and [`auth`]: the two worlds as the rest of the host sees them;

@@ -1,15 +1,21 @@
-//! Hooks called on the worker's own stack. A call on a fiber (wasmtime's `call_async`) can yield and
-//! wait, and costs a fiber's set-up and two stack switches: about half of what wasmtime spends on a
-//! hook that does little (measured: 0.44-0.61 µs for a passthrough `on-request` called on the
-//! stack, 1.02-1.25 µs on a fiber). A middleware hook rarely needs either: so each hook is first
-//! called on the stack, on an instance of a second pool whose linker has no waiting import
-//! ([`super::bindings::link`]), and is preempted when it would need a fiber: when it has held the
-//! thread for a [`budget::SLICE`] of epoch ticks (a spinning or slow guest) or calls a WASI function that may wait. A
-//! preempted call leaves nothing behind: its instance is dropped, the row's response and notes are
-//! put back as they were (kept at their first edit), its log lines are not written; the hook then
-//! runs from its start on a fiber, as every hook did before, where it yields every half tick and
+//! Hooks called on the worker's own stack. A call on a fiber (wasmtime's `call_async`: a stack of
+//! its own, so the call can pause) can yield and wait, and costs a fiber's set-up and two stack
+//! switches: about half of what wasmtime spends on a hook that does little (measured: 0.44-0.61 µs
+//! for a passthrough `on-request` called on the stack, 1.02-1.25 µs on a fiber). A middleware hook
+//! rarely needs either: so each hook is first called on the stack, on an instance of a second pool
+//! whose linker has no waiting import, and is preempted when it would need a fiber: at its
+//! [`budget::STACK_TICKS`]th epoch tick (a slow or spinning guest) or when it calls a WASI function
+//! that may wait. A preempted call leaves nothing behind: its instance is dropped, the row's
+//! response and notes are put back as they were, its log lines are not written; the hook then runs
+//! again from its start on a fiber, as every hook did before, where it yields every half tick and
 //! may wait within its bounds. For a second after a preemption the plugin's hooks on that worker go
 //! to fibers directly, so a plugin that always needs one pays the preemption once a second.
+//!
+//! Where the parts are: the linker that never waits, `bindings::never_wait`; the tick countdown,
+//! `budget::On::Stack`; the copies made before a first edit, `resources` (the response, the notes;
+//! an edited request is always a copy, `Arc::make_mut`); the held log lines, `services`; the
+//! callers and their fallback, `middleware::*_on_stack`; load and `validate`'s line, `mod.rs`
+//! (`OnStack::new`); the worker threads' stack, `execute::WORKER_STACK`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -128,7 +134,7 @@ impl OnStack {
         component: &Component,
         shards: usize,
     ) -> Result<Self, String> {
-        let slice = budget::TICK * budget::SLICE;
+        let slice = budget::TICK * budget::STACK_TICKS;
         if u128::from(info.limits.timeout_ms) < slice.as_millis() {
             // A call on the stack is stopped at its slice, not at a shorter deadline.
             return Err(format!(
@@ -161,7 +167,8 @@ impl OnStack {
         })
     }
 
-    fn worker(&self) -> &AtomicU64 {
+    /// This worker's "fibers until".
+    fn fibers_until_here(&self) -> &AtomicU64 {
         &self.fibers_until[crate::worker::pool_index(self.fibers_until.len())]
     }
 
@@ -169,10 +176,14 @@ impl OnStack {
     /// stack; `None` when this worker calls the plugin on fibers now, or no instance could be made
     /// (the fiber path then makes its own, and says why if it cannot).
     pub(super) async fn begin(&self, state: &mut LayerState) -> Option<Lease<'_, StackWorld>> {
-        let until = self.worker().load(Ordering::Relaxed);
-        if until != 0 && until > crate::chain::monotonic_ns() {
+        let until = self.fibers_until_here().load(Ordering::Relaxed);
+        // 0 (never preempted) needs no clock read.
+        if until > 0 && until > crate::chain::monotonic_ns() {
             return None;
         }
+        // Gives way once, as `WasmMiddleware::begin` explains. After a preemption the fiber path
+        // gives way again: the row goes back to the end of the worker's queue, as a yielding
+        // guest does.
         tokio::task::yield_now().await;
         let mut lease = match self.plugin.lease().await {
             Ok(lease) => lease,
@@ -191,12 +202,16 @@ impl OnStack {
         Some(lease)
     }
 
-    /// After a call: whether it was preempted. If so the row's layer state is put back as it was
-    /// (`state`), the instance is dropped, and this worker's calls go to fibers for a while.
-    pub(super) fn preempted(
+    /// After a call: whether it was preempted. If so the row is put back as it was before it:
+    /// its layer state (`state`) and the `response` lent to the call (from its copy made before
+    /// the first edit, else as lent); the caller drops the lease, and with it the instance; this
+    /// worker's calls go to fibers for a while. (The request needs nothing: an edited one is a
+    /// copy, dropped with the instance.)
+    pub(super) fn undo_if_preempted(
         &self,
         lease: &mut Lease<'_, StackWorld>,
         state: &mut LayerState,
+        response: Option<&mut ApiResponse>,
     ) -> bool {
         let data = lease.instance().store.data_mut();
         if !data.budget.preempted {
@@ -206,6 +221,12 @@ impl OnStack {
         if let Some(before) = data.call.scratch_before.take() {
             state.scratch = before;
         }
+        if let Some(response) = response {
+            let before = data.call.response_before.take();
+            if let Some(lent) = before.or_else(|| data.call.response.take()) {
+                *response = lent;
+            }
+        }
         self.to_fibers();
         // The caller drops the lease, and with it the instance: its guest stopped mid-call.
         true
@@ -214,6 +235,6 @@ impl OnStack {
     /// This worker calls the plugin on fibers for a while.
     fn to_fibers(&self) {
         let until = crate::chain::monotonic_ns() + FIBERS_AFTER_PREEMPTION.as_nanos() as u64;
-        self.worker().store(until, Ordering::Relaxed);
+        self.fibers_until_here().store(until, Ordering::Relaxed);
     }
 }
