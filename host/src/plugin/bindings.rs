@@ -142,7 +142,7 @@ const MAY_WAIT: &[(&str, &[&str])] = &[
 /// add a waiting function this list misses, the instance would need a fiber; `stack` then finds the
 /// plugin cannot be called on the stack, and calls it on fibers only.
 fn never_wait(linker: &mut wasmtime::component::Linker<PluginState>) -> wasmtime::Result<()> {
-    use wasmtime::component::{Resource, ResourceType};
+    use wasmtime::component::ResourceType;
     use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
     linker.allow_shadowing(true);
     for (interface, functions) in MAY_WAIT {
@@ -152,24 +152,8 @@ fn never_wait(linker: &mut wasmtime::component::Linker<PluginState>) -> wasmtime
         }
     }
     let mut streams = linker.instance(&format!("wasi:io/streams@{WASI}"))?;
-    streams.resource(
-        "input-stream",
-        ResourceType::host::<DynInputStream>(),
-        |mut store, rep| {
-            let stream = Resource::<DynInputStream>::new_own(rep);
-            drop(store.data_mut().table.delete(stream)?);
-            Ok(())
-        },
-    )?;
-    streams.resource(
-        "output-stream",
-        ResourceType::host::<DynOutputStream>(),
-        |mut store, rep| {
-            let stream = Resource::<DynOutputStream>::new_own(rep);
-            drop(store.data_mut().table.delete(stream)?);
-            Ok(())
-        },
-    )?;
+    dropped_at_once::<DynInputStream>(&mut streams, "input-stream")?;
+    dropped_at_once::<DynOutputStream>(&mut streams, "output-stream")?;
     // A UDP socket's outgoing stream has an async destructor and a type wasmtime-wasi keeps
     // private. None can exist in a call on the stack (making a UDP socket, or its streams,
     // preempts it), so a stand-in type takes its place, and its methods preempt too.
@@ -187,6 +171,19 @@ fn never_wait(linker: &mut wasmtime::component::Linker<PluginState>) -> wasmtime
     }
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// Defines resource `name` of host type `T` with a synchronous destructor: the table entry is
+/// dropped at once.
+fn dropped_at_once<T: Send + 'static>(
+    instance: &mut wasmtime::component::LinkerInstance<'_, PluginState>,
+    name: &str,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::{Resource, ResourceType};
+    instance.resource(name, ResourceType::host::<T>(), |mut store, rep| {
+        drop(store.data_mut().table.delete(Resource::<T>::new_own(rep))?);
+        Ok(())
+    })
 }
 
 /// Stands in for a UDP socket's outgoing stream in the linker of calls on the stack (never made).

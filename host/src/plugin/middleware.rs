@@ -6,14 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use wasmtime::Store;
+use wasmtime::component::Resource;
 
 use super::bindings::{self, WitAction, WitOutcome, from_wit_error, to_wit_error};
 use super::budget::{self, describe_failure, stuck, watchdog};
 use super::instance::{Contract, Lease, MiddlewareWorld, WasmPlugin};
 use super::resources;
+use super::resources::HeldRequest;
 use super::sandbox::PluginState;
 use super::services::write_log;
-use super::stack::OnStack;
+use super::stack::{Exports, OnStack, StackWorld};
 use crate::api::{ApiRequest, ApiResponse, ErrorKind, RequestError};
 use crate::chain::{Egress, Hooks, Layer, LayerError, LayerState, OutcomeAction, RequestAction};
 
@@ -86,29 +89,62 @@ impl WasmMiddleware {
         }
     }
 
-    /// `on-request` on the stack; `None` if it was not called there or was preempted (the row is
-    /// as it was).
+    /// Calls a hook on the worker's stack with the row's request (and `response`) lent to it, and
+    /// takes them back; `None` when it was not called there or was preempted (the row is as it
+    /// was).
+    async fn on_stack<T>(
+        &self,
+        request: &Arc<ApiRequest>,
+        mut response: Option<&mut ApiResponse>,
+        state: &mut LayerState,
+        call: impl FnOnce(
+            &Exports,
+            &mut Store<PluginState>,
+            Resource<HeldRequest>,
+            Option<Resource<ApiResponse>>,
+        ) -> wasmtime::Result<T>,
+    ) -> Option<OnStackCall<'_, T>> {
+        let stack = self.on_stack.as_ref()?;
+        let mut lease = stack.begin(state).await?;
+        let instance = lease.instance();
+        let store = &mut instance.store;
+        let lent = resources::lend_request(store.data_mut(), request.clone());
+        let lent_response = response
+            .as_deref_mut()
+            .map(|r| resources::lend_response(store.data_mut(), std::mem::take(r)));
+        let result = call(&instance.guest, store, lent, lent_response);
+        if stack.undo_if_preempted(&mut lease, state, response) {
+            return None;
+        }
+        let data = lease.instance().store.data_mut();
+        Some(OnStackCall {
+            request: resources::take_request(data),
+            response: resources::take_response(data),
+            result,
+            lease,
+        })
+    }
+
+    /// `on-request` on the stack; `None` if it was not called there or was preempted.
     async fn request_on_stack(
         &self,
         request: &mut Arc<ApiRequest>,
         state: &mut LayerState,
     ) -> Result<Option<RequestAction>, LayerError> {
-        let Some(stack) = &self.on_stack else {
+        let called = self.on_stack(request, None, state, |guest, store, lent, _| {
+            guest.on_request.call(store, (lent,))
+        });
+        let Some(OnStackCall {
+            mut lease,
+            request: taken,
+            result,
+            ..
+        }) = called.await
+        else {
             return Ok(None);
         };
-        let Some(mut lease) = stack.begin(state).await else {
-            return Ok(None);
-        };
-        let instance = lease.instance();
-        let store = &mut instance.store;
-        let lent = resources::lend_request(store.data_mut(), request.clone());
-        let result = instance.guest.on_request.call(&mut *store, (lent,));
-        if stack.undo_if_preempted(&mut lease, state, None) {
-            return Ok(None);
-        }
-        let store = &mut lease.instance().store;
-        let taken = resources::take_request(store.data_mut());
-        let result = result.and_then(|(answer,)| request_action(store.data_mut(), answer));
+        let data = lease.instance().store.data_mut();
+        let result = result.and_then(|(answer,)| request_action(data, answer));
         let action = self
             .finish(lease, state, Some(result), "on-request")?
             .map_err(from_wit_error)?;
@@ -146,35 +182,34 @@ impl WasmMiddleware {
         Ok(action)
     }
 
-    /// `on-response` on the stack; `None` if it was not called there or was preempted (the row's
-    /// request, response and state are as they were).
+    /// `on-response` on the stack; `None` if it was not called there or was preempted.
     async fn response_on_stack(
         &self,
         request: &mut Arc<ApiRequest>,
         response: &mut ApiResponse,
         state: &mut LayerState,
     ) -> Result<Option<OutcomeAction>, LayerError> {
-        let Some(stack) = &self.on_stack else {
+        let called = self.on_stack(
+            request,
+            Some(response),
+            state,
+            |guest, store, lent, lent_response| {
+                let lent_response =
+                    lent_response.ok_or_else(|| wasmtime::Error::msg("no response lent"))?;
+                guest.on_response.call(store, (lent, lent_response))
+            },
+        );
+        let Some(OnStackCall {
+            mut lease,
+            request: taken,
+            response: taken_response,
+            result,
+        }) = called.await
+        else {
             return Ok(None);
         };
-        let Some(mut lease) = stack.begin(state).await else {
-            return Ok(None);
-        };
-        let instance = lease.instance();
-        let store = &mut instance.store;
-        let lent = resources::lend_request(store.data_mut(), request.clone());
-        let lent_response = resources::lend_response(store.data_mut(), std::mem::take(response));
-        let result = instance
-            .guest
-            .on_response
-            .call(&mut *store, (lent, lent_response));
-        if stack.undo_if_preempted(&mut lease, state, Some(response)) {
-            return Ok(None);
-        }
-        let store = &mut lease.instance().store;
-        let taken = resources::take_request(store.data_mut());
-        let taken_response = resources::take_response(store.data_mut());
-        let result = result.and_then(|(action,)| outcome(store.data_mut(), action));
+        let data = lease.instance().store.data_mut();
+        let result = result.and_then(|(action,)| outcome(data, action));
         let action = self.finish(lease, state, Some(result), "on-response")?;
         *request = taken.ok_or_else(lost)?;
         *response = taken_response.ok_or_else(lost)?;
@@ -218,25 +253,22 @@ impl WasmMiddleware {
         error: &RequestError,
         state: &mut LayerState,
     ) -> Result<Option<OutcomeAction>, LayerError> {
-        let Some(stack) = &self.on_stack else {
+        let called = self.on_stack(request, None, state, |guest, store, lent, _| {
+            guest
+                .on_error
+                .call(store, (lent, to_wit_error(error.clone())))
+        });
+        let Some(OnStackCall {
+            mut lease,
+            request: taken,
+            result,
+            ..
+        }) = called.await
+        else {
             return Ok(None);
         };
-        let Some(mut lease) = stack.begin(state).await else {
-            return Ok(None);
-        };
-        let instance = lease.instance();
-        let store = &mut instance.store;
-        let lent = resources::lend_request(store.data_mut(), request.clone());
-        let result = instance
-            .guest
-            .on_error
-            .call(&mut *store, (lent, to_wit_error(error.clone())));
-        if stack.undo_if_preempted(&mut lease, state, None) {
-            return Ok(None);
-        }
-        let store = &mut lease.instance().store;
-        let taken = resources::take_request(store.data_mut());
-        let result = result.and_then(|(action,)| outcome(store.data_mut(), action));
+        let data = lease.instance().store.data_mut();
+        let result = result.and_then(|(action,)| outcome(data, action));
         let action = self.finish(lease, state, Some(result), "on-error")?;
         *request = taken.ok_or_else(lost)?;
         Ok(Some(action))
@@ -268,6 +300,15 @@ impl WasmMiddleware {
         *request = taken.ok_or_else(lost)?;
         Ok(passed_on(action, error))
     }
+}
+
+/// A hook called on the stack and not preempted: the instance's lease, the lent request and
+/// response taken back, and what the call returned.
+struct OnStackCall<'a, T> {
+    lease: Lease<'a, StackWorld>,
+    request: Option<Arc<ApiRequest>>,
+    response: Option<ApiResponse>,
+    result: wasmtime::Result<T>,
 }
 
 /// `done` after an error passes it on.

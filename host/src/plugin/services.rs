@@ -24,6 +24,9 @@ fn log_enabled(level: host::Level) -> bool {
 /// The most log text a call on the stack holds until it returns.
 const MAX_HELD_LOG: usize = 64 << 10;
 
+/// What a held line counts for besides its text (so that empty lines are bounded too).
+const HELD_LINE_COST: usize = 64;
+
 /// Writes a plugin's log line (already redacted) under its name.
 pub(super) fn write_log(plugin: &str, level: host::Level, message: &str) {
     match level {
@@ -44,8 +47,10 @@ impl host::Host for PluginState {
         if self.call.on_stack {
             // A preempted call runs again on a fiber: its lines are written once it returns. One
             // that logs more than the buffer holds runs on a fiber, which writes as it goes.
-            let held: usize = self.call.logs.iter().map(|(_, line)| line.len()).sum();
-            if held + message.len() > MAX_HELD_LOG {
+            let held: usize = (self.call.logs.iter())
+                .map(|(_, line)| line.len() + HELD_LINE_COST)
+                .sum();
+            if held + message.len() + HELD_LINE_COST > MAX_HELD_LOG {
                 self.budget.preempted = true;
                 return Err(wasmtime::Error::msg(
                     "preempted: logs more than a call on the stack holds",
